@@ -1,0 +1,73 @@
+# clipmesh — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+BUF := node_modules/.bin/buf
+# The previous commit of main: `buf breaking` compares the protos against it.
+BREAKING_BASE ?= HEAD~1
+
+.PHONY: help install system-deps generate check-generated lint breaking test test-unit \
+        test-integration up demo bench clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed node_modules/.installed system-deps  ## Create .venv and install everything.
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	# `npm ci` trips over the optional per-platform buf packages missing from the lock file
+	# (npm 11); `npm install` honours the lock and the exact version pinned in package.json.
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+system-deps:  ## Install the Debian tools the tests use (promtool), when missing.
+	@bash tools/install_system_deps.sh
+
+generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api from protos/.
+	$(PY) tools/generate_protos.py
+
+check-generated: $(VENV)/.installed  ## Fail if generated code differs from protos/.
+	$(PY) tools/generate_protos.py --check
+
+lint: $(VENV)/.installed node_modules/.installed  ## ruff + buf lint + buf breaking.
+	$(BIN)/ruff check services clients/clipmesh_client tests tools bench
+	$(BIN)/ruff format --check services clients/clipmesh_client tests tools bench
+	$(BUF) lint
+	@$(MAKE) --no-print-directory breaking
+
+breaking: node_modules/.installed  ## buf breaking against the previous commit of main.
+	@if git rev-parse --verify --quiet "$(BREAKING_BASE)" >/dev/null && \
+	    git cat-file -e "$(BREAKING_BASE):protos" 2>/dev/null; then \
+	  echo "buf breaking against $(BREAKING_BASE)"; \
+	  $(BUF) breaking --against ".git#ref=$(BREAKING_BASE),subdir=protos"; \
+	else echo "buf breaking: no earlier protos at $(BREAKING_BASE); nothing to compare"; fi
+
+test: $(VENV)/.installed  ## Run the test suite.
+	$(BIN)/pytest -q
+
+test-unit: $(VENV)/.installed
+	$(BIN)/pytest -q tests/unit
+
+test-integration: $(VENV)/.installed
+	$(BIN)/pytest -q tests/integration
+
+up: $(VENV)/.installed  ## Run the whole mesh locally (Ctrl-C stops it).
+	$(BIN)/clipmesh up
+
+demo: $(VENV)/.installed  ## The main job on the embedded defaults, offline.
+	$(BIN)/clipmesh demo
+
+bench: $(VENV)/.installed  ## All benchmarks (tables printed, JSON in bench/results/).
+	@echo "no benchmarks yet"
+
+clean:  ## Remove local state (not the venv).
+	rm -rf clipmesh-data .pytest_cache .ruff_cache

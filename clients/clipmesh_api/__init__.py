@@ -1,0 +1,1 @@
+"""Generated gRPC stubs and messages for clipmesh. Do not edit: run `make generate`."""

@@ -1,0 +1,168 @@
+"""Typed client errors, mapped from gRPC status codes and the services' `ErrorInfo`.
+
+Match on the exception class (or `.reason`), never on message text: messages are for people
+and may change; codes and reasons are the contract.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+class ClipmeshError(Exception):
+    """A clipmesh call failed.
+
+    Attributes:
+        code: The gRPC status code.
+        message: The service's explanation (what was wrong and where).
+        reason: The stable `ErrorInfo.reason` ("INVALID_ARGUMENT", "QUEUE_FULL", …), or "".
+        domain: The `ErrorInfo.domain` ("encoder.clipmesh", …), or "".
+        metadata: The `ErrorInfo.metadata` (for example the offending `field`).
+        retry_after_s: The service's suggested wait before retrying, when it gave one.
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        reason: str = "",
+        domain: str = "",
+        metadata: dict[str, str] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.reason = reason
+        self.domain = domain
+        self.metadata = metadata or {}
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+class InvalidArgumentError(ClipmeshError):
+    """The request was malformed; `metadata["field"]` names the field when known."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFoundError(ClipmeshError):
+    """A named resource does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExistsError(ClipmeshError):
+    """A resource to create exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPreconditionError(ClipmeshError):
+    """The system is not in a state the request needs."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PermissionDeniedError(ClipmeshError):
+    """The caller may not do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class UnauthenticatedError(ClipmeshError):
+    """Credentials are missing or invalid."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhaustedError(ClipmeshError):
+    """A queue or quota is full; see `retry_after_s`."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnavailableError(ClipmeshError):
+    """The service (or one it depends on) cannot be reached now."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceededError(ClipmeshError):
+    """The call did not finish within its deadline."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class CancelledError(ClipmeshError):
+    """The call was cancelled."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
+class UnimplementedError(ClipmeshError):
+    """The service does not offer this call."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class InternalError(ClipmeshError):
+    """The service failed unexpectedly; its log has the details."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ClipmeshError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError,
+        NotFoundError,
+        AlreadyExistsError,
+        FailedPreconditionError,
+        PermissionDeniedError,
+        UnauthenticatedError,
+        ResourceExhaustedError,
+        UnavailableError,
+        DeadlineExceededError,
+        CancelledError,
+        UnimplementedError,
+        InternalError,
+    )
+}
+
+
+def from_rpc_error(error: grpc.RpcError) -> ClipmeshError:
+    """The typed error for a failed call, with its `ErrorInfo` and `RetryInfo` unpacked.
+
+    Use as `raise from_rpc_error(exc) from exc` so the transport error stays chained.
+    """
+    code = error.code()  # type: ignore[attr-defined]
+    message = error.details() or code.name  # type: ignore[attr-defined]
+    reason, domain, metadata, retry_after_s = "", "", {}, None
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after_s = retry.retry_delay.ToMilliseconds() / 1000
+    error_type = _BY_CODE.get(code, ClipmeshError)
+    return error_type(
+        message,
+        code=code,
+        reason=reason,
+        domain=domain,
+        metadata=metadata,
+        retry_after_s=retry_after_s,
+    )

@@ -1,0 +1,1 @@
+"""The `clipmesh` command line: run services, the local mesh, and talk to a running mesh."""

@@ -1,0 +1,174 @@
+"""The `clipmesh` console script."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from clipmesh import __version__
+from clipmesh.cli.mesh import LocalMesh, MeshError
+from clipmesh.cli.probe import connect_address, health_status, list_services
+from clipmesh.cli.serve import serve_group
+from clipmesh.cli.services import CONFIG_TYPES
+from clipmesh.runtime.config import ConfigError, load_config
+
+console = Console()
+
+
+@click.group()
+@click.version_option(__version__, prog_name="clipmesh")
+def cli() -> None:
+    """clipmesh: find videos by image, text or clip; generate video; previs from a script."""
+
+
+cli.add_command(serve_group)
+
+
+class _Stop(Exception):
+    """Raised from a signal handler to leave the supervisor's wait."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def run_mesh(mesh: LocalMesh, *, startup_timeout_s: float, then=None) -> int:
+    """Starts `mesh`, shows it, then runs `then(mesh)` or waits for a signal; always stops it."""
+    try:
+        mesh.plan()
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    exit_code = 0
+    try:
+        console.print(f"starting the clipmesh mesh (data in {mesh.data_dir}) …")
+        mesh.start()
+        started = time.monotonic()
+        mesh.wait_until_serving(startup_timeout_s)
+        console.print(_mesh_table(mesh, time.monotonic() - started))
+        if then is not None:
+            exit_code = then(mesh)
+        else:
+            console.print("all services SERVING — Ctrl-C stops them")
+            while True:
+                mesh.check_alive()
+                time.sleep(0.5)
+    except _Stop as stop:
+        console.print(f"{stop}: stopping")
+    except MeshError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        exit_code = 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        codes = mesh.stop()
+        unclean = {n: c for n, c in codes.items() if c not in (0, None)}
+        console.print("stopped" + (f" (unclean exits: {unclean})" if unclean else " cleanly"))
+    return exit_code
+
+
+def _mesh_table(mesh: LocalMesh, elapsed_s: float) -> Table:
+    table = Table(title=f"clipmesh is up ({elapsed_s:.1f}s)")
+    for column in ("service", "gRPC", "metrics", "pid", "log"):
+        table.add_column(column)
+    for s in mesh.services:
+        log = "console" if mesh.log_to_console else str(s.log_path)
+        table.add_row(s.name, s.address, s.metrics_url, str(s.process.pid), log)
+    return table
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("clipmesh-data"),
+    show_default=True,
+    help="Root of every service's state and logs.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address services bind.")
+@click.option(
+    "--startup-timeout-s",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="How long to wait for every service to report SERVING.",
+)
+@click.option("--log-to-console", is_flag=True, help="Show service logs here instead of files.")
+def up(data_dir: Path, host: str, startup_timeout_s: float, log_to_console: bool) -> None:
+    """Run the whole mesh locally with the embedded defaults until Ctrl-C or SIGTERM."""
+    mesh = LocalMesh(data_dir=data_dir.resolve(), host=host, log_to_console=log_to_console)
+    sys.exit(run_mesh(mesh, startup_timeout_s=startup_timeout_s))
+
+
+def _service_addresses() -> dict[str, str]:
+    addresses = {}
+    for name, config_type in CONFIG_TYPES.items():
+        config = load_config(config_type)
+        addresses[name] = connect_address(config.host, config.port)
+    return addresses
+
+
+def mesh_status(addresses: dict[str, str]) -> list[dict[str, object]]:
+    """Health and exposed services of each service at `addresses`."""
+    rows = []
+    for name, target in addresses.items():
+        status = health_status(target)
+        services = list_services(target) if status != "UNREACHABLE" else []
+        rows.append(
+            {"service": name, "address": target, "health": status, "grpc_services": services}
+        )
+    return rows
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(as_json: bool) -> None:
+    """Health of every service (addresses from CLIPMESH_<SERVICE>_HOST/PORT)."""
+    try:
+        rows = mesh_status(_service_addresses())
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _print_status(rows, as_json)
+    sys.exit(0 if all(r["health"] == "SERVING" for r in rows) else 1)
+
+
+def _print_status(rows: list[dict[str, object]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="clipmesh status")
+    for column in ("service", "address", "health", "gRPC services"):
+        table.add_column(column)
+    for row in rows:
+        colour = "green" if row["health"] == "SERVING" else "red"
+        services = ", ".join(s for s in row["grpc_services"] if s.startswith("clipmesh."))
+        table.add_row(row["service"], row["address"], f"[{colour}]{row['health']}[/]", services)
+    console.print(table)
+
+
+@cli.command()
+def demo() -> None:
+    """Start the mesh on the embedded defaults, show every service's health, and stop it."""
+
+    def show(mesh: LocalMesh) -> int:
+        rows = mesh_status({s.name: s.address for s in mesh.services})
+        _print_status(rows, as_json=False)
+        return 0 if all(r["health"] == "SERVING" for r in rows) else 1
+
+    with tempfile.TemporaryDirectory(prefix="clipmesh-demo-") as data_dir:
+        mesh = LocalMesh(data_dir=Path(data_dir))
+        sys.exit(run_mesh(mesh, startup_timeout_s=180.0, then=show))
+
+
+def main() -> None:
+    """Entry point of the `clipmesh` console script."""
+    cli()

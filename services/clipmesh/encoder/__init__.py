@@ -1,0 +1,1 @@
+"""The encoder service: open_clip embeddings of images and texts, batched across requests."""

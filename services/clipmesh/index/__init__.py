@@ -1,0 +1,1 @@
+"""The index service: durable video segments with their vectors, searched for moments."""

@@ -1,0 +1,1 @@
+"""The orchestrator: clipmesh's public API (search, ingest, previs) over the other services."""

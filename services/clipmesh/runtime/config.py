@@ -1,0 +1,205 @@
+"""Service configuration: one frozen dataclass per service, filled from its defaults, then
+`CLIPMESH_<SERVICE>_<FIELD>` environment variables, then command-line flags, and validated at
+start-up with errors that name the bad setting.
+
+A field is declared with `setting(default, help=..., minimum=..., maximum=..., choices=...)`.
+Supported types: str, int, float, bool, Path and tuple[str, ...] (comma-separated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range. The message names the setting."""
+
+
+def setting(
+    default: Any,
+    *,
+    help: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+) -> Any:
+    """Declares a config field with its documentation, bounds, and whether it is a secret
+    (secrets are never logged or shown)."""
+    meta = {
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "choices": choices,
+        "secret": secret,
+    }
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    """Settings every clipmesh service has. Subclasses set `SERVICE` and add their own fields."""
+
+    SERVICE: ClassVar[str] = ""
+
+    host: str = setting("0.0.0.0", help="Address the gRPC server binds (0.0.0.0 = all).")
+    port: int = setting(0, help="gRPC port (0 = any free port).", minimum=0, maximum=65535)
+    metrics_host: str = setting("0.0.0.0", help="Address the Prometheus metrics server binds.")
+    metrics_port: int = setting(
+        0, help="Prometheus metrics HTTP port (0 = any free port).", minimum=0, maximum=65535
+    )
+    data_dir: Path = setting(Path("clipmesh-data"), help="Directory for the service's state.")
+    grace_s: float = setting(
+        10.0, help="Seconds in-flight RPCs get to finish on SIGTERM.", minimum=0, maximum=600
+    )
+    drain_delay_s: float = setting(
+        0.0,
+        help="Seconds to report NOT_SERVING before refusing new RPCs on SIGTERM, so load "
+        "balancers stop routing first (set a few seconds on Kubernetes).",
+        minimum=0,
+        maximum=120,
+    )
+    max_message_mb: int = setting(
+        64, help="Largest gRPC message accepted or sent, in MiB.", minimum=1, maximum=1024
+    )
+    keepalive_time_s: float = setting(
+        30.0, help="Seconds between HTTP/2 keepalive pings on idle connections.", minimum=1
+    )
+    keepalive_timeout_s: float = setting(
+        10.0, help="Seconds to wait for a keepalive ping's answer.", minimum=1
+    )
+    max_connection_age_s: float = setting(
+        300.0,
+        help="Seconds after which a client connection is gracefully closed, so clients "
+        "re-resolve and spread over new replicas (0 = never).",
+        minimum=0,
+    )
+    log_level: str = setting(
+        "INFO", help="Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    otlp_endpoint: str = setting(
+        "", help="OTLP/gRPC endpoint for traces (host:port); empty disables export."
+    )
+
+    def validate(self) -> None:
+        """Cross-field checks; subclasses extend. Raises ConfigError."""
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The environment variable that sets `field_name`."""
+        return f"CLIPMESH_{cls.SERVICE.upper()}_{field_name.upper()}"
+
+    @classmethod
+    def flag_name(cls, field_name: str) -> str:
+        """The command-line flag that sets `field_name`."""
+        return "--" + field_name.replace("_", "-")
+
+
+ConfigT = TypeVar("ConfigT", bound=ServiceConfig)
+
+
+def fields_of(config_type: type[ServiceConfig]) -> list[dataclasses.Field[Any]]:
+    """The settings of a config class, in declaration order."""
+    return [f for f in dataclasses.fields(config_type) if f.init]
+
+
+def load_config(
+    config_type: type[ConfigT],
+    *,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str | None] | None = None,
+) -> ConfigT:
+    """Builds and validates a config: defaults, then environment, then flags.
+
+    Args:
+        config_type: The service's config dataclass.
+        environ: Environment to read (defaults to `os.environ`).
+        flags: Field name → raw string from the command line; None values are ignored.
+
+    Raises:
+        ConfigError: naming the environment variable or flag whose value is bad.
+    """
+    environ = os.environ if environ is None else environ
+    flags = flags or {}
+    unknown = set(flags) - {f.name for f in fields_of(config_type)}
+    if unknown:
+        raise ConfigError(f"unknown setting(s) for {config_type.SERVICE}: {sorted(unknown)}")
+    hints = typing.get_type_hints(config_type)
+    values: dict[str, Any] = {}
+    for field in fields_of(config_type):
+        env_var = config_type.env_name(field.name)
+        raw, source = flags.get(field.name), config_type.flag_name(field.name)
+        if raw is None and env_var in environ:
+            raw, source = environ[env_var], env_var
+        if raw is None:
+            continue
+        values[field.name] = _parse(raw, hints[field.name], field, source)
+    config = config_type(**values)
+    for field in fields_of(config_type):
+        _check_bounds(config_type, field, getattr(config, field.name))
+    config.validate()
+    return config
+
+
+def _parse_bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError("expected true/false")
+
+
+_PARSERS: dict[Any, Any] = {
+    bool: _parse_bool,
+    int: int,
+    float: float,
+    str: str,
+    Path: lambda raw: Path(raw).expanduser(),
+}
+
+
+def _parse(raw: str, hint: Any, field: dataclasses.Field[Any], source: str) -> Any:
+    """Converts one raw string to the field's type, or raises ConfigError naming `source`."""
+    raw = raw.strip()
+    if typing.get_origin(hint) is tuple:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    parser = _PARSERS.get(hint)
+    if parser is None:
+        raise ConfigError(f"{source}: unsupported setting type {hint!r} for {field.name}")
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}={raw!r} is not a valid {_type_name(hint)} ({exc})") from exc
+
+
+def _check_bounds(
+    config_type: type[ServiceConfig], field: dataclasses.Field[Any], value: Any
+) -> None:
+    meta = field.metadata
+    where = f"{config_type.env_name(field.name)} / {config_type.flag_name(field.name)}"
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where}={value!r} must be one of {list(meta['choices'])}")
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        raise ConfigError(f"{where}={value!r} must be at least {meta['minimum']}")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ConfigError(f"{where}={value!r} must be at most {meta['maximum']}")
+
+
+def _type_name(hint: Any) -> str:
+    return {int: "integer", float: "number", bool: "boolean", Path: "path"}.get(hint, str(hint))
+
+
+def describe(config: ServiceConfig) -> dict[str, Any]:
+    """The config as plain values for the start-up log line, secrets redacted."""
+    return {
+        f.name: "<redacted>" if f.metadata.get("secret") else str(getattr(config, f.name))
+        for f in fields_of(type(config))
+    }

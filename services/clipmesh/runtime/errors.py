@@ -1,0 +1,247 @@
+"""Domain errors and their one mapping to gRPC status.
+
+Service code raises the exceptions below; `ErrorInterceptor` turns each into its canonical
+status code with a `google.rpc.Status` that carries an `ErrorInfo` (reason, domain, metadata) —
+and a `RetryInfo` where a retry delay is known. Anything else is logged with its traceback and
+answered INTERNAL with a generic message. Clients read the details with
+`clipmesh_client.errors.from_rpc_error()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar, NoReturn
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry import trace
+
+from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
+
+log = logging.getLogger(__name__)
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+
+
+class ClipmeshError(Exception):
+    """Base of clipmesh's domain errors; each subclass maps to one canonical status code.
+
+    Args:
+        message: What went wrong and where, for the caller (never secrets or user media).
+        reason: A stable UPPER_SNAKE_CASE reason for `ErrorInfo`; defaults per class.
+        metadata: Extra string facts for `ErrorInfo.metadata` (the bad field, a limit…).
+    """
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+    default_reason: ClassVar[str] = "INTERNAL"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
+
+
+class InvalidArgument(ClipmeshError):
+    """The request is malformed; `field` names the offending field (e.g. `images[3]`)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        reason: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        merged = {**({"field": field} if field else {}), **(metadata or {})}
+        super().__init__(message, reason=reason, metadata=merged)
+        self.field = field
+
+
+class NotFound(ClipmeshError):
+    """A named resource does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(ClipmeshError):
+    """A resource to create exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(ClipmeshError):
+    """The system is not in a state the request needs (e.g. an idempotency key reused)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
+class PermissionDenied(ClipmeshError):
+    """The caller may not do this (e.g. a path outside the allowed roots)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(ClipmeshError):
+    """The caller's credentials are missing or invalid."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(ClipmeshError):
+    """A queue or quota is full; `retry_after_s` tells the caller when to come back."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        reason: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(ClipmeshError):
+    """A dependency cannot be reached right now; retrying later may work."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(ClipmeshError):
+    """The work could not finish within the caller's deadline or budget."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "DEADLINE_EXCEEDED"
+
+
+class Aborted(ClipmeshError):
+    """A concurrency conflict; the caller may retry the whole operation."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "ABORTED"
+
+
+class Unimplemented(ClipmeshError):
+    """The RPC or option is not available in this deployment."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    default_reason = "UNIMPLEMENTED"
+
+
+def to_status(error: ClipmeshError, *, domain: str) -> status_pb2.Status:
+    """The `google.rpc.Status` for a domain error."""
+    info = any_pb2.Any()
+    info.Pack(
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+    )
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[info])
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is not None:
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(retry_after_s * 1000))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(retry)
+    return status
+
+
+def trailing_metadata_for(error: ClipmeshError, *, domain: str) -> tuple[tuple[str, Any], ...]:
+    """Trailing metadata carrying the rich status (and a retry pushback hint when known)."""
+    entries: list[tuple[str, Any]] = [
+        (STATUS_DETAILS_KEY, to_status(error, domain=domain).SerializeToString())
+    ]
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is not None:
+        entries.append((RETRY_PUSHBACK_KEY, str(int(retry_after_s * 1000))))
+    return tuple(entries)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps exceptions escaping a servicer to status codes, once, for every RPC.
+
+    Args:
+        domain: The `ErrorInfo.domain` of this service (e.g. "encoder.clipmesh").
+    """
+
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        def wrap_unary(behavior: Behavior):
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await call_unary(behavior, request, context)
+                except Exception as exc:
+                    await self._abort(exc, context, method)
+
+            return unary
+
+        def wrap_stream(behavior: Behavior):
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for response in iterate_stream(behavior, request, context):
+                        yield response
+                except Exception as exc:
+                    await self._abort(exc, context, method)
+
+            return stream
+
+        return rewrap(handler, wrap_unary, wrap_stream)
+
+    async def _abort(
+        self, exc: Exception, context: grpc.aio.ServicerContext, method: str
+    ) -> NoReturn:
+        if isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError):
+            raise exc
+        if isinstance(exc, ClipmeshError):
+            error = exc
+        elif isinstance(exc, NotImplementedError):
+            service, name = split_method(method)
+            error = Unimplemented(f"{service}.{name} is not implemented in this release")
+        else:
+            trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
+            log.exception("unhandled error in %s", method, extra={"rpc": method})
+            error = ClipmeshError(
+                f"internal error (trace {trace_id}); details are in the service log"
+            )
+        if error.code != grpc.StatusCode.INTERNAL:
+            log.info(
+                "rpc refused",
+                extra={
+                    "rpc": method,
+                    "code": error.code.name,
+                    "reason": error.reason,
+                    "error_message": error.message,
+                },
+            )
+        await context.abort(
+            error.code,
+            error.message,
+            trailing_metadata=trailing_metadata_for(error, domain=self._domain),
+        )
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover

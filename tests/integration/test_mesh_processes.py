@@ -1,0 +1,195 @@
+"""The four services as real processes (`clipmesh serve`, `clipmesh up`) on free ports:
+health, reflection, /metrics that Prometheus accepts, UNIMPLEMENTED stubs, clean SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from clipmesh.cli.probe import health_status, list_services
+from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
+from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+
+EXPECTED_SERVICES = {
+    "encoder": {"clipmesh.encoder.v1.EncoderService"},
+    "index": {"clipmesh.index.v1.IndexService"},
+    "generator": {"clipmesh.generator.v1.GeneratorService"},
+    "orchestrator": {
+        "clipmesh.orchestrator.v1.SearchService",
+        "clipmesh.orchestrator.v1.IngestService",
+        "clipmesh.orchestrator.v1.PrevisService",
+    },
+}
+
+
+def _mesh_environ(tmp_path: Path, free_ports) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, config_type in CONFIG_TYPES.items():
+        env[config_type.env_name("port")] = str(free_ports())
+        env[config_type.env_name("metrics_port")] = str(free_ports())
+        env[config_type.env_name("host")] = "127.0.0.1"
+        env[config_type.env_name("metrics_host")] = "127.0.0.1"
+        env[config_type.env_name("data_dir")] = str(tmp_path / name)
+        env[config_type.env_name("grace_s")] = "5"
+    return env
+
+
+def _wait_serving(target: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while health_status(target, timeout_s=0.5) != "SERVING":
+        assert process.poll() is None, f"service exited early with {process.returncode}"
+        assert time.monotonic() < deadline, f"{target} not SERVING within {timeout_s}s"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def services(tmp_path, free_ports):
+    """All four services started with `clipmesh serve <name>`."""
+    env = _mesh_environ(tmp_path, free_ports)
+    running = {}
+    for name in SERVICE_NAMES:
+        log = (tmp_path / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clipmesh", "serve", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        config_type = CONFIG_TYPES[name]
+        running[name] = {
+            "process": process,
+            "target": f"127.0.0.1:{env[config_type.env_name('port')]}",
+            "metrics": f"http://127.0.0.1:{env[config_type.env_name('metrics_port')]}/metrics",
+            "log": tmp_path / f"{name}.log",
+        }
+    try:
+        for service in running.values():
+            _wait_serving(service["target"], service["process"])
+        yield running
+    finally:
+        for service in running.values():
+            if service["process"].poll() is None:
+                service["process"].kill()
+                service["process"].wait()
+
+
+def test_every_service_is_healthy_and_lists_its_api_by_reflection(services) -> None:
+    for name, service in services.items():
+        assert health_status(service["target"]) == "SERVING"
+        for full_name in EXPECTED_SERVICES[name]:
+            assert health_status(service["target"], service=full_name) == "SERVING"
+        listed = set(list_services(service["target"]))
+        assert EXPECTED_SERVICES[name] <= listed
+        assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= listed
+
+
+def test_rpcs_not_yet_built_answer_unimplemented_and_the_service_stays_up(services) -> None:
+    target = services["index"]["target"]
+    with grpc.insecure_channel(target) as channel:
+        stub = index_pb2_grpc.IndexServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetStats(index_pb2.GetStatsRequest(), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert health_status(target) == "SERVING"
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not installed (make install)"
+)
+def test_every_metrics_endpoint_parses_and_passes_promtool(services) -> None:
+    for name, service in services.items():
+        body = httpx.get(service["metrics"], timeout=5).text
+        families = {f.name for f in text_string_to_metric_families(body)}
+        assert {
+            "clipmesh_service_info",
+            "process_resident_memory_bytes",
+            "process_cpu_seconds",
+        } <= families
+        assert f'service="{name}"' in body
+        checked = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=body,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert checked.returncode == 0, f"{name}: {checked.stdout}{checked.stderr}"
+
+
+def test_sigterm_drains_and_exits_cleanly(services) -> None:
+    for service in services.values():
+        service["process"].send_signal(signal.SIGTERM)
+    for name, service in services.items():
+        assert service["process"].wait(timeout=15) == 0, name
+        log = service["log"].read_text()
+        assert '"message": "draining"' in log and '"message": "stopped"' in log
+
+
+def test_a_bad_setting_fails_start_up_with_a_message_naming_it(tmp_path, free_ports) -> None:
+    env = {**os.environ, "CLIPMESH_INDEX_PORT": "not-a-port"}
+    result = subprocess.run(
+        [sys.executable, "-m", "clipmesh", "serve", "index"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "CLIPMESH_INDEX_PORT" in result.stderr
+
+
+def test_clipmesh_up_starts_four_healthy_services_and_stops_them_all(tmp_path, free_ports) -> None:
+    env = _mesh_environ(tmp_path, free_ports)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "clipmesh", "up", "--data-dir", str(tmp_path / "mesh")],
+        env={**env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    try:
+        for line in up.stdout:
+            output.append(line)
+            if "all services SERVING" in line:
+                break
+        else:
+            pytest.fail("clipmesh up never became ready:\n" + "".join(output))
+        targets = {n: f"127.0.0.1:{env[CONFIG_TYPES[n].env_name('port')]}" for n in SERVICE_NAMES}
+        assert all(health_status(t) == "SERVING" for t in targets.values())
+        children = _children_of(up.pid)
+        assert len(children) == 4
+        up.send_signal(signal.SIGTERM)
+        rest = up.communicate(timeout=30)[0]
+        assert up.returncode == 0, rest
+        assert "stopped cleanly" in rest
+        assert all(health_status(t, timeout_s=0.3) == "UNREACHABLE" for t in targets.values())
+        assert not [pid for pid in children if _alive(pid)], "orphaned service processes"
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def _children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()

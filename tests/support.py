@@ -1,0 +1,52 @@
+"""Helpers for tests that run real servers: in-process services on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+from clipmesh.runtime.config import ServiceConfig
+from clipmesh.runtime.server import Application, serve
+
+
+@dataclass
+class RunningService:
+    """A service serving in this process."""
+
+    port: int
+    metrics_port: int
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(
+    config: ServiceConfig, app: Application, *, ready_timeout_s: float = 60
+) -> AsyncIterator[RunningService]:
+    """Runs `app` on loopback free ports until the block exits, then drains it."""
+    config = replace(config, host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0)
+    stop = asyncio.Event()
+    ready: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        serve(config, app, stop=stop, on_ready=lambda p, m: ready.set_result((p, m)))
+    )
+    done, _ = await asyncio.wait(
+        {task, ready}, timeout=ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        task.result()  # start-up failed: raise its error
+    if ready not in done:
+        stop.set()
+        raise TimeoutError(f"{config.SERVICE} not ready within {ready_timeout_s}s")
+    port, metrics_port = ready.result()
+    try:
+        yield RunningService(port, metrics_port, stop, task)
+    finally:
+        stop.set()
+        await task
