@@ -41,6 +41,8 @@ def _mesh_environ(tmp_path: Path, free_ports) -> dict[str, str]:
         env[config_type.env_name("metrics_host")] = "127.0.0.1"
         env[config_type.env_name("data_dir")] = str(tmp_path / name)
         env[config_type.env_name("grace_s")] = "5"
+    env["CLIPMESH_ENCODER_MODEL"] = "clipmesh-tiny"  # the real loading path, a small model
+    env["CLIPMESH_ENCODER_WEIGHTS"] = "random:0"
     return env
 
 

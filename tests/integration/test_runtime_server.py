@@ -83,7 +83,7 @@ class ScriptedApp(Application):
 
 @pytest.fixture
 async def service():
-    config = load_config(EncoderConfig, environ={})
+    config = load_config(EncoderConfig, environ={"CLIPMESH_ENCODER_WEIGHTS": "random:0"})
     app = ScriptedApp()
     async with serve_in_process(config, app) as running:
         running.app = app
@@ -241,7 +241,10 @@ async def _health(target: str, name: str = "") -> int:
 async def test_health_is_serving_only_after_start_and_not_serving_while_draining() -> None:
     ready, stop = asyncio.Event(), asyncio.Event()
     app = ScriptedApp(ready=ready)
-    config = load_config(EncoderConfig, environ={"CLIPMESH_ENCODER_DRAIN_DELAY_S": "0.5"})
+    config = load_config(
+        EncoderConfig,
+        environ={"CLIPMESH_ENCODER_WEIGHTS": "random:0", "CLIPMESH_ENCODER_DRAIN_DELAY_S": "0.5"},
+    )
     config = replace(config, host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0)
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     serving = asyncio.create_task(

@@ -28,7 +28,7 @@ class TracedApp(Application):
 async def test_client_and_server_spans_share_one_trace() -> None:
     exporter = InMemorySpanExporter()
     configure_tracing("encoder", extra_processor=SimpleSpanProcessor(exporter))
-    config = load_config(EncoderConfig, environ={})
+    config = load_config(EncoderConfig, environ={"CLIPMESH_ENCODER_WEIGHTS": "random:0"})
     async with (
         serve_in_process(config, TracedApp()) as service,
         create_channel(service.target) as channel,

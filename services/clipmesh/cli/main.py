@@ -55,6 +55,12 @@ def run_mesh(mesh: LocalMesh, *, startup_timeout_s: float, then=None) -> int:
         started = time.monotonic()
         mesh.wait_until_serving(startup_timeout_s)
         console.print(_mesh_table(mesh, time.monotonic() - started))
+        if mesh.random_weights:
+            console.print(
+                "[bold yellow]RANDOM WEIGHTS:[/] the encoder runs on seeded random weights, so "
+                "search results carry no meaning. Set CLIPMESH_ENCODER_WEIGHTS=checkpoint:/path "
+                "to mount real ones."
+            )
         if then is not None:
             exit_code = then(mesh)
         else:

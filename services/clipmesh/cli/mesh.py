@@ -24,6 +24,7 @@ from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
 from clipmesh.runtime.config import ConfigError, ServiceConfig, load_config
 
 _PR_SET_PDEATHSIG = 1
+EMBEDDED_DEFAULT_WEIGHTS = "random:0"
 
 
 class MeshError(RuntimeError):
@@ -86,8 +87,19 @@ class LocalMesh:
             raise ConfigError(f"clipmesh up: two services were given the same port ({ports})")
         return self.services
 
+    @property
+    def random_weights(self) -> bool:
+        """True when the encoder runs on the explicit random weights of the embedded defaults."""
+        return self.environ.get(CONFIG_TYPES["encoder"].env_name("weights"), "").startswith(
+            "random:"
+        )
+
     def _mesh_environ(self) -> dict[str, str]:
         env = {}
+        # The embedded defaults have no real weights to mount: the encoder is told explicitly to
+        # use seeded random ones, and `up` says so. Anything the user configured wins.
+        weights = CONFIG_TYPES["encoder"].env_name("weights")
+        env[weights] = self.environ.get(weights) or EMBEDDED_DEFAULT_WEIGHTS
         for name, config_type in CONFIG_TYPES.items():
             env[config_type.env_name("host")] = self.environ.get(
                 config_type.env_name("host"), self.host

@@ -11,7 +11,7 @@ import click
 from clipmesh.cli.services import CONFIG_TYPES, create_app
 from clipmesh.runtime.config import ConfigError, ServiceConfig, fields_of, load_config
 from clipmesh.runtime.logs import configure_logging
-from clipmesh.runtime.server import serve
+from clipmesh.runtime.server import StartupError, serve
 from clipmesh.runtime.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ def _service_command(name: str, config_type: type[ServiceConfig]) -> click.Comma
         configure_tracing(name, config.otlp_endpoint)
         try:
             asyncio.run(serve(config, create_app(config)))
+        except StartupError as exc:
+            log.error("%s cannot start: %s", name, exc)
+            click.echo(f"error: {name} cannot start: {exc}", err=True)
+            sys.exit(1)
         except Exception:
             log.exception("%s failed", name)
             sys.exit(1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmesh.runtime.config import ServiceConfig, setting
+from clipmesh.encoder.weights import WEIGHTS_FORMS, WeightsSpec
+from clipmesh.runtime.config import ConfigError, ServiceConfig, setting
 
 
 @dataclass(frozen=True)
 class EncoderConfig(ServiceConfig):
-    """How the encoder serves."""
+    """How the encoder serves: which model, where, how it batches and what input it accepts."""
 
     SERVICE = "encoder"
 
@@ -19,3 +20,66 @@ class EncoderConfig(ServiceConfig):
     data_dir: Path = setting(
         Path("clipmesh-data/encoder"), help="Directory for the service's state."
     )
+    model: str = setting(
+        "ViT-B-32",
+        help="open_clip architecture name (ViT-B-32, ViT-L-14, …) or clipmesh-tiny for tests.",
+    )
+    weights: str = setting(
+        "",
+        help=f"Where the weights come from: {WEIGHTS_FORMS}. Required: there is no silent "
+        "default, and random weights give meaningless (but well-formed) embeddings.",
+    )
+    device: str = setting("auto", help="auto (CUDA if present), cpu, or cuda[:N].")
+    precision: str = setting(
+        "auto",
+        help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16.",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    )
+    max_batch: int = setting(
+        32, help="Most items run together in one batch.", minimum=1, maximum=1024
+    )
+    max_queue_delay_ms: float = setting(
+        5.0,
+        help="Longest an item waits for a fuller batch when a full one cannot be formed.",
+        minimum=0,
+        maximum=1000,
+    )
+    max_queue_items: int = setting(
+        1024, help="Items queued per modality before requests are refused.", minimum=1
+    )
+    max_items_per_request: int = setting(
+        256, help="Most images or texts in one request.", minimum=1, maximum=4096
+    )
+    max_request_mb: int = setting(
+        48, help="Most bytes of images in one request, in MiB.", minimum=1, maximum=1024
+    )
+    max_image_mb: float = setting(
+        16.0, help="Most bytes of one encoded image, in MiB.", minimum=0.01
+    )
+    max_image_megapixels: float = setting(
+        40.0,
+        help="Most pixels of one image, checked before decoding (decompression bombs).",
+        minimum=0.01,
+    )
+    max_text_chars: int = setting(
+        4096, help="Most characters of one text (longer texts are refused).", minimum=1
+    )
+    inference_threads: int = setting(
+        0, help="Intra-op threads for CPU inference (0 = all cores).", minimum=0, maximum=256
+    )
+    preprocess_threads: int = setting(
+        1, help="Threads that decode and resize images while a batch runs.", minimum=1, maximum=64
+    )
+
+    def validate(self) -> None:
+        try:
+            WeightsSpec.parse(self.weights)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.env_name('weights')} / {self.flag_name('weights')}: {exc}"
+            ) from exc
+        if self.max_request_mb + 1 > self.max_message_mb:
+            raise ConfigError(
+                f"{self.env_name('max_request_mb')}={self.max_request_mb} must be below "
+                f"{self.env_name('max_message_mb')}={self.max_message_mb}"
+            )

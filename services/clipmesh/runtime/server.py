@@ -101,7 +101,14 @@ def server_options(config: ServiceConfig) -> list[tuple[str, int]]:
     return options
 
 
-class BindError(RuntimeError):
+class StartupError(RuntimeError):
+    """A service cannot start (a model that will not load, a store that will not open).
+
+    The CLI prints its message as one clear line and exits non-zero; no traceback is needed.
+    """
+
+
+class BindError(StartupError):
     """The server could not bind its address (port in use, bad host)."""
 
 

@@ -1,0 +1,243 @@
+"""A dynamic batcher across requests, after Triton's: items from concurrent callers run together.
+
+Callers `submit()` their items and await the results. One worker forms batches of up to
+`max_batch` items — interactive work first — and waits at most `max_queue_delay_s` after the
+oldest waiting item, and only while a full batch cannot be formed. Batches run one at a time
+on a dedicated executor thread, so the event loop stays free to accept (and preprocess) the
+next requests while the current batch computes. The queue is bounded: when full, `submit()`
+raises ResourceExhausted with a retry hint instead of letting latency grow for everyone.
+Items whose caller has gone (cancelled) or whose deadline has passed are dropped before compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clipmesh.encoder import metrics
+from clipmesh.runtime.errors import ClipmeshError, DeadlineExceeded, ResourceExhausted, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Request:
+    future: asyncio.Future[np.ndarray]
+    size: int
+    deadline: float | None
+    results: list[np.ndarray | None] = field(default_factory=list)
+    remaining: int = 0
+
+    def __post_init__(self) -> None:
+        self.results = [None] * self.size
+        self.remaining = self.size
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+
+@dataclass(eq=False)
+class _Item:
+    request: _Request
+    index: int
+    payload: Any
+    enqueued_at: float
+
+
+class DynamicBatcher:
+    """Batches items across concurrent requests for one model function.
+
+    Args:
+        modality: "image" or "text", for metrics and messages.
+        run_batch: Computes a list of payloads into an (N, D) array, on `executor`.
+        executor: Where batches run (one thread: batches are sequential by design).
+        max_batch: Most items per batch.
+        max_queue_delay_s: Longest wait for a fuller batch, from the oldest item's arrival.
+        max_queue_items: Most items waiting; more is refused with RESOURCE_EXHAUSTED.
+    """
+
+    def __init__(
+        self,
+        modality: str,
+        run_batch: Callable[[list[Any]], np.ndarray],
+        executor: Executor,
+        *,
+        max_batch: int,
+        max_queue_delay_s: float,
+        max_queue_items: int,
+    ) -> None:
+        self.modality = modality
+        self._run_batch = run_batch
+        self._executor = executor
+        self.max_batch = max_batch
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_items = max_queue_items
+        self._interactive: deque[_Item] = deque()
+        self._background: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._seconds_per_item = 0.02  # running estimate, for retry hints
+        self.batches_run = 0
+
+    @property
+    def queued(self) -> int:
+        """Items waiting (including ones whose callers have gone, until dropped)."""
+        return len(self._interactive) + len(self._background)
+
+    def start(self) -> None:
+        """Starts the worker; call from the event loop that will submit."""
+        self._worker = asyncio.create_task(self._work(), name=f"batcher-{self.modality}")
+
+    async def close(self) -> None:
+        """Stops the worker and fails whatever is still queued with UNAVAILABLE."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for item in (*self._interactive, *self._background):
+            _fail(item.request, Unavailable("the encoder is shutting down"))
+        self._interactive.clear()
+        self._background.clear()
+        metrics.QUEUE_DEPTH.labels(self.modality).set(0)
+
+    async def submit(
+        self, payloads: Sequence[Any], *, deadline: float | None = None, interactive: bool = True
+    ) -> np.ndarray:
+        """Queues `payloads` and returns their results as an (N, D) array, in order.
+
+        Args:
+            payloads: Preprocessed items.
+            deadline: `time.monotonic()` after which the caller no longer wants the results.
+            interactive: Interactive work is batched ahead of background work.
+
+        Raises:
+            ResourceExhausted: the queue cannot take this many more items now.
+            DeadlineExceeded: the deadline passed before the items were computed.
+        """
+        if not payloads:
+            raise ValueError("submit() needs at least one item")
+        if self.queued + len(payloads) > self.max_queue_items:
+            metrics.REJECTED.labels(self.modality, "queue_full").inc(len(payloads))
+            raise ResourceExhausted(
+                f"the {self.modality} queue is full ({self.queued} items waiting, limit "
+                f"{self.max_queue_items}); retry later",
+                reason="QUEUE_FULL",
+                retry_after_s=round(max(0.05, self.queued * self._seconds_per_item), 3),
+                metadata={"queued": self.queued, "limit": self.max_queue_items},
+            )
+        loop = asyncio.get_running_loop()
+        request = _Request(loop.create_future(), len(payloads), deadline)
+        now = time.monotonic()
+        queue = self._interactive if interactive else self._background
+        queue.extend(_Item(request, i, p, now) for i, p in enumerate(payloads))
+        metrics.QUEUE_DEPTH.labels(self.modality).set(self.queued)
+        self._wakeup.set()
+        try:
+            return await request.future
+        except asyncio.CancelledError:
+            request.future.cancel()  # its items are skipped when their turn comes
+            raise
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wait_for_batch()
+            batch = self._take_batch()
+            metrics.QUEUE_DEPTH.labels(self.modality).set(self.queued)
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(
+                    self._executor, self._run_batch, [item.payload for item in batch]
+                )
+            except Exception as exc:
+                log.exception("%s batch of %d failed", self.modality, len(batch))
+                error = (
+                    exc
+                    if isinstance(exc, ClipmeshError)
+                    else ClipmeshError(
+                        f"{self.modality} encoding failed; details are in the encoder log"
+                    )
+                )
+                for item in batch:
+                    _fail(item.request, error)
+                continue
+            elapsed = time.perf_counter() - started
+            self._record(len(batch), elapsed)
+            for item, vector in zip(batch, outputs, strict=True):
+                _deliver(item, vector)
+
+    async def _wait_for_batch(self) -> None:
+        """Returns once a full batch is queued, or the oldest item has waited long enough."""
+        while not self.queued:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        oldest = min(q[0].enqueued_at for q in (self._interactive, self._background) if q)
+        while self.queued < self.max_batch:
+            remaining_s = oldest + self.max_queue_delay_s - time.monotonic()
+            if remaining_s <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining_s)
+            except TimeoutError:
+                return
+
+    def _take_batch(self) -> list[_Item]:
+        """Pops up to `max_batch` live items, interactive first; drops dead ones."""
+        now = time.monotonic()
+        batch: list[_Item] = []
+        for queue in (self._interactive, self._background):
+            while queue and len(batch) < self.max_batch:
+                item = queue.popleft()
+                request = item.request
+                if request.future.done():
+                    reason = "cancelled" if request.future.cancelled() else "failed"
+                    metrics.REJECTED.labels(self.modality, reason).inc()
+                    continue
+                if request.expired(now):
+                    metrics.REJECTED.labels(self.modality, "deadline").inc()
+                    _fail(
+                        request,
+                        DeadlineExceeded(
+                            f"the deadline passed while {request.size} {self.modality}(s) "
+                            "waited for the encoder",
+                            reason="DEADLINE_IN_QUEUE",
+                        ),
+                    )
+                    continue
+                metrics.QUEUE_SECONDS.labels(self.modality).observe(now - item.enqueued_at)
+                batch.append(item)
+        return batch
+
+    def _record(self, size: int, elapsed_s: float) -> None:
+        self.batches_run += 1
+        self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * (elapsed_s / size)
+        metrics.BATCH_SIZE.labels(self.modality).observe(size)
+        metrics.BATCH_COMPUTE_SECONDS.labels(self.modality).observe(elapsed_s)
+        metrics.ITEMS_ENCODED.labels(self.modality).inc(size)
+
+
+def _deliver(item: _Item, vector: np.ndarray) -> None:
+    request = item.request
+    if request.future.done():
+        return
+    request.results[item.index] = vector
+    request.remaining -= 1
+    if request.remaining == 0:
+        request.future.set_result(np.stack(request.results))
+
+
+def _fail(request: _Request, error: Exception) -> None:
+    if not request.future.done():
+        request.future.set_exception(error)

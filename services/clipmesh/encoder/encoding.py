@@ -1,0 +1,153 @@
+"""The encoder's core: validated requests in, L2-normalised vectors out, batched across callers.
+
+Requests are validated and preprocessed as they arrive (on a small thread pool, so decoding
+the next request overlaps the current batch's inference), then their items join the image or
+text batcher. Bad input fails the whole request, naming the first bad item: an embedding
+request is all or nothing, so callers never have to match partial results to inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from clipmesh.encoder import metrics
+from clipmesh.encoder.batcher import DynamicBatcher
+from clipmesh.encoder.config import EncoderConfig
+from clipmesh.encoder.images import ImageLimits, decode_image
+from clipmesh.encoder.model import EncoderModel
+from clipmesh.encoder.texts import tokenize_texts
+from clipmesh.runtime.errors import InvalidArgument
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TextEmbeddings:
+    """Vectors of a batch of texts and which texts were cut to the model's context."""
+
+    vectors: np.ndarray
+    truncated: list[bool]
+
+
+class Encoder:
+    """Embeds images and texts with one model, batching across concurrent requests.
+
+    Args:
+        model: The loaded model.
+        config: Limits and batching settings.
+    """
+
+    def __init__(self, model: EncoderModel, config: EncoderConfig) -> None:
+        self.model = model
+        self.config = config
+        self._limits = ImageLimits(
+            max_bytes=int(config.max_image_mb * _MIB),
+            max_pixels=int(config.max_image_megapixels * 1_000_000),
+        )
+        self._preprocess_pool = ThreadPoolExecutor(config.preprocess_threads, "encoder-preprocess")
+        self._inference_pool = ThreadPoolExecutor(1, "encoder-inference")
+        batching = {
+            "max_batch": config.max_batch,
+            "max_queue_delay_s": config.max_queue_delay_ms / 1000,
+            "max_queue_items": config.max_queue_items,
+        }
+        self.images = DynamicBatcher("image", self._run_images, self._inference_pool, **batching)
+        self.texts = DynamicBatcher("text", self._run_texts, self._inference_pool, **batching)
+
+    def start(self) -> None:
+        """Starts both batchers on the running event loop."""
+        self.images.start()
+        self.texts.start()
+
+    async def close(self) -> None:
+        """Stops batching and releases the worker threads."""
+        await self.images.close()
+        await self.texts.close()
+        self._preprocess_pool.shutdown(wait=False, cancel_futures=True)
+        self._inference_pool.shutdown(wait=True)
+
+    async def embed_images(
+        self, images: Sequence[bytes], *, deadline: float | None = None, interactive: bool = True
+    ) -> np.ndarray:
+        """Embeds encoded images; returns an (N, D) float32 array in request order.
+
+        Raises:
+            InvalidArgument: no images, too many, too many bytes, or a bad image (named).
+            ResourceExhausted: the queue is full.
+            DeadlineExceeded: the deadline passed while queued.
+        """
+        self._check_count("images", len(images))
+        total = sum(len(image) for image in images)
+        if total > self.config.max_request_mb * _MIB:
+            raise InvalidArgument(
+                f"images total {total} bytes; the limit per request is "
+                f"{self.config.max_request_mb} MiB",
+                field="images",
+                reason="REQUEST_TOO_LARGE",
+            )
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            pixels = await loop.run_in_executor(self._preprocess_pool, self._preprocess, images)
+        except InvalidArgument:
+            metrics.REJECTED.labels("image", "invalid").inc(len(images))
+            raise
+        metrics.PREPROCESS_SECONDS.labels("image").observe(time.perf_counter() - started)
+        return await self.images.submit(pixels, deadline=deadline, interactive=interactive)
+
+    async def embed_texts(
+        self, texts: Sequence[str], *, deadline: float | None = None, interactive: bool = True
+    ) -> TextEmbeddings:
+        """Embeds texts; longer than the model's context they are truncated and flagged.
+
+        Raises:
+            InvalidArgument: no texts, too many, or an empty or overlong text (named).
+            ResourceExhausted: the queue is full.
+            DeadlineExceeded: the deadline passed while queued.
+        """
+        self._check_count("texts", len(texts))
+        try:
+            tokens, truncated = tokenize_texts(
+                texts,
+                self.model.tokenizer,
+                context_length=self.model.info.context_length,
+                max_chars=self.config.max_text_chars,
+            )
+        except InvalidArgument:
+            metrics.REJECTED.labels("text", "invalid").inc(len(texts))
+            raise
+        vectors = await self.texts.submit(list(tokens), deadline=deadline, interactive=interactive)
+        return TextEmbeddings(vectors, truncated)
+
+    def _check_count(self, field: str, count: int) -> None:
+        if count == 0:
+            raise InvalidArgument(
+                f"{field} is empty; send at least one item", field=field, reason="EMPTY_REQUEST"
+            )
+        if count > self.config.max_items_per_request:
+            raise InvalidArgument(
+                f"{field} has {count} items; the limit per request is "
+                f"{self.config.max_items_per_request}",
+                field=field,
+                reason="TOO_MANY_ITEMS",
+            )
+
+    def _preprocess(self, images: Sequence[bytes]) -> list[torch.Tensor]:
+        side = self.model.info.image_size
+        return [
+            self.model.preprocess(decode_image(data, index, self._limits, side))
+            for index, data in enumerate(images)
+        ]
+
+    def _run_images(self, pixels: list[torch.Tensor]) -> np.ndarray:
+        return self.model.embed_images(torch.stack(pixels))
+
+    def _run_texts(self, tokens: list[torch.Tensor]) -> np.ndarray:
+        return self.model.embed_tokens(torch.stack(tokens))

@@ -1,0 +1,42 @@
+"""Encoder metrics (Prometheus), labelled by modality ("image" or "text")."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from clipmesh.runtime.metrics import LATENCY_BUCKETS_S
+
+QUEUE_SECONDS = Histogram(
+    "clipmesh_encoder_queue_seconds",
+    "Time an item waited in the batch queue.",
+    ["modality"],
+    buckets=LATENCY_BUCKETS_S,
+)
+BATCH_SIZE = Histogram(
+    "clipmesh_encoder_batch_size",
+    "Items per executed batch.",
+    ["modality"],
+    buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512),
+)
+BATCH_COMPUTE_SECONDS = Histogram(
+    "clipmesh_encoder_batch_compute_seconds",
+    "Model time of one batch.",
+    ["modality"],
+    buckets=LATENCY_BUCKETS_S,
+)
+PREPROCESS_SECONDS = Histogram(
+    "clipmesh_encoder_preprocess_seconds",
+    "Decode and preprocess time of one request.",
+    ["modality"],
+    buckets=LATENCY_BUCKETS_S,
+)
+ITEMS_ENCODED = Counter("clipmesh_encoder_items_encoded_total", "Items embedded.", ["modality"])
+QUEUE_DEPTH = Gauge(
+    "clipmesh_encoder_queue_depth", "Items waiting in the batch queue.", ["modality"]
+)
+REJECTED = Counter(
+    "clipmesh_encoder_rejected_total",
+    "Items refused or dropped, by reason (queue_full, deadline, cancelled, invalid).",
+    ["modality", "reason"],
+)
+MODEL_INFO = Info("clipmesh_encoder_model", "The loaded model, its weights, device and precision.")

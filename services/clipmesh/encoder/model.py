@@ -1,0 +1,181 @@
+"""Loading an open_clip model onto a device in a precision, and running its two towers.
+
+Loading is explicit: the weights come from a checkpoint, a pretrained tag, or a seeded random
+initialisation (announced loudly), and any failure to load stops start-up with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from clipmesh.encoder.weights import WeightsSpec
+from clipmesh.runtime.server import StartupError
+
+log = logging.getLogger(__name__)
+
+# Ships `clipmesh-tiny`, a two-layer CLIP for fast tests.
+open_clip.add_model_config(Path(__file__).parent / "model_configs")
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ModelLoadError(StartupError):
+    """The model or its weights could not be loaded; the encoder must not start."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded, for `GetModelInfo`, metrics and logs."""
+
+    model_id: str
+    model_name: str
+    weights: WeightsSpec
+    device: str
+    precision: str
+    dimension: int
+    image_size: int
+    context_length: int
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 is fast."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_device(requested: str) -> torch.device:
+    """Resolves `auto` to CUDA when present; refuses CUDA when absent."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {requested!r} requested but CUDA is not available")
+    return device
+
+
+def choose_precision(requested: str, device: torch.device) -> str:
+    """Resolves `auto`: fp16 on CUDA, bf16 on CPUs with native bf16, fp32 otherwise."""
+    if requested == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if requested == "fp16" and device.type == "cpu":
+        raise ModelLoadError("fp16 is not supported on CPU; use bf16 or fp32")
+    return requested
+
+
+class EncoderModel:
+    """An open_clip model ready for inference: preprocessing, tokenizer and both towers."""
+
+    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, info: ModelInfo) -> None:
+        self._model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.info = info
+        self._device = torch.device(info.device)
+        self._dtype = _DTYPES[info.precision]
+
+    @torch.inference_mode()
+    def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embeds preprocessed images (N, 3, H, W) into L2-normalised float32 vectors."""
+        features = self._model.encode_image(pixels.to(self._device, self._dtype))
+        return F.normalize(features.float(), dim=-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def embed_tokens(self, tokens: torch.Tensor) -> np.ndarray:
+        """Embeds tokenised texts (N, context_length) into L2-normalised float32 vectors."""
+        features = self._model.encode_text(tokens.to(self._device))
+        return F.normalize(features.float(), dim=-1).cpu().numpy()
+
+
+def load_model(
+    model_name: str,
+    weights: WeightsSpec,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int = 0,
+) -> EncoderModel:
+    """Loads `model_name` with `weights` onto a device in a precision.
+
+    Raises:
+        ModelLoadError: unknown model, missing or unreadable checkpoint, failed download, or
+            a device/precision this machine cannot run.
+    """
+    if model_name not in open_clip.list_models():
+        raise ModelLoadError(f"unknown open_clip model {model_name!r}")
+    torch_device = choose_device(device)
+    resolved_precision = choose_precision(precision, torch_device)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    pretrained = _pretrained_argument(weights)
+    if weights.is_random:
+        log.warning(
+            "RANDOM WEIGHTS: %s initialised from seed %s; embeddings are well-formed but carry no "
+            "meaning. Mount real weights with CLIPMESH_ENCODER_WEIGHTS=checkpoint:/path.",
+            model_name,
+            weights.seed,
+            extra={"model": model_name, "weights": f"random:{weights.seed}"},
+        )
+        torch.manual_seed(weights.seed)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load {model_name} with weights {weights.kind}:{weights.ref}: {exc}"
+        ) from exc
+    model = model.eval().to(device=torch_device, dtype=_DTYPES[resolved_precision])
+    info = ModelInfo(
+        model_id=f"{model_name}/{weights.identity()}",
+        model_name=model_name,
+        weights=weights,
+        device=str(torch_device),
+        precision=resolved_precision,
+        dimension=int(model.text_projection.shape[1])
+        if hasattr(model, "text_projection")
+        else int(model.visual.output_dim),
+        image_size=_image_size(model),
+        context_length=int(model.context_length),
+    )
+    log.info(
+        "model loaded",
+        extra={
+            "model_id": info.model_id,
+            "device": info.device,
+            "precision": info.precision,
+            "dimension": info.dimension,
+        },
+    )
+    return EncoderModel(model, preprocess, open_clip.get_tokenizer(model_name), info)
+
+
+def _pretrained_argument(weights: WeightsSpec) -> str | None:
+    if weights.kind == "random":
+        return None
+    if weights.kind == "checkpoint":
+        path = Path(weights.ref)
+        if not path.is_file():
+            raise ModelLoadError(f"checkpoint {path} does not exist or is not a file")
+        if not os.access(path, os.R_OK):
+            raise ModelLoadError(f"checkpoint {path} is not readable by this process")
+        return str(path)
+    return weights.ref
+
+
+def _image_size(model: Any) -> int:
+    size = model.visual.image_size
+    return int(size[0] if isinstance(size, tuple | list) else size)
