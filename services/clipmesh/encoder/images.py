@@ -87,7 +87,11 @@ def decode_image(data: bytes, index: int, limits: ImageLimits, min_side: int) ->
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _bad(index, "CORRUPT_IMAGE", f"is not a readable {image_format}: {exc}") from exc
     except Image.DecompressionBombError as exc:
-        raise _bad(index, "IMAGE_TOO_MANY_PIXELS", f"declares too many pixels: {exc}") from exc
+        raise _bad(
+            index,
+            "IMAGE_TOO_MANY_PIXELS",
+            f"declares too many pixels ({exc}); refused before decoding",
+        ) from exc
     width, height = image.size
     if width <= 0 or height <= 0:
         raise _bad(index, "CORRUPT_IMAGE", f"declares an empty size {width}x{height}")

@@ -1,0 +1,188 @@
+"""The encoder over real gRPC: embeddings, model info, bad input, batching across callers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from prometheus_client import REGISTRY
+
+from clipmesh.encoder.config import EncoderConfig
+from clipmesh.encoder.server import create_app
+from clipmesh.runtime.channels import ChannelOptions, create_channel
+from clipmesh.runtime.config import load_config
+from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+from clipmesh_client import errors as client_errors
+from tests.media import encode, gradient_image, png_declaring
+from tests.support import serve_in_process
+
+ENV = {
+    "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
+    "CLIPMESH_ENCODER_WEIGHTS": "random:0",
+    "CLIPMESH_ENCODER_PRECISION": "fp32",
+    "CLIPMESH_ENCODER_MAX_BATCH": "8",
+    "CLIPMESH_ENCODER_MAX_QUEUE_DELAY_MS": "20",
+    "CLIPMESH_ENCODER_MAX_ITEMS_PER_REQUEST": "16",
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def encoder():
+    config = load_config(EncoderConfig, environ=ENV)
+    async with serve_in_process(config, create_app(config)) as running:
+        channel = create_channel(running.target, ChannelOptions(timeout_s=30, max_attempts=1))
+        running.stub = encoder_pb2_grpc.EncoderServiceStub(channel)
+        yield running
+        await channel.close()
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _vectors(response) -> np.ndarray:
+    return np.array([list(e.vector) for e in response.embeddings], dtype=np.float32)
+
+
+async def _refusal(call) -> client_errors.ClipmeshError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return client_errors.from_rpc_error(caught.value)
+
+
+async def test_images_embed_to_unit_vectors_in_request_order(encoder) -> None:
+    a, b = encode(gradient_image(seed=1)), encode(gradient_image(seed=2), "PNG")
+    response = await encoder.stub.EmbedImages(encoder_pb2.EmbedImagesRequest(images=[a, b, a]))
+    vectors = _vectors(response)
+    assert response.model_id == "clipmesh-tiny/random-seed-0"
+    assert response.dimension == vectors.shape[1] == 64
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert np.allclose(vectors[0], vectors[2], atol=1e-5)
+    assert not np.allclose(vectors[0], vectors[1], atol=1e-3)
+
+
+async def test_the_same_image_embeds_the_same_alone_or_in_a_batch(encoder) -> None:
+    image = encode(gradient_image(seed=5), "WEBP")
+    alone = _vectors(await encoder.stub.EmbedImages(encoder_pb2.EmbedImagesRequest(images=[image])))
+    others = [encode(gradient_image(seed=s)) for s in range(6)]
+    batched = await encoder.stub.EmbedImages(
+        encoder_pb2.EmbedImagesRequest(images=[*others, image])
+    )
+    assert np.allclose(alone[0], _vectors(batched)[-1], atol=1e-4)
+
+
+async def test_texts_in_any_language_embed_and_long_ones_are_flagged(encoder) -> None:
+    texts = ["汉服女孩在樱花树下跳舞", "drone shot over a glacier 🏔️", "slow pan " * 60]
+    response = await encoder.stub.EmbedTexts(encoder_pb2.EmbedTextsRequest(texts=texts))
+    assert [e.truncated for e in response.embeddings] == [False, False, True]
+    assert np.allclose(np.linalg.norm(_vectors(response), axis=1), 1, atol=1e-5)
+
+
+async def test_model_info_reports_random_weights_device_and_limits(encoder) -> None:
+    info = await encoder.stub.GetModelInfo(encoder_pb2.GetModelInfoRequest())
+    assert info.random_weights
+    assert info.weights_source == encoder_pb2.WEIGHTS_SOURCE_RANDOM_INIT
+    assert info.weights_ref == "seed=0"
+    assert (info.device, info.precision, info.dimension) == ("cpu", "fp32", 64)
+    assert info.model_id == "clipmesh-tiny/random-seed-0"
+    assert info.max_items_per_request == 16
+    assert info.context_length == 77
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"", "EMPTY_IMAGE"),
+        (b"GIF89a" + bytes(100), "UNSUPPORTED_IMAGE_FORMAT"),
+        (encode(gradient_image(300, 200))[:500], "CORRUPT_IMAGE"),
+        (png_declaring(40_000, 40_000), "IMAGE_TOO_MANY_PIXELS"),
+    ],
+)
+async def test_a_bad_image_fails_the_request_naming_its_index(encoder, bad, reason) -> None:
+    good = encode(gradient_image())
+    error = await _refusal(
+        encoder.stub.EmbedImages(encoder_pb2.EmbedImagesRequest(images=[good, good, bad]))
+    )
+    assert isinstance(error, client_errors.InvalidArgumentError)
+    assert error.reason == reason
+    assert error.metadata["field"] == "images[2]"
+    assert "images[2]" in error.message
+
+
+async def test_request_limits_are_enforced(encoder) -> None:
+    empty = await _refusal(encoder.stub.EmbedImages(encoder_pb2.EmbedImagesRequest()))
+    assert empty.reason == "EMPTY_REQUEST"
+    too_many = await _refusal(
+        encoder.stub.EmbedTexts(encoder_pb2.EmbedTextsRequest(texts=["x"] * 17))
+    )
+    assert too_many.reason == "TOO_MANY_ITEMS"
+    blank = await _refusal(
+        encoder.stub.EmbedTexts(encoder_pb2.EmbedTextsRequest(texts=["ok", " "]))
+    )
+    assert blank.metadata["field"] == "texts[1]"
+
+
+async def test_the_service_keeps_serving_after_bad_input(encoder) -> None:
+    await _refusal(encoder.stub.EmbedImages(encoder_pb2.EmbedImagesRequest(images=[b"\x00"])))
+    response = await encoder.stub.EmbedTexts(encoder_pb2.EmbedTextsRequest(texts=["still here"]))
+    assert len(response.embeddings) == 1
+
+
+def _batch_sizes() -> tuple[float, float]:
+    labels = {"modality": "image"}
+    return (
+        REGISTRY.get_sample_value("clipmesh_encoder_batch_size_sum", labels) or 0.0,
+        REGISTRY.get_sample_value("clipmesh_encoder_batch_size_count", labels) or 0.0,
+    )
+
+
+async def test_concurrent_single_image_calls_are_batched_together(encoder) -> None:
+    images = [encode(gradient_image(seed=s)) for s in range(24)]
+    items_before, batches_before = _batch_sizes()
+    await asyncio.gather(
+        *(
+            encoder.stub.EmbedImages(encoder_pb2.EmbedImagesRequest(images=[image]))
+            for image in images
+        )
+    )
+    items, batches = _batch_sizes()
+    assert items - items_before == 24
+    assert batches - batches_before < 24  # some calls shared a batch
+
+
+async def test_model_info_metric_names_model_device_and_precision(encoder) -> None:
+    labels = {
+        "model": "clipmesh-tiny",
+        "model_id": "clipmesh-tiny/random-seed-0",
+        "weights": "random",
+        "weights_ref": "seed=0",
+        "device": "cpu",
+        "precision": "fp32",
+    }
+    assert REGISTRY.get_sample_value("clipmesh_encoder_model_info", labels) == 1.0
+
+
+async def test_a_missing_checkpoint_fails_start_up_with_one_clear_line(tmp_path) -> None:
+    env = {
+        **os.environ,
+        **ENV,
+        "CLIPMESH_ENCODER_WEIGHTS": f"checkpoint:{tmp_path}/missing.pt",
+        "CLIPMESH_ENCODER_PORT": "0",
+        "CLIPMESH_ENCODER_METRICS_PORT": "0",
+    }
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "clipmesh", "serve", "encoder"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "missing.pt does not exist" in result.stderr
