@@ -164,7 +164,7 @@ async def test_interactive_work_is_batched_ahead_of_background_work(model_and_ba
 async def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_serving(
     model_and_batcher,
 ) -> None:
-    model, make = model_and_batcher
+    _, make = model_and_batcher
     batcher = make()
     original = batcher._run_batch
 

@@ -11,7 +11,6 @@ from clipmesh.encoder.config import EncoderConfig
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.runtime.config import ConfigError, ServiceConfig, describe, load_config, setting
 
-
 WEIGHTS = {"CLIPMESH_ENCODER_WEIGHTS": "random:0"}
 
 
