@@ -10,7 +10,7 @@ BUF := node_modules/.bin/buf
 BREAKING_BASE ?= HEAD~1
 
 .PHONY: help install system-deps generate check-generated lint breaking test test-unit \
-        test-integration up demo bench clean
+        test-integration up demo bench bench-encoder clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -66,8 +66,10 @@ up: $(VENV)/.installed  ## Run the whole mesh locally (Ctrl-C stops it).
 demo: $(VENV)/.installed  ## The main job on the embedded defaults, offline.
 	$(BIN)/clipmesh demo
 
-bench: $(VENV)/.installed  ## All benchmarks (tables printed, JSON in bench/results/).
-	@echo "no benchmarks yet"
+bench: bench-encoder  ## All benchmarks (tables printed, JSON in bench/results/).
+
+bench-encoder: $(VENV)/.installed  ## Encoder images/s and latency: gRPC vs in-process.
+	$(PY) bench/encoder.py
 
 clean:  ## Remove local state (not the venv).
 	rm -rf clipmesh-data .pytest_cache .ruff_cache

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipmesh.encoder.images import ImageLimits, decode_image
+from clipmesh.encoder.images import ImageLimits, PixelTransform, decode_image
 from clipmesh.encoder.model import ModelLoadError, cpu_has_native_bf16, load_model
 from clipmesh.encoder.weights import WeightsSpec
 from tests.media import encode, gradient_image
@@ -105,3 +105,13 @@ def test_bf16_embeddings_match_fp32_on_the_served_model() -> None:
     text_cosines = np.sum(fp32.embed_tokens(tokens) * bf16.embed_tokens(tokens), axis=1)
     assert image_cosines.min() >= 0.995, image_cosines
     assert text_cosines.min() >= 0.995, text_cosines
+
+
+@pytest.mark.parametrize(("width", "height"), [(160, 120), (120, 300), (224, 224), (97, 61)])
+def test_the_numpy_transform_matches_open_clips_preprocessing(width: int, height: int) -> None:
+    model = load_model("ViT-B-32", RANDOM, device="cpu", precision="fp32")
+    transform = PixelTransform.from_config(model.preprocess_config)
+    assert transform is not None
+    image = gradient_image(width, height, seed=3)
+    expected = model.preprocess(image).numpy()
+    assert np.abs(transform(image) - expected).max() < 1e-4

@@ -20,7 +20,7 @@ import torch
 from clipmesh.encoder import metrics
 from clipmesh.encoder.batcher import DynamicBatcher
 from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.images import ImageLimits, decode_image
+from clipmesh.encoder.images import ImageLimits, PixelTransform, decode_image
 from clipmesh.encoder.model import EncoderModel
 from clipmesh.encoder.texts import tokenize_texts
 from clipmesh.runtime.errors import InvalidArgument
@@ -51,6 +51,9 @@ class Encoder:
             max_bytes=int(config.max_image_mb * _MIB),
             max_pixels=int(config.max_image_megapixels * 1_000_000),
         )
+        transform = PixelTransform.from_config(model.preprocess_config)
+        # Exotic preprocessing (squash, letterbox) falls back to open_clip's own pipeline.
+        self._to_pixels = transform or (lambda image: model.preprocess(image).numpy())
         self._preprocess_pool = ThreadPoolExecutor(config.preprocess_threads, "encoder-preprocess")
         self._inference_pool = ThreadPoolExecutor(1, "encoder-inference")
         batching = {
@@ -139,15 +142,15 @@ class Encoder:
                 reason="TOO_MANY_ITEMS",
             )
 
-    def _preprocess(self, images: Sequence[bytes]) -> list[torch.Tensor]:
+    def _preprocess(self, images: Sequence[bytes]) -> list[np.ndarray]:
         side = self.model.info.image_size
         return [
-            self.model.preprocess(decode_image(data, index, self._limits, side))
+            self._to_pixels(decode_image(data, index, self._limits, side))
             for index, data in enumerate(images)
         ]
 
-    def _run_images(self, pixels: list[torch.Tensor]) -> np.ndarray:
-        return self.model.embed_images(torch.stack(pixels))
+    def _run_images(self, pixels: list[np.ndarray]) -> np.ndarray:
+        return self.model.embed_images(torch.from_numpy(np.stack(pixels)))
 
     def _run_texts(self, tokens: list[torch.Tensor]) -> np.ndarray:
         return self.model.embed_tokens(torch.stack(tokens))

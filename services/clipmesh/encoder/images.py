@@ -4,6 +4,7 @@ Only JPEG, PNG and WebP are accepted, identified by their magic bytes (never by 
 claim). The byte cap is checked before parsing and the pixel cap from the header before
 decoding, so a decompression bomb is refused without allocating its pixels. JPEGs decode at a
 reduced DCT scale when far larger than the model's input, which cuts decode time several-fold.
+`PixelTransform` then turns the picture into the model's input without touching torch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from clipmesh.runtime.errors import InvalidArgument
@@ -113,3 +115,56 @@ def decode_image(data: bytes, index: int, limits: ImageLimits, min_side: int) ->
             index, "CORRUPT_IMAGE", f"is truncated or corrupt ({image_format}): {exc}"
         ) from exc
     return image.convert("RGB")
+
+
+_RESAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+@dataclass(frozen=True)
+class PixelTransform:
+    """The model's evaluation preprocessing (resize, centre crop, normalise) in PIL and NumPy.
+
+    open_clip's torchvision pipeline gives the same pixels, but its tensor ops start torch's
+    intra-op thread pool on the preprocessing thread, where it fights the inference threads
+    for the same cores; this keeps preprocessing to one core and off torch entirely.
+    """
+
+    side: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resample: Image.Resampling
+
+    @classmethod
+    def from_config(cls, config: dict) -> PixelTransform | None:
+        """Builds the transform from `model.visual.preprocess_cfg`, or None if it is one this
+        class does not reproduce exactly (then the model's own pipeline must be used)."""
+        size = config.get("size")
+        side = size if isinstance(size, int) else (size[0] if size and size[0] == size[1] else None)
+        if (
+            side is None
+            or config.get("resize_mode", "shortest") != "shortest"
+            or config.get("interpolation", "bicubic") not in _RESAMPLING
+        ):
+            return None
+        return cls(
+            int(side),
+            tuple(config["mean"]),
+            tuple(config["std"]),
+            _RESAMPLING[config.get("interpolation", "bicubic")],
+        )
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """RGB image → normalised float32 array of shape (3, side, side)."""
+        width, height = image.size
+        if width <= height:
+            size = (self.side, int(self.side * height / width))
+        else:
+            size = (int(self.side * width / height), self.side)
+        if size != image.size:
+            image = image.resize(size, self.resample)
+        left = round((size[0] - self.side) / 2.0)
+        top = round((size[1] - self.side) / 2.0)
+        image = image.crop((left, top, left + self.side, top + self.side))
+        pixels = np.asarray(image, dtype=np.float32) * (1 / 255)
+        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))

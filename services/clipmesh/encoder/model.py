@@ -84,6 +84,7 @@ class EncoderModel:
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.info = info
+        self.preprocess_config: dict = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
         self._device = torch.device(info.device)
         self._dtype = _DTYPES[info.precision]
 

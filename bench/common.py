@@ -1,0 +1,121 @@
+"""What every benchmark shares: starting a service process, latency statistics, the results
+table and JSON file, and a description of the machine the figures came from."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from clipmesh.cli.probe import health_status
+
+RESULTS_DIR = Path(__file__).parent / "results"
+console = Console(width=120)
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def machine() -> dict[str, object]:
+    """The machine the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def latency_summary(latencies_s: list[float]) -> dict[str, float]:
+    """p50/p99 in milliseconds."""
+    values = np.asarray(latencies_s) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 2),
+        "p99_ms": round(float(np.percentile(values, 99)), 2),
+    }
+
+
+@contextmanager
+def service_process(service: str, env: dict[str, str], *, startup_timeout_s: float = 300):
+    """Runs `clipmesh serve <service>` on free loopback ports; yields its gRPC target."""
+    port, metrics_port = free_port(), free_port()
+    prefix = f"CLIPMESH_{service.upper()}_"
+    full_env = {
+        **os.environ,
+        **env,
+        f"{prefix}HOST": "127.0.0.1",
+        f"{prefix}PORT": str(port),
+        f"{prefix}METRICS_HOST": "127.0.0.1",
+        f"{prefix}METRICS_PORT": str(metrics_port),
+    }
+    log = RESULTS_DIR / f"{service}.bench.log.tmp"
+    RESULTS_DIR.mkdir(exist_ok=True)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clipmesh", "serve", service],
+            env=full_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    target = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while health_status(target, timeout_s=0.5) != "SERVING":
+            if process.poll() is not None:
+                raise RuntimeError(f"{service} exited: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{service} not SERVING after {startup_timeout_s}s")
+            time.sleep(0.2)
+        yield target
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.unlink(missing_ok=True)
+
+
+def write_results(name: str, results: dict[str, object]) -> Path:
+    """Writes `bench/results/<name>.json` with the machine and the time of the run."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    results = {
+        "benchmark": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **results,
+    }
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    console.print(f"wrote {path}")
+    return path
+
+
+def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    """Prints one results table."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console.print(table)

@@ -1,0 +1,176 @@
+"""Encoder benchmark: images/s and latency through gRPC at several concurrencies, against the
+same model in-process at its best batch size (the ceiling the service should approach).
+
+    python bench/encoder.py [--model ViT-B-32] [--seconds 12] [--device auto]
+
+Each gRPC request carries one 256×256 JPEG (a search query, or a keyframe thumbnail), so any
+batching is the server's doing. Random weights are fine: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import console, latency_summary, print_table, service_process, write_results
+from clipmesh.demo.synthetic import encode_image, gradient_image
+from clipmesh.encoder.images import ImageLimits, decode_image
+from clipmesh.encoder.model import load_model
+from clipmesh.encoder.weights import WeightsSpec
+from clipmesh.runtime.channels import ChannelOptions, create_channel
+from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+
+BATCH_SIZES = (1, 8, 16, 32, 64)
+CONCURRENCY = (1, 8, 32, 64)
+WEIGHTS = "random:0"
+
+
+def matmul_peak_gflops(dtype: torch.dtype, seconds: float = 2.0) -> float:
+    """Measured dense matmul throughput at a ViT-B MLP's shape: the roofline for this model."""
+    a, b = torch.randn(1600, 768, dtype=dtype), torch.randn(768, 3072, dtype=dtype)
+    a @ b
+    started, runs = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        a @ b
+        runs += 1
+    return 2 * 1600 * 768 * 3072 * runs / (time.perf_counter() - started) / 1e9
+
+
+def in_process(model_name: str, device: str, seconds: float) -> dict[str, object]:
+    """The model alone, on preprocessed images, at each batch size."""
+    model = load_model(model_name, WeightsSpec.parse(WEIGHTS), device=device)
+    limits = ImageLimits(max_bytes=10**8, max_pixels=10**9)
+    images = [
+        decode_image(encode_image(gradient_image(256, 256, seed=i)), i, limits, 224)
+        for i in range(max(BATCH_SIZES))
+    ]
+    pixels = torch.stack([model.preprocess(image) for image in images])
+    by_batch = {}
+    for batch in BATCH_SIZES:
+        model.embed_images(pixels[:batch])  # warm-up
+        started, done = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            model.embed_images(pixels[:batch])
+            done += batch
+        by_batch[batch] = round(done / (time.perf_counter() - started), 1)
+        console.print(f"in-process batch {batch}: {by_batch[batch]} images/s")
+    info = model.info
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(info.precision, torch.float32)
+    peak = matmul_peak_gflops(dtype) if info.device == "cpu" else None
+    del model
+    gc.collect()
+    best = max(by_batch, key=by_batch.get)
+    return {
+        "model": model_name,
+        "device": info.device,
+        "precision": info.precision,
+        "by_batch": by_batch,
+        "best_batch": best,
+        "best": by_batch[best],
+        "matmul_peak_gflops": round(peak, 1) if peak else None,
+    }
+
+
+async def load(target: str, concurrency: int, seconds: float, warmup_s: float) -> dict[str, float]:
+    """`concurrency` callers each sending one image per request, back to back."""
+    images = [encode_image(gradient_image(256, 256, seed=i)) for i in range(64)]
+    latencies: list[float] = []
+    measuring = asyncio.Event()
+    stop_at = time.monotonic() + warmup_s + seconds
+
+    async with create_channel(target, ChannelOptions(timeout_s=30, max_attempts=1)) as channel:
+        stub = encoder_pb2_grpc.EncoderServiceStub(channel)
+
+        async def caller(worker: int) -> None:
+            sent = worker
+            while time.monotonic() < stop_at:
+                request = encoder_pb2.EmbedImagesRequest(images=[images[sent % len(images)]])
+                started = time.perf_counter()
+                await stub.EmbedImages(request)
+                if measuring.is_set():
+                    latencies.append(time.perf_counter() - started)
+                sent += concurrency
+
+        workers = [asyncio.create_task(caller(w)) for w in range(concurrency)]
+        await asyncio.sleep(warmup_s)
+        measuring.set()
+        started = time.perf_counter()
+        await asyncio.gather(*workers)
+        elapsed = time.perf_counter() - started
+    return {"images_per_s": round(len(latencies) / elapsed, 1), **latency_summary(latencies)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seconds", type=float, default=12.0, help="measuring time per load level")
+    parser.add_argument("--inprocess-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+
+    baseline = in_process(args.model, args.device, args.inprocess_seconds)
+    env = {
+        "CLIPMESH_ENCODER_MODEL": args.model,
+        "CLIPMESH_ENCODER_WEIGHTS": WEIGHTS,
+        "CLIPMESH_ENCODER_DEVICE": args.device,
+        "CLIPMESH_ENCODER_MAX_BATCH": str(max(32, baseline["best_batch"])),
+        "CLIPMESH_ENCODER_MAX_QUEUE_DELAY_MS": "5",
+    }
+    grpc_results = {}
+    with service_process("encoder", env) as target:
+        for concurrency in CONCURRENCY:
+            result = asyncio.run(load(target, concurrency, args.seconds, warmup_s=3.0))
+            grpc_results[str(concurrency)] = result
+            console.print(f"gRPC concurrency {concurrency}: {result}")
+
+    best = baseline["best"]
+    served_32 = grpc_results["32"]["images_per_s"]
+    rows = [[f"in-process, batch {b}", ips, "", "", ""] for b, ips in baseline["by_batch"].items()]
+    rows += [
+        [
+            f"gRPC, concurrency {c}",
+            r["images_per_s"],
+            r["p50_ms"],
+            r["p99_ms"],
+            f"{r['images_per_s'] / best:.0%}",
+        ]
+        for c, r in grpc_results.items()
+    ]
+    print_table(
+        f"encoder {args.model} on {baseline['device']} ({baseline['precision']})",
+        ["mode", "images/s", "p50 ms", "p99 ms", "of in-process best"],
+        rows,
+    )
+    targets = {
+        "grpc_32_images_per_s_at_least_45": served_32 >= 45,
+        "served_over_inprocess_at_least_0_85": served_32 / best >= 0.85,
+        "grpc_1_p50_ms_at_most_60": grpc_results["1"]["p50_ms"] <= 60,
+    }
+    write_results(
+        "encoder",
+        {
+            "model": args.model,
+            "device": baseline["device"],
+            "precision": baseline["precision"],
+            "weights": WEIGHTS,
+            "inprocess_images_per_s_by_batch": baseline["by_batch"],
+            "inprocess_best_batch": baseline["best_batch"],
+            "inprocess_best_images_per_s": best,
+            "grpc": grpc_results,
+            "served_over_inprocess_at_32": round(served_32 / best, 3),
+            "matmul_peak_gflops": baseline["matmul_peak_gflops"],
+            "targets_met": targets,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
