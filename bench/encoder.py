@@ -114,6 +114,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seconds", type=float, default=12.0, help="measuring time per load level")
     parser.add_argument("--inprocess-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=16,
+        help="server batch cap; below the top concurrency so the next batch queues (and is "
+        "preprocessed) while the current one computes",
+    )
     args = parser.parse_args()
 
     baseline = in_process(args.model, args.device, args.inprocess_seconds)
@@ -161,6 +168,7 @@ def main() -> None:
             "device": baseline["device"],
             "precision": baseline["precision"],
             "weights": WEIGHTS,
+            "server_max_batch": args.max_batch,
             "inprocess_images_per_s_by_batch": baseline["by_batch"],
             "inprocess_best_batch": baseline["best_batch"],
             "inprocess_best_images_per_s": best,

@@ -36,7 +36,11 @@ class EncoderConfig(ServiceConfig):
         choices=("auto", "fp32", "bf16", "fp16"),
     )
     max_batch: int = setting(
-        32, help="Most items run together in one batch.", minimum=1, maximum=1024
+        16,
+        help="Most items run together in one batch. 16 saturates a small CPU while leaving the "
+        "next batch room to queue and preprocess; use 64-256 on a GPU.",
+        minimum=1,
+        maximum=1024,
     )
     max_queue_delay_ms: float = setting(
         5.0,
