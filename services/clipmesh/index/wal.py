@@ -14,6 +14,7 @@ that lies would be worse than not serving.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import struct
@@ -85,7 +86,9 @@ def read_segment(path: Path, *, is_last: bool) -> tuple[list[WalRecord], int]:
             if is_last and end == len(data):
                 log.warning("discarding torn tail (checksum) in %s at byte %d", path.name, offset)
                 break
-            raise WalCorruption(f"{path.name}: checksum mismatch in record {sequence} at byte {offset}")
+            raise WalCorruption(
+                f"{path.name}: checksum mismatch in record {sequence} at byte {offset}"
+            )
         records.append(WalRecord(sequence, payload))
         offset = end
     return records, offset
@@ -170,7 +173,7 @@ class WriteAheadLog:
     def drop_through(self, sequence: int) -> None:
         """Deletes segments whose records are all at or below `sequence` (snapshotted)."""
         segments = self.segments()
-        for path, following in zip(segments, segments[1:], strict=False):
+        for path, following in itertools.pairwise(segments):
             if int(following.name[4:24]) - 1 <= sequence:
                 path.unlink()
         _fsync_directory(self.directory)
@@ -195,7 +198,7 @@ class WriteAheadLog:
                 self._next_sequence += 1
             try:
                 await asyncio.to_thread(self._write, records)
-            except Exception as exc:  # noqa: BLE001 - a failed disk write fails its callers
+            except Exception as exc:  # a failed disk write fails its callers
                 log.exception("write-ahead log append failed")
                 self._next_sequence -= len(records)
                 for _, _, future in batch:
@@ -205,7 +208,7 @@ class WriteAheadLog:
             for record, (_, apply, future) in zip(records, batch, strict=True):
                 try:
                     apply(record)
-                except Exception as exc:  # noqa: BLE001 - reported to that caller only
+                except Exception as exc:  # reported to that caller only
                     log.exception("applying record %d failed", record.sequence)
                     future.set_exception(exc)
                     continue
