@@ -1,0 +1,52 @@
+"""The contract every index backend keeps (FAISS embedded, Milvus at scale).
+
+Semantics shared by all backends, and checked by one contract test suite against each:
+- `upsert` replaces every segment of each given video atomically and returns only once the
+  write is durable; the video is searchable when it returns.
+- `delete` removes videos at once.
+- A segment's score is the inner product of the query vector with the segment's vector; a
+  video's score is its best segment's score; moments come from `moments.find_moments`.
+- A collection is created by its first write; its dimension is fixed by that write. Searching
+  or deleting in a collection that does not exist is NOT_FOUND; a vector of the wrong
+  dimension is INVALID_ARGUMENT naming the field.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from clipmesh.index.records import CollectionStats, SearchQuery, SearchResult, VideoMeta, VideoWrite
+
+
+class IndexBackend(abc.ABC):
+    """Stores videos' segments and answers moment-level searches."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Loads or connects; raises StartupError when the stored state cannot be trusted."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flushes and releases resources."""
+
+    @abc.abstractmethod
+    async def upsert(self, collection: str, videos: list[VideoWrite]) -> int:
+        """Durably replaces the given videos; returns the write's sequence number."""
+
+    @abc.abstractmethod
+    async def delete(self, collection: str, video_ids: list[str]) -> tuple[int, list[str]]:
+        """Removes videos; returns (how many existed, the ids that did not)."""
+
+    @abc.abstractmethod
+    async def search(self, query: SearchQuery) -> SearchResult:
+        """The top videos for `query`, each with its best moments."""
+
+    @abc.abstractmethod
+    async def stats(self, collection: str = "") -> list[CollectionStats]:
+        """Statistics of one collection, or of all when `collection` is empty."""
+
+    @abc.abstractmethod
+    async def get_video(self, collection: str, video_id: str) -> tuple[VideoMeta, int] | None:
+        """A video's metadata and segment count, or None."""
