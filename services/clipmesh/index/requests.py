@@ -287,3 +287,42 @@ def parse_delete(request: index_pb2.DeleteVideosRequest, limits: Limits) -> tupl
     return collection, [
         video_id(v, f"video_ids[{i}]", limits) for i, v in enumerate(request.video_ids)
     ]
+
+
+def upsert_to_proto(collection: str, writes: list[VideoWrite]) -> index_pb2.UpsertSegmentsRequest:
+    """The request that reproduces `writes` (the write-ahead log's record of an upsert)."""
+    sources = {value: key for key, value in _SOURCES.items()}
+    request = index_pb2.UpsertSegmentsRequest(collection=collection)
+    for write in writes:
+        meta = write.meta
+        entry = request.videos.add()
+        video = entry.video
+        video.video_id, video.uri, video.title = meta.video_id, meta.uri, meta.title
+        video.duration_s, video.fps = meta.duration_s, meta.fps
+        video.width, video.height, video.size_bytes = meta.width, meta.height, meta.size_bytes
+        video.source = sources.get(meta.source, common_pb2.VIDEO_SOURCE_UNSPECIFIED)
+        video.create_time.FromNanoseconds(int(meta.create_time_s * 1e9))
+        video.content_sha256 = meta.content_sha256
+        video.labels.update(meta.labels)
+        segments = write.segments
+        for i in range(len(segments)):
+            entry.segments.add(
+                start_s=segments.start_s[i],
+                end_s=segments.end_s[i],
+                keyframe_s=segments.keyframe_s[i],
+                vector=segments.vectors[i].tolist(),
+                thumbnail_uri=segments.thumbnails[i],
+            )
+    return request
+
+
+# Replaying the log must accept whatever was accepted when it was written, whatever the
+# limits are today.
+REPLAY_LIMITS = Limits(
+    max_videos_per_upsert=1 << 30,
+    max_segments_per_video=1 << 30,
+    max_segments_per_upsert=1 << 30,
+    max_dimension=1 << 20,
+    max_id_chars=1 << 20,
+    max_label_chars=1 << 30,
+)

@@ -1,13 +1,118 @@
-"""gRPC servicer of the index: translates proto ↔ domain.
-
-Its RPCs answer UNIMPLEMENTED (through the runtime's error mapping of the generated base
-class) until the index core lands.
-"""
+"""gRPC servicer of the index: translates proto ↔ domain, nothing else."""
 
 from __future__ import annotations
 
-from clipmesh_api.index.v1 import index_pb2_grpc
+import time
+
+from clipmesh.index import metrics, requests
+from clipmesh.index.backend import IndexBackend
+from clipmesh.index.records import SearchResult, VideoMeta
+from clipmesh_api.common.v1 import common_pb2
+from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+
+_SOURCES = {
+    "ingested": common_pb2.VIDEO_SOURCE_INGESTED,
+    "generated": common_pb2.VIDEO_SOURCE_GENERATED,
+}
+
+
+def video_proto(collection: str, meta: VideoMeta) -> common_pb2.Video:
+    """The API form of stored video metadata."""
+    video = common_pb2.Video(
+        video_id=meta.video_id,
+        collection=collection,
+        uri=meta.uri,
+        title=meta.title,
+        duration_s=meta.duration_s,
+        fps=meta.fps,
+        width=meta.width,
+        height=meta.height,
+        size_bytes=meta.size_bytes,
+        source=_SOURCES.get(meta.source, 0),
+        content_sha256=meta.content_sha256,
+        labels=meta.labels,
+    )
+    video.create_time.FromNanoseconds(int(meta.create_time_s * 1e9))
+    return video
+
+
+def search_response(collection: str, result: SearchResult) -> index_pb2.SearchResponse:
+    """The API form of a search result."""
+    hits = [
+        common_pb2.VideoHit(
+            video=video_proto(collection, r.meta),
+            score=r.score,
+            moments=[
+                common_pb2.Moment(
+                    start_s=m.start_s,
+                    end_s=m.end_s,
+                    peak_s=m.peak_s,
+                    score=m.score,
+                    thumbnail_uri=m.thumbnail,
+                )
+                for m in r.moments
+            ],
+        )
+        for r in result.videos
+    ]
+    return index_pb2.SearchResponse(
+        hits=hits,
+        degraded=result.degraded,
+        degraded_reason=result.degraded_reason,
+        index_type=result.index_type,
+        timings=[
+            common_pb2.StageTiming(stage=s, duration_ms=ms) for s, ms in result.timings_ms.items()
+        ],
+    )
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):
-    """Serves IndexService."""
+    """Serves IndexService from an `IndexBackend`."""
+
+    def __init__(self, backend: IndexBackend, limits: requests.Limits) -> None:
+        self._backend = backend
+        self._limits = limits
+
+    async def UpsertSegments(self, request, context):
+        collection, videos = requests.parse_upsert(request, self._limits)
+        sequence = await self._backend.upsert(collection, videos)
+        return index_pb2.UpsertSegmentsResponse(
+            videos_upserted=len(videos),
+            segments_upserted=sum(len(v.segments) for v in videos),
+            sequence=sequence,
+        )
+
+    async def DeleteVideos(self, request, context):
+        collection, ids = requests.parse_delete(request, self._limits)
+        deleted, missing = await self._backend.delete(collection, ids)
+        return index_pb2.DeleteVideosResponse(deleted_count=deleted, not_found_ids=missing)
+
+    async def Search(self, request, context):
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        query = requests.parse_search(request, self._limits, deadline=deadline)
+        started = time.perf_counter()
+        result = await self._backend.search(query)
+        metrics.SEARCH_SECONDS.labels(self._backend.name).observe(time.perf_counter() - started)
+        if result.degraded:
+            metrics.DEGRADED_SEARCHES.labels(self._backend.name).inc()
+        return search_response(query.collection, result)
+
+    async def GetStats(self, request, context):
+        collection = requests.collection_name(request.collection) if request.collection else ""
+        stats = await self._backend.stats(collection)
+        response = index_pb2.GetStatsResponse(backend=self._backend.name)
+        for s in stats:
+            entry = response.collections.add(
+                collection=s.collection,
+                videos=s.videos,
+                segments=s.segments,
+                dimension=s.dimension,
+                index_type=s.index_type,
+                memory_bytes=s.memory_bytes,
+                wal_bytes=s.wal_bytes,
+                rebuilding=s.rebuilding,
+            )
+            if s.last_snapshot_time_s is not None:
+                entry.last_snapshot_time.FromNanoseconds(int(s.last_snapshot_time_s * 1e9))
+        return response

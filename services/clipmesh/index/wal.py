@@ -107,6 +107,7 @@ class WriteAheadLog:
         self._next_sequence = 1
         self._pending: list[tuple[bytes, Callable[[WalRecord], object], asyncio.Future]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._rotate_requested = False
 
     @property
     def next_sequence(self) -> int:
@@ -163,12 +164,16 @@ class WriteAheadLog:
         if not segments:
             _fsync_directory(self.directory)
 
-    def rotate(self) -> None:
-        """Starts a new segment at the next sequence (after a snapshot)."""
+    def request_rotation(self) -> None:
+        """Starts a new segment before the next write, so older ones can be dropped later."""
+        self._rotate_requested = True
+
+    def _rotate(self, first_sequence: int) -> None:
         if self._handle is not None:
             self._handle.close()
-        self._handle = (self.directory / _segment_name(self._next_sequence)).open("ab")
+        self._handle = (self.directory / _segment_name(first_sequence)).open("ab")
         _fsync_directory(self.directory)
+        self._rotate_requested = False
 
     def drop_through(self, sequence: int) -> None:
         """Deletes segments whose records are all at or below `sequence` (snapshotted)."""
@@ -207,7 +212,8 @@ class WriteAheadLog:
                 continue
             for record, (_, apply, future) in zip(records, batch, strict=True):
                 try:
-                    apply(record)
+                    # Off the event loop: applying may wait for a snapshot's read lock.
+                    await asyncio.to_thread(apply, record)
                 except Exception as exc:  # reported to that caller only
                     log.exception("applying record %d failed", record.sequence)
                     future.set_exception(exc)
@@ -215,6 +221,8 @@ class WriteAheadLog:
                 future.set_result(record.sequence)
 
     def _write(self, records: list[WalRecord]) -> None:
+        if self._rotate_requested:
+            self._rotate(records[0].sequence)
         frames = b"".join(
             HEADER.pack(MAGIC, r.sequence, len(r.payload), zlib.crc32(r.payload)) + r.payload
             for r in records

@@ -1,0 +1,248 @@
+"""The embedded FAISS backend: collections in memory, durable through a WAL and snapshots.
+
+A write is validated, logged (fsync), then applied; it is acknowledged after both. Snapshots
+are taken in the background once the log has grown past `snapshot_wal_bytes` (and at clean
+shutdown), after which the covered log segments are dropped. Index rebuilds run on a worker
+thread and never block searches or writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from clipmesh.index import metrics
+from clipmesh.index import requests as codec
+from clipmesh.index.backend import IndexBackend
+from clipmesh.index.collection import AnnSettings, Collection
+from clipmesh.index.records import CollectionStats, SearchQuery, SearchResult, VideoMeta, VideoWrite
+from clipmesh.index.snapshot import load_snapshot, write_snapshot
+from clipmesh.index.wal import WalRecord, WriteAheadLog
+from clipmesh.runtime.errors import InvalidArgument, NotFound
+from clipmesh_api.index.v1 import index_pb2
+
+log = logging.getLogger(__name__)
+
+_UPSERT, _DELETE = b"U", b"D"
+
+
+class FaissBackend(IndexBackend):
+    """FAISS indexes in this process, state under `data_dir`.
+
+    Args:
+        data_dir: Where the WAL and snapshots live.
+        settings: Index choice and search effort.
+        snapshot_wal_bytes: Log size that triggers a background snapshot.
+    """
+
+    name = "faiss"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: AnnSettings | None = None,
+        *,
+        snapshot_wal_bytes: int = 256 << 20,
+    ) -> None:
+        self.data_dir = data_dir
+        self.settings = settings or AnnSettings()
+        self.snapshot_wal_bytes = snapshot_wal_bytes
+        self.collections: dict[str, Collection] = {}
+        self.wal = WriteAheadLog(data_dir / "wal")
+        self.applied_sequence = 0
+        self.snapshot_sequence = 0
+        self.last_snapshot_time_s: float | None = None
+        self._maintenance: set[asyncio.Task[None]] = set()
+        self._snapshotting = False
+
+    async def open(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        sequence, collections, created = await asyncio.to_thread(
+            load_snapshot, self.data_dir, self.settings
+        )
+        self.collections = {c.name: c for c in collections}
+        self.applied_sequence = self.snapshot_sequence = sequence
+        self.last_snapshot_time_s = created
+        records = await asyncio.to_thread(self.wal.open, after_sequence=sequence)
+        for record in records:
+            self._apply(record)
+        log.info(
+            "index opened",
+            extra={
+                "snapshot_sequence": sequence,
+                "replayed_records": len(records),
+                "collections": {n: c.live_segments for n, c in self.collections.items()},
+            },
+        )
+        for collection in self.collections.values():
+            self._maybe_rebuild(collection)
+
+    async def close(self) -> None:
+        for task in list(self._maintenance):
+            with contextlib.suppress(Exception):
+                await task
+        if self.applied_sequence > self.snapshot_sequence:
+            await self.snapshot()  # a clean restart then replays nothing
+        self.wal.close()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def upsert(self, collection: str, videos: list[VideoWrite]) -> int:
+        dimension = next((v.segments.vectors.shape[1] for v in videos if len(v.segments)), None)
+        existing = self.collections.get(collection)
+        if existing is not None and dimension is not None and dimension != existing.dimension:
+            raise InvalidArgument(
+                f"vectors have dimension {dimension}; collection {collection!r} holds "
+                f"{existing.dimension}",
+                field="videos[].segments[].vector",
+                reason="DIMENSION_MISMATCH",
+            )
+        if existing is None and dimension is None:
+            raise InvalidArgument(
+                f"the first write to {collection!r} must carry segments",
+                field="videos[].segments",
+                reason="EMPTY_REQUEST",
+            )
+        payload = _UPSERT + codec.upsert_to_proto(collection, videos).SerializeToString()
+        sequence = await self.wal.append(payload, self._apply)
+        self._after_write(collection)
+        return sequence
+
+    async def delete(self, collection: str, video_ids: list[str]) -> tuple[int, list[str]]:
+        target = self._collection(collection)
+        missing = [v for v in video_ids if v not in target.videos]
+        if len(missing) == len(video_ids):
+            return 0, missing
+        request = index_pb2.DeleteVideosRequest(collection=collection, video_ids=video_ids)
+        await self.wal.append(_DELETE + request.SerializeToString(), self._apply)
+        self._after_write(collection)
+        return len(video_ids) - len(missing), missing
+
+    def _apply(self, record: WalRecord) -> None:
+        """Applies one logged write (live, or replayed at start-up).
+
+        Idempotent: replaying a record whose effect a snapshot already holds changes nothing
+        a reader can see, so a snapshot's sequence may safely lag its contents.
+        """
+        kind, body = record.payload[:1], record.payload[1:]
+        if kind == _UPSERT:
+            name, writes = codec.parse_upsert(
+                index_pb2.UpsertSegmentsRequest.FromString(body), codec.REPLAY_LIMITS
+            )
+            collection = self.collections.get(name)
+            if collection is None:
+                dimension = next(w.segments.vectors.shape[1] for w in writes if len(w.segments))
+                collection = self.collections[name] = Collection(name, dimension, self.settings)
+            collection.apply_upsert(writes)
+        elif kind == _DELETE:
+            request = index_pb2.DeleteVideosRequest.FromString(body)
+            if request.collection in self.collections:
+                self.collections[request.collection].apply_delete(list(request.video_ids))
+        self.applied_sequence = record.sequence
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def search(self, query: SearchQuery) -> SearchResult:
+        collection = self._collection(query.collection)
+        if query.vector.shape[0] != collection.dimension:
+            raise InvalidArgument(
+                f"query vectors have dimension {query.vector.shape[0]}; collection "
+                f"{query.collection!r} holds {collection.dimension}",
+                field="queries[].vector",
+                reason="DIMENSION_MISMATCH",
+            )
+        return await asyncio.to_thread(collection.search, query)
+
+    async def stats(self, collection: str = "") -> list[CollectionStats]:
+        chosen = [self._collection(collection)] if collection else list(self.collections.values())
+        wal_bytes = self.wal.size_bytes()
+        return [
+            CollectionStats(
+                collection=c.name,
+                videos=len(c.videos),
+                segments=c.live_segments,
+                dimension=c.dimension,
+                index_type=c.plan.kind,
+                memory_bytes=_index_bytes(c),
+                wal_bytes=wal_bytes,
+                last_snapshot_time_s=self.last_snapshot_time_s,
+                rebuilding=c.rebuilding,
+            )
+            for c in chosen
+        ]
+
+    async def get_video(self, collection: str, video_id: str) -> tuple[VideoMeta, int] | None:
+        entry = self._collection(collection).videos.get(video_id)
+        return None if entry is None else (entry.meta, len(entry.slots))
+
+    def _collection(self, name: str) -> Collection:
+        collection = self.collections.get(name)
+        if collection is None:
+            raise NotFound(
+                f"collection {name!r} does not exist",
+                reason="COLLECTION_NOT_FOUND",
+                metadata={"collection": name},
+            )
+        return collection
+
+    # -- maintenance ----------------------------------------------------------------------
+
+    def _after_write(self, name: str) -> None:
+        collection = self.collections.get(name)
+        if collection is not None:
+            self._maybe_rebuild(collection)
+        if not self._snapshotting and self.wal.size_bytes() > self.snapshot_wal_bytes:
+            self._spawn(self.snapshot())
+
+    def _maybe_rebuild(self, collection: Collection) -> None:
+        plan = collection.wanted_plan()
+        if plan is not None and not collection.rebuilding:
+            collection.rebuilding = True  # claimed now; the worker thread confirms it
+            self._spawn(self._rebuild(collection, plan))
+
+    async def _rebuild(self, collection: Collection, plan) -> None:
+        try:
+            seconds = await asyncio.to_thread(collection.rebuild, plan)
+            metrics.REBUILDS.labels(collection.name).inc()
+            metrics.REBUILD_SECONDS.labels(collection.name).observe(seconds)
+        except Exception:
+            collection.rebuilding = False
+            log.exception("index rebuild failed", extra={"collection": collection.name})
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._maintenance.add(task)
+        task.add_done_callback(self._maintenance.discard)
+
+    async def snapshot(self) -> None:
+        """Writes a snapshot of every collection and drops the log it covers."""
+        if self._snapshotting:
+            return
+        self._snapshotting = True
+        try:
+            self.wal.request_rotation()
+            sequence = await asyncio.to_thread(self._write_snapshot)
+            self.snapshot_sequence = sequence
+            self.last_snapshot_time_s = time.time()
+            await asyncio.to_thread(self.wal.drop_through, sequence)
+        finally:
+            self._snapshotting = False
+
+    def _write_snapshot(self) -> int:
+        collections = sorted(list(self.collections.values()), key=lambda c: c.name)
+        with contextlib.ExitStack() as stack:
+            for collection in collections:
+                stack.enter_context(collection.lock.reading())
+            sequence = self.applied_sequence
+            write_snapshot(self.data_dir, sequence, collections)
+        log.info("snapshot written", extra={"sequence": sequence})
+        return sequence
+
+
+def _index_bytes(collection: Collection) -> int:
+    from clipmesh.index.ann import memory_bytes
+
+    return memory_bytes(collection.index)
