@@ -80,10 +80,13 @@ class FaissBackend(IndexBackend):
         for collection in self.collections.values():
             self._maybe_rebuild(collection)
 
+    async def wait_for_maintenance(self) -> None:
+        """Waits until running rebuilds and snapshots (and any they start) have finished."""
+        while self._maintenance:
+            await asyncio.gather(*self._maintenance, return_exceptions=True)
+
     async def close(self) -> None:
-        for task in list(self._maintenance):
-            with contextlib.suppress(Exception):
-                await task
+        await self.wait_for_maintenance()
         if self.applied_sequence > self.snapshot_sequence:
             await self.snapshot()  # a clean restart then replays nothing
         self.wal.close()
