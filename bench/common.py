@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,9 +59,25 @@ def latency_summary(latencies_s: list[float]) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class ServiceProcess:
+    """A service started by a benchmark."""
+
+    target: str
+    pid: int
+    metrics_url: str
+
+    def rss_bytes(self) -> int:
+        """The process's resident memory now."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
 @contextmanager
 def service_process(service: str, env: dict[str, str], *, startup_timeout_s: float = 300):
-    """Runs `clipmesh serve <service>` on free loopback ports; yields its gRPC target."""
+    """Runs `clipmesh serve <service>` on free loopback ports; yields a ServiceProcess."""
     port, metrics_port = free_port(), free_port()
     prefix = f"CLIPMESH_{service.upper()}_"
     full_env = {
@@ -89,7 +106,7 @@ def service_process(service: str, env: dict[str, str], *, startup_timeout_s: flo
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{service} not SERVING after {startup_timeout_s}s")
             time.sleep(0.2)
-        yield target
+        yield ServiceProcess(target, process.pid, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         process.terminate()
         process.wait(timeout=30)

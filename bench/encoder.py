@@ -132,9 +132,9 @@ def main() -> None:
         "CLIPMESH_ENCODER_MAX_QUEUE_DELAY_MS": "5",
     }
     grpc_results = {}
-    with service_process("encoder", env) as target:
+    with service_process("encoder", env) as service:
         for concurrency in CONCURRENCY:
-            result = asyncio.run(load(target, concurrency, args.seconds, warmup_s=3.0))
+            result = asyncio.run(load(service.target, concurrency, args.seconds, warmup_s=3.0))
             grpc_results[str(concurrency)] = result
             console.print(f"gRPC concurrency {concurrency}: {result}")
 

@@ -230,7 +230,7 @@ class FaissBackend(IndexBackend):
             sequence = await asyncio.to_thread(self._write_snapshot)
             self.snapshot_sequence = sequence
             self.last_snapshot_time_s = time.time()
-            await asyncio.to_thread(self.wal.drop_through, sequence)
+            self.wal.drop_through(sequence)
         finally:
             self._snapshotting = False
 

@@ -29,6 +29,11 @@ def compile_filter(video_filter: VideoFilter | None) -> str:
     return " and ".join(f"({_clause(clause)})" for clause in video_filter.clauses)
 
 
+def member_of(field: str, values: list[str]) -> str:
+    """`field in [...]` for string values."""
+    return f"{field} in [{', '.join(_string(v) for v in values)}]"
+
+
 def label_numbers(labels: dict[str, str]) -> dict[str, float]:
     """The labels a range can test: those whose value reads as a finite number."""
     numbers = {}
@@ -56,7 +61,7 @@ def _membership(clause: Clause) -> str:
     if clause.numeric:
         literals = ", ".join(_number(float(v)) for v in clause.values)
         return f"{NUMERIC_FIELDS[clause.field]} in [{literals}]"
-    return f"{clause.field} in [{', '.join(_string(v) for v in clause.values)}]"
+    return member_of(clause.field, list(clause.values))
 
 
 def _range(clause: Clause) -> str:

@@ -176,11 +176,18 @@ class WriteAheadLog:
         self._rotate_requested = False
 
     def drop_through(self, sequence: int) -> None:
-        """Deletes segments whose records are all at or below `sequence` (snapshotted)."""
+        """Deletes segments whose records are all at or below `sequence` (snapshotted).
+
+        Call it on the event loop (where sequences are assigned): the open segment is dropped
+        too when nothing after `sequence` was assigned and a rotation is pending, because the
+        next write then starts a new segment before touching it.
+        """
         segments = self.segments()
         for path, following in itertools.pairwise(segments):
             if int(following.name[4:24]) - 1 <= sequence:
                 path.unlink()
+        if segments and self._rotate_requested and self._next_sequence - 1 <= sequence:
+            segments[-1].unlink()
         _fsync_directory(self.directory)
 
     async def append(self, payload: bytes, apply: Callable[[WalRecord], object]) -> int:
