@@ -89,10 +89,23 @@ def training_size(plan: AnnPlan) -> int:
     return 0 if not plan.trained else 48 * plan.nlist
 
 
+def gpu_count() -> int:
+    """GPUs FAISS can use: 0 with the CPU build (faiss-cpu) or without a GPU."""
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
 def train(index: faiss.Index, sample: np.ndarray) -> None:
-    """Trains an IVF index on `sample` (float32, L2-normalised rows)."""
-    if not index.is_trained:
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    """Trains an IVF index on `sample` (float32, L2-normalised rows).
+
+    With the GPU build and a GPU present, k-means (the costly part of a rebuild at scale) runs
+    on the GPUs; the trained index itself stays on the CPU, where adds, removals and searches
+    with id selectors are all supported.
+    """
+    if index.is_trained:
+        return
+    if isinstance(index, faiss.IndexIVF) and gpu_count() > 0:
+        index.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(index.d))
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
 
 
 def search(

@@ -17,20 +17,18 @@ milvus-lite lacks), so the synchronous client runs on worker threads instead.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections import defaultdict
 from urllib.parse import urlsplit
 
 import grpc
-import numpy as np
-from pymilvus import CollectionSchema, DataType, MilvusClient
+from pymilvus import MilvusClient
 from pymilvus.client.types import Status
 from pymilvus.exceptions import MilvusException
 
+from clipmesh.index import milvus_schema
 from clipmesh.index.backend import IndexBackend
-from clipmesh.index.milvus_filters import compile_filter, label_numbers, member_of
 from clipmesh.index.ranking import rank_videos
 from clipmesh.index.records import (
     CollectionStats,
@@ -43,26 +41,6 @@ from clipmesh.index.records import (
 from clipmesh.runtime.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from clipmesh.runtime.server import StartupError
 
-_TEXT_FIELDS = ("uri", "title", "source", "content_sha256")
-_NUMBER_FIELDS = ("duration_s", "fps", "width", "height", "size_bytes", "create_time_s")
-_VIDEO_FIELDS = [
-    "video_id",
-    "generation",
-    "segment_count",
-    *_TEXT_FIELDS,
-    *_NUMBER_FIELDS,
-    "labels",
-]
-_SEGMENT_FIELDS = [
-    "video_id",
-    "generation",
-    "start_s",
-    "end_s",
-    "keyframe_s",
-    "thumbnail",
-    "vector",
-]
-_MAX_VARCHAR_BYTES = 65_535  # Milvus's limit for a VARCHAR (and for a JSON value)
 _MAX_RESULT_ROWS = 16_384  # Milvus's cap on one search's limit and one query batch
 _INSERT_BATCH_BYTES = 16 << 20  # well under Milvus's 64 MiB gRPC message limit
 _CALL_TIMEOUT_S = 30.0
@@ -204,7 +182,7 @@ class MilvusBackend(IndexBackend):
     def _replace(self, collection: str, videos: list[VideoWrite], generation: int) -> None:
         dimension = self._dimension(collection)
         for index, write in enumerate(videos):
-            _check_sizes(write, f"videos[{index}]")
+            milvus_schema.check_sizes(write, f"videos[{index}]")
             given = write.segments.vectors.shape[1] if len(write.segments) else None
             if dimension is None and given is not None:
                 dimension = self._create(collection, given)
@@ -222,22 +200,25 @@ class MilvusBackend(IndexBackend):
                 reason="EMPTY_REQUEST",
             )
         segments, video_rows = self._names(collection)
-        rows = [row for write in videos for row in _segment_rows(write, generation)]
+        rows = [row for write in videos for row in milvus_schema.segment_rows(write, generation)]
         per_batch = max(1, _INSERT_BATCH_BYTES // (4 * dimension + 1024))
         for start in range(0, len(rows), per_batch):
             self.client.insert(segments, rows[start : start + per_batch])
-        self.client.upsert(video_rows, [_video_row(w, generation, dimension) for w in videos])
+        self.client.upsert(
+            video_rows, [milvus_schema.video_row(w, generation, dimension) for w in videos]
+        )
         ids = [w.meta.video_id for w in videos]
         self.client.delete(
-            segments, filter=f"{member_of('video_id', ids)} and generation != {generation}"
+            segments,
+            filter=f"{milvus_schema.member_of('video_id', ids)} and generation != {generation}",
         )
 
     def _create(self, collection: str, dimension: int) -> int:
         """Creates the Milvus collections (whichever are missing); returns the dimension."""
         segments, videos = self._names(collection)
         for name, schema, vector in (
-            (segments, _segments_schema(dimension), "vector"),
-            (videos, _videos_schema(dimension), "centroid"),
+            (segments, milvus_schema.segments_schema(dimension), "vector"),
+            (videos, milvus_schema.videos_schema(dimension), "centroid"),
         ):
             if not self.client.has_collection(name):
                 index = MilvusClient.prepare_index_params()
@@ -254,11 +235,14 @@ class MilvusBackend(IndexBackend):
     def _remove(self, collection: str, video_ids: list[str]) -> tuple[int, list[str]]:
         self._existing(collection)
         segments, videos = self._names(collection)
-        found = {r["video_id"] for r in self.client.get(videos, video_ids, ["video_id"])}
+        rows = self.client.get(
+            videos, video_ids, ["video_id"], consistency_level=self.consistency_level
+        )
+        found = {r["video_id"] for r in rows}
         if found:
             # The video row first: without it the segments are invisible to searches.
             self.client.delete(videos, ids=sorted(found))
-            self.client.delete(segments, filter=member_of("video_id", sorted(found)))
+            self.client.delete(segments, filter=milvus_schema.member_of("video_id", sorted(found)))
         return len(found), [v for v in video_ids if v not in found]
 
     def _search(self, query: SearchQuery) -> SearchResult:
@@ -280,7 +264,7 @@ class MilvusBackend(IndexBackend):
             data=[query.vector.tolist()],
             anns_field="vector",
             limit=min(2 * query.top_k, _MAX_RESULT_ROWS),
-            filter=compile_filter(query.filter),
+            filter=milvus_schema.compile_filter(query.filter),
             group_by_field="video_id",
             group_size=1,
             output_fields=["video_id"],
@@ -291,7 +275,7 @@ class MilvusBackend(IndexBackend):
         candidates = list(dict.fromkeys(hit["entity"]["video_id"] for hit in hits))
         timings["ann"] = _ms_since(started)
         mark = time.perf_counter()
-        found = self._current(query, candidates)
+        found = self._current(query, candidates) if candidates else {}
         timings["fetch"] = _ms_since(mark)
         mark = time.perf_counter()
         ranked = rank_videos(
@@ -307,47 +291,50 @@ class MilvusBackend(IndexBackend):
         segments, videos = self._names(query.collection)
         found: dict[str, tuple[VideoMeta, Segments]] = {}
         for _ in range(2):
-            if not video_ids:
-                break
-            current = {}
-            for row in self.client.get(
+            rows = self.client.get(
                 videos,
                 video_ids,
-                _VIDEO_FIELDS,
+                milvus_schema.VIDEO_FIELDS,
                 consistency_level=self.consistency_level,
                 timeout=_timeout_s(query.deadline),
-            ):
-                meta = _meta_from(row)
-                # Rows of a replaced generation may have matched with the old metadata.
-                if query.filter is None or query.filter.matches(meta):
-                    current[meta.video_id] = (meta, row["generation"], row["segment_count"])
-            rows = self._segment_rows_of(segments, current, query.deadline)
-            found.update((v, (meta, _as_segments(rows[v]))) for v, (meta, *_) in current.items())
+            )
+            metas = {r["video_id"]: milvus_schema.meta_from(r) for r in rows}
+            # Rows of a replaced generation may have matched the filter with old metadata.
+            current = {
+                r["video_id"]: r
+                for r in rows
+                if query.filter is None or query.filter.matches(metas[r["video_id"]])
+            }
+            generations = {v: r["generation"] for v, r in current.items()}
+            columns = self._segment_rows_of(segments, generations, query.deadline)
+            found.update((v, (metas[v], milvus_schema.segments_from(columns[v]))) for v in current)
             # A video replaced between the two reads lost the rows its video row named: it
-            # is read again, once.
-            video_ids = [v for v, (_, _, count) in current.items() if count and not rows[v]]
+            # is read once more (rank_videos skips a video left without segments).
+            video_ids = [v for v, r in current.items() if r["segment_count"] and not columns[v]]
+            if not video_ids:
+                break
         return found
 
     def _segment_rows_of(
-        self, segments: str, current: dict[str, tuple[VideoMeta, int, int]], deadline: float | None
+        self, segments: str, generations: dict[str, int], deadline: float | None
     ) -> defaultdict[str, list[dict]]:
-        """Each video's rows of its current generation (through an iterator: one video may
-        hold more than the 16,384 rows one Milvus query returns)."""
+        """Each video's rows of the given generation (through an iterator: one video may hold
+        more than the 16,384 rows one Milvus query returns)."""
         rows: defaultdict[str, list[dict]] = defaultdict(list)
-        if not current:
+        if not generations:
             return rows
         iterator = self.client.query_iterator(
             segments,
             batch_size=_MAX_RESULT_ROWS,
-            filter=member_of("video_id", list(current)),
-            output_fields=_SEGMENT_FIELDS,
+            filter=milvus_schema.member_of("video_id", list(generations)),
+            output_fields=milvus_schema.SEGMENT_FIELDS,
             consistency_level=self.consistency_level,
             timeout=_timeout_s(deadline),
         )
         try:
             while batch := iterator.next():
                 for row in batch:
-                    if row["generation"] == current[row["video_id"]][1]:
+                    if row["generation"] == generations[row["video_id"]]:
                         rows[row["video_id"]].append(row)
         finally:
             iterator.close()
@@ -388,124 +375,10 @@ class MilvusBackend(IndexBackend):
     def _get_video(self, collection: str, video_id: str) -> tuple[VideoMeta, int] | None:
         self._existing(collection)
         _, videos = self._names(collection)
-        rows = self.client.get(videos, [video_id], _VIDEO_FIELDS)
-        return (_meta_from(rows[0]), int(rows[0]["segment_count"])) if rows else None
-
-
-# -- layout and rows ---------------------------------------------------------------------
-
-
-def _add_metadata(schema: CollectionSchema) -> CollectionSchema:
-    """The video's metadata, as filters read it (numbers as DOUBLE: see milvus_filters)."""
-    schema.add_field("generation", DataType.INT64)
-    for name in _TEXT_FIELDS:
-        schema.add_field(name, DataType.VARCHAR, max_length=_MAX_VARCHAR_BYTES)
-    for name in _NUMBER_FIELDS:
-        schema.add_field(name, DataType.DOUBLE)
-    schema.add_field("labels", DataType.JSON)
-    schema.add_field("label_numbers", DataType.JSON)
-    return schema
-
-
-def _segments_schema(dimension: int) -> CollectionSchema:
-    schema = MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("video_id", DataType.VARCHAR, max_length=_MAX_VARCHAR_BYTES)
-    for name in ("start_s", "end_s", "keyframe_s"):
-        schema.add_field(name, DataType.DOUBLE)
-    schema.add_field("thumbnail", DataType.VARCHAR, max_length=_MAX_VARCHAR_BYTES)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
-    return _add_metadata(schema)
-
-
-def _videos_schema(dimension: int) -> CollectionSchema:
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("video_id", DataType.VARCHAR, max_length=_MAX_VARCHAR_BYTES, is_primary=True)
-    schema.add_field("segment_count", DataType.INT64)
-    # Milvus wants a vector field in every collection; the mean of the segments' vectors is
-    # the one worth having (similar-video lookups).
-    schema.add_field("centroid", DataType.FLOAT_VECTOR, dim=dimension)
-    return _add_metadata(schema)
-
-
-def _meta_row(meta: VideoMeta, generation: int) -> dict:
-    row = {"video_id": meta.video_id, "generation": generation}
-    row.update({name: getattr(meta, name) for name in _TEXT_FIELDS})
-    row.update({name: float(getattr(meta, name)) for name in _NUMBER_FIELDS})
-    row.update(labels=dict(meta.labels), label_numbers=label_numbers(meta.labels))
-    return row
-
-
-def _segment_rows(write: VideoWrite, generation: int) -> list[dict]:
-    meta = _meta_row(write.meta, generation)
-    s = write.segments
-    return [
-        {
-            **meta,
-            "start_s": float(s.start_s[i]),
-            "end_s": float(s.end_s[i]),
-            "keyframe_s": float(s.keyframe_s[i]),
-            "thumbnail": s.thumbnails[i],
-            "vector": s.vectors[i].tolist(),
-        }
-        for i in range(len(s))
-    ]
-
-
-def _video_row(write: VideoWrite, generation: int, dimension: int) -> dict:
-    vectors = write.segments.vectors
-    centroid = vectors.mean(axis=0) if len(vectors) else np.zeros(dimension, np.float32)
-    norm = float(np.linalg.norm(centroid))
-    return {
-        **_meta_row(write.meta, generation),
-        "segment_count": len(write.segments),
-        "centroid": (centroid / norm if norm else centroid).tolist(),
-    }
-
-
-def _meta_from(row: dict) -> VideoMeta:
-    return VideoMeta(
-        video_id=row["video_id"],
-        **{name: row[name] for name in _TEXT_FIELDS},
-        duration_s=row["duration_s"],
-        fps=row["fps"],
-        width=int(row["width"]),
-        height=int(row["height"]),
-        size_bytes=int(row["size_bytes"]),
-        create_time_s=row["create_time_s"],
-        labels=dict(row["labels"]),
-    )
-
-
-def _as_segments(rows: list[dict]) -> Segments:
-    def column(name: str) -> np.ndarray:
-        return np.array([r[name] for r in rows], dtype=np.float64)
-
-    vectors = np.array([r["vector"] for r in rows], dtype=np.float32)
-    return Segments(
-        column("start_s"),
-        column("end_s"),
-        column("keyframe_s"),
-        vectors,
-        tuple(r["thumbnail"] for r in rows),
-    )
-
-
-def _check_sizes(write: VideoWrite, where: str) -> None:
-    """Refuses values longer than Milvus stores, naming the field."""
-    meta = write.meta
-    texts = {f"{where}.video.{name}": getattr(meta, name) for name in _TEXT_FIELDS}
-    texts[f"{where}.video.labels"] = json.dumps(meta.labels, ensure_ascii=False)
-    texts.update(
-        (f"{where}.segments[{i}].thumbnail_uri", t) for i, t in enumerate(write.segments.thumbnails)
-    )
-    for field, text in texts.items():
-        if len(text.encode()) > _MAX_VARCHAR_BYTES:
-            raise InvalidArgument(
-                f"{field} is longer than Milvus stores ({_MAX_VARCHAR_BYTES} bytes)",
-                field=field,
-                reason="VALUE_TOO_LONG",
-            )
+        rows = self.client.get(
+            videos, [video_id], milvus_schema.VIDEO_FIELDS, consistency_level=self.consistency_level
+        )
+        return (milvus_schema.meta_from(rows[0]), int(rows[0]["segment_count"])) if rows else None
 
 
 def _timeout_s(deadline: float | None) -> float:
