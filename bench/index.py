@@ -3,8 +3,9 @@ and 1M segments of clustered 512-d vectors, in the default and the compact mode.
 
     python bench/index.py [--sizes 100000,1000000] [--queries 400]
 
-Data: a Gaussian mixture (2,000 unit centres, noise chosen so a member's cosine to its centre is
-about 0.75), L2-normalised; a video is 50 consecutive segments drawn from 3 of the clusters.
+Data: a Gaussian mixture (one unit centre per 10 videos — 200 at 100k segments, 2,000 at 1M —
+noise chosen so a member's cosine to its centre is about 0.75), L2-normalised; a video is 50
+consecutive segments drawn from 3 of the clusters, so every cluster is shared by ~30 videos.
 Queries are noisy copies of random stored segments. Ground truth is exact, at the level the
 API answers: the 10 videos whose best segment scores highest.
 """
@@ -28,7 +29,7 @@ from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 
 DIMENSION = 512
 SEGMENTS_PER_VIDEO = 50
-CLUSTERS = 2000
+VIDEOS_PER_CLUSTER = 10
 VIDEOS_PER_REQUEST = 100
 TOP_K = 10
 
@@ -36,10 +37,11 @@ TOP_K = 10
 def clustered_vectors(count: int, dimension: int, seed: int = 0) -> np.ndarray:
     """`count` unit vectors from a Gaussian mixture; videos draw from 3 clusters each."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(CLUSTERS, dimension)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     videos = count // SEGMENTS_PER_VIDEO
-    own = rng.integers(0, CLUSTERS, size=(videos, 3))
+    clusters = max(1, videos // VIDEOS_PER_CLUSTER)
+    centres = rng.normal(size=(clusters, dimension)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    own = rng.integers(0, clusters, size=(videos, 3))
     pick = own[
         np.repeat(np.arange(videos), SEGMENTS_PER_VIDEO),
         rng.integers(0, 3, size=videos * SEGMENTS_PER_VIDEO),

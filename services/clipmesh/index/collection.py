@@ -164,7 +164,7 @@ class Collection:
             allowed = self._allowed_slots(query)
             timings["filter"] = _ms_since(started)
             mark = time.perf_counter()
-            k = min(max(64, query.top_k * 16), self.live_segments)
+            k = min(max(128, query.top_k * 32), self.live_segments)
             remaining = None if query.deadline is None else query.deadline - time.monotonic()
             nprobe = self._effort.nprobe_for(remaining, self.settings)
             degraded = self.plan.trained and nprobe < self.settings.nprobe
