@@ -13,7 +13,7 @@ from milvus_lite import server_manager_instance
 
 from clipmesh.index.filters import parse_filter
 from clipmesh.index.milvus_backend import MilvusBackend
-from clipmesh.index.records import SearchQuery, VideoMeta
+from clipmesh.index.records import SearchQuery, VideoMeta, VideoWrite
 from clipmesh.runtime.errors import InvalidArgument, NotFound, Unavailable
 from clipmesh.runtime.server import StartupError
 from clipmesh_api.common.v1 import common_pb2
@@ -246,7 +246,8 @@ async def test_everything_persists_across_close_and_reopen(tmp_path) -> None:
     )
     first = MilvusBackend(path)
     await first.open()
-    written = await first.upsert("keep", [video(**vars(meta) | {"vectors": [basis(3), basis(4)]})])
+    segments = video("kept", [basis(3), basis(4)]).segments
+    written = await first.upsert("keep", [VideoWrite(meta, segments)])
     await first.close()
     second = MilvusBackend(path)
     await second.open()
@@ -273,3 +274,40 @@ async def test_a_search_while_milvus_is_down_is_unavailable(tmp_path) -> None:
     with pytest.raises(Unavailable, match="cannot be reached"):
         await backend.search(query("down", basis(0)))
     await backend.close()
+
+
+async def test_the_index_service_serves_the_milvus_backend_over_grpc(tmp_path) -> None:
+    """`CLIPMESH_INDEX_BACKEND=milvus`: the same API, answered from Milvus."""
+    from clipmesh.index.config import IndexConfig
+    from clipmesh.index.server import create_app
+    from clipmesh.runtime.channels import create_channel
+    from clipmesh.runtime.config import load_config
+    from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+    from tests.support import serve_in_process
+
+    environ = {
+        "CLIPMESH_INDEX_BACKEND": "milvus",
+        "CLIPMESH_INDEX_MILVUS_URI": str(tmp_path / "m.db"),
+    }
+    config = load_config(IndexConfig, environ=environ)
+    async with (
+        serve_in_process(config, create_app(config)) as running,
+        create_channel(running.target) as channel,
+    ):
+        stub = index_pb2_grpc.IndexServiceStub(channel)
+        request = index_pb2.UpsertSegmentsRequest(collection="grpc")
+        entry = request.videos.add()
+        entry.video.video_id = "over-grpc"
+        entry.segments.add(start_s=0, end_s=2, keyframe_s=1, vector=[1.0, 0.0, 0.0, 0.0])
+        await stub.UpsertSegments(request)
+        response = await stub.Search(
+            index_pb2.SearchRequest(
+                collection="grpc",
+                top_k=1,
+                queries=[index_pb2.WeightedVector(vector=[1.0, 0.0, 0.0, 0.0], weight=1.0)],
+            )
+        )
+        stats = await stub.GetStats(index_pb2.GetStatsRequest(collection="grpc"))
+    assert response.hits[0].video.video_id == "over-grpc"
+    assert response.index_type == "milvus"
+    assert stats.backend == "milvus"

@@ -27,6 +27,7 @@ class IndexConfig(ServiceConfig):
         "", help="Milvus address (http://milvus:19530) or a milvus-lite file path."
     )
     milvus_token: str = setting("", help="Milvus token (user:password or API key).", secret=True)
+    milvus_db: str = setting("", help="Milvus database ('' = default).")
     index_mode: str = setting(
         "auto",
         help="auto (exact while small, then IVF-SQ8, or IVF-PQ over the memory budget), exact, "

@@ -94,13 +94,14 @@ class FaissBackend(IndexBackend):
     # -- writes ---------------------------------------------------------------------------
 
     async def upsert(self, collection: str, videos: list[VideoWrite]) -> int:
-        dimension = next((v.segments.vectors.shape[1] for v in videos if len(v.segments)), None)
+        first = next((i for i, v in enumerate(videos) if len(v.segments)), None)
+        dimension = None if first is None else videos[first].segments.vectors.shape[1]
         existing = self.collections.get(collection)
         if existing is not None and dimension is not None and dimension != existing.dimension:
             raise InvalidArgument(
                 f"vectors have dimension {dimension}; collection {collection!r} holds "
                 f"{existing.dimension}",
-                field="videos[].segments[].vector",
+                field=f"videos[{first}].segments[].vector",
                 reason="DIMENSION_MISMATCH",
             )
         if existing is None and dimension is None:
@@ -154,7 +155,7 @@ class FaissBackend(IndexBackend):
             raise InvalidArgument(
                 f"query vectors have dimension {query.vector.shape[0]}; collection "
                 f"{query.collection!r} holds {collection.dimension}",
-                field="queries[].vector",
+                field="queries[0].vector",
                 reason="DIMENSION_MISMATCH",
             )
         return await asyncio.to_thread(collection.search, query)

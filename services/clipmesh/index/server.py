@@ -23,7 +23,7 @@ def create_backend(config: IndexConfig) -> IndexBackend:
     if config.backend == "milvus":
         from clipmesh.index.milvus_backend import MilvusBackend
 
-        return MilvusBackend(config.milvus_uri, token=config.milvus_token)
+        return MilvusBackend(config.milvus_uri, token=config.milvus_token, db_name=config.milvus_db)
     from clipmesh.index.faiss_backend import FaissBackend
 
     settings = AnnSettings(
