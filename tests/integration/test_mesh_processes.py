@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clipmesh.cli.probe import health_status, list_services
 from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
+from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 
 EXPECTED_SERVICES = {
@@ -96,11 +97,11 @@ def test_every_service_is_healthy_and_lists_its_api_by_reflection(services) -> N
 
 
 def test_rpcs_not_yet_built_answer_unimplemented_and_the_service_stays_up(services) -> None:
-    target = services["index"]["target"]
+    target = services["generator"]["target"]
     with grpc.insecure_channel(target) as channel:
-        stub = index_pb2_grpc.IndexServiceStub(channel)
+        stub = generator_pb2_grpc.GeneratorServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
-            stub.GetStats(index_pb2.GetStatsRequest(), timeout=5)
+            stub.GetJob(generator_pb2.GetJobRequest(job_id="j1"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert health_status(target) == "SERVING"
 
@@ -195,3 +196,11 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "zombie" not in status.read_text()
+
+
+def test_the_index_answers_over_the_mesh(services) -> None:
+    with grpc.insecure_channel(services["index"]["target"]) as channel:
+        stats = index_pb2_grpc.IndexServiceStub(channel).GetStats(
+            index_pb2.GetStatsRequest(), timeout=5
+        )
+    assert stats.backend == "faiss"
