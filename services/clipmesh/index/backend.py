@@ -16,6 +16,16 @@ from __future__ import annotations
 import abc
 
 from clipmesh.index.records import CollectionStats, SearchQuery, SearchResult, VideoMeta, VideoWrite
+from clipmesh.runtime.errors import NotFound
+
+
+def collection_not_found(name: str) -> NotFound:
+    """The error every backend raises for a collection that does not exist."""
+    return NotFound(
+        f"collection {name!r} does not exist",
+        reason="COLLECTION_NOT_FOUND",
+        metadata={"collection": name},
+    )
 
 
 class IndexBackend(abc.ABC):

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from clipmesh.index import metrics
 from clipmesh.index import requests as codec
-from clipmesh.index.backend import IndexBackend
+from clipmesh.index.backend import IndexBackend, collection_not_found
 from clipmesh.index.collection import AnnSettings, Collection
 from clipmesh.index.records import CollectionStats, SearchQuery, SearchResult, VideoMeta, VideoWrite
 from clipmesh.index.snapshot import load_snapshot, write_snapshot
 from clipmesh.index.wal import WalRecord, WriteAheadLog
-from clipmesh.runtime.errors import InvalidArgument, NotFound
+from clipmesh.runtime.errors import InvalidArgument
 from clipmesh_api.index.v1 import index_pb2
 
 log = logging.getLogger(__name__)
@@ -185,11 +185,7 @@ class FaissBackend(IndexBackend):
     def _collection(self, name: str) -> Collection:
         collection = self.collections.get(name)
         if collection is None:
-            raise NotFound(
-                f"collection {name!r} does not exist",
-                reason="COLLECTION_NOT_FOUND",
-                metadata={"collection": name},
-            )
+            raise collection_not_found(name)
         return collection
 
     # -- maintenance ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pymilvus.client.types import Status
 from pymilvus.exceptions import MilvusException
 
 from clipmesh.index import milvus_schema
-from clipmesh.index.backend import IndexBackend
+from clipmesh.index.backend import IndexBackend, collection_not_found
 from clipmesh.index.ranking import rank_videos
 from clipmesh.index.records import (
     CollectionStats,
@@ -38,7 +38,7 @@ from clipmesh.index.records import (
     VideoMeta,
     VideoWrite,
 )
-from clipmesh.runtime.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
+from clipmesh.runtime.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from clipmesh.runtime.server import StartupError
 
 _MAX_RESULT_ROWS = 16_384  # Milvus's cap on one search's limit and one query batch
@@ -172,11 +172,7 @@ class MilvusBackend(IndexBackend):
     def _existing(self, collection: str) -> int:
         dimension = self._dimension(collection)
         if dimension is None:
-            raise NotFound(
-                f"collection {collection!r} does not exist",
-                reason="COLLECTION_NOT_FOUND",
-                metadata={"collection": collection},
-            )
+            raise collection_not_found(collection)
         return dimension
 
     def _replace(self, collection: str, videos: list[VideoWrite], generation: int) -> None:

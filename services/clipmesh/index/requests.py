@@ -289,21 +289,32 @@ def parse_delete(request: index_pb2.DeleteVideosRequest, limits: Limits) -> tupl
     ]
 
 
+def video_proto(collection: str, meta: VideoMeta) -> common_pb2.Video:
+    """The API form of stored video metadata."""
+    sources = {value: key for key, value in _SOURCES.items()}
+    video = common_pb2.Video(
+        video_id=meta.video_id,
+        collection=collection,
+        uri=meta.uri,
+        title=meta.title,
+        duration_s=meta.duration_s,
+        fps=meta.fps,
+        width=meta.width,
+        height=meta.height,
+        size_bytes=meta.size_bytes,
+        source=sources.get(meta.source, 0),
+        content_sha256=meta.content_sha256,
+        labels=meta.labels,
+    )
+    video.create_time.FromNanoseconds(int(meta.create_time_s * 1e9))
+    return video
+
+
 def upsert_to_proto(collection: str, writes: list[VideoWrite]) -> index_pb2.UpsertSegmentsRequest:
     """The request that reproduces `writes` (the write-ahead log's record of an upsert)."""
-    sources = {value: key for key, value in _SOURCES.items()}
     request = index_pb2.UpsertSegmentsRequest(collection=collection)
     for write in writes:
-        meta = write.meta
-        entry = request.videos.add()
-        video = entry.video
-        video.video_id, video.uri, video.title = meta.video_id, meta.uri, meta.title
-        video.duration_s, video.fps = meta.duration_s, meta.fps
-        video.width, video.height, video.size_bytes = meta.width, meta.height, meta.size_bytes
-        video.source = sources.get(meta.source, common_pb2.VIDEO_SOURCE_UNSPECIFIED)
-        video.create_time.FromNanoseconds(int(meta.create_time_s * 1e9))
-        video.content_sha256 = meta.content_sha256
-        video.labels.update(meta.labels)
+        entry = request.videos.add(video=video_proto(collection, write.meta))
         segments = write.segments
         for i in range(len(segments)):
             entry.segments.add(

@@ -6,34 +6,10 @@ import time
 
 from clipmesh.index import metrics, requests
 from clipmesh.index.backend import IndexBackend
-from clipmesh.index.records import SearchResult, VideoMeta
+from clipmesh.index.records import SearchResult
+from clipmesh.index.requests import video_proto
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
-
-_SOURCES = {
-    "ingested": common_pb2.VIDEO_SOURCE_INGESTED,
-    "generated": common_pb2.VIDEO_SOURCE_GENERATED,
-}
-
-
-def video_proto(collection: str, meta: VideoMeta) -> common_pb2.Video:
-    """The API form of stored video metadata."""
-    video = common_pb2.Video(
-        video_id=meta.video_id,
-        collection=collection,
-        uri=meta.uri,
-        title=meta.title,
-        duration_s=meta.duration_s,
-        fps=meta.fps,
-        width=meta.width,
-        height=meta.height,
-        size_bytes=meta.size_bytes,
-        source=_SOURCES.get(meta.source, 0),
-        content_sha256=meta.content_sha256,
-        labels=meta.labels,
-    )
-    video.create_time.FromNanoseconds(int(meta.create_time_s * 1e9))
-    return video
 
 
 def search_response(collection: str, result: SearchResult) -> index_pb2.SearchResponse:

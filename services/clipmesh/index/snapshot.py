@@ -31,6 +31,7 @@ from clipmesh.index import ann
 from clipmesh.index.collection import AnnSettings, Collection, VideoEntry
 from clipmesh.index.records import VideoMeta
 from clipmesh.index.vectors import RawVectors
+from clipmesh.index.wal import fsync_path
 from clipmesh.runtime.server import StartupError
 
 FORMAT_VERSION = 1
@@ -46,14 +47,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_snapshot(data_dir: Path, sequence: int, collections: list[Collection]) -> Path:
@@ -80,16 +73,16 @@ def write_snapshot(data_dir: Path, sequence: int, collections: list[Collection])
         }
     (scratch / "manifest.json").write_text(json.dumps(manifest, indent=1))
     for path in scratch.iterdir():
-        _fsync(path)
+        fsync_path(path)
     final = root / f"{sequence:020d}"
     shutil.rmtree(final, ignore_errors=True)
     scratch.rename(final)
-    _fsync(root)
+    fsync_path(root)
     pointer = data_dir / "CURRENT.tmp"
     pointer.write_text(f"snapshots/{final.name}\n")
-    _fsync(pointer)
+    fsync_path(pointer)
     pointer.replace(data_dir / "CURRENT")
-    _fsync(data_dir)
+    fsync_path(data_dir)
     for old in root.iterdir():
         if old != final:
             shutil.rmtree(old, ignore_errors=True)

@@ -48,8 +48,9 @@ def _segment_name(first_sequence: int) -> str:
     return f"wal-{first_sequence:020d}.log"
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsyncs a file or a directory (a directory after creating, renaming or deleting in it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -162,7 +163,7 @@ class WriteAheadLog:
         path = segments[-1] if segments else self.directory / _segment_name(self._next_sequence)
         self._handle = path.open("ab")
         if not segments:
-            _fsync_directory(self.directory)
+            fsync_path(self.directory)
 
     def request_rotation(self) -> None:
         """Starts a new segment before the next write, so older ones can be dropped later."""
@@ -172,7 +173,7 @@ class WriteAheadLog:
         if self._handle is not None:
             self._handle.close()
         self._handle = (self.directory / _segment_name(first_sequence)).open("ab")
-        _fsync_directory(self.directory)
+        fsync_path(self.directory)
         self._rotate_requested = False
 
     def drop_through(self, sequence: int) -> None:
@@ -188,7 +189,7 @@ class WriteAheadLog:
                 path.unlink()
         if segments and self._rotate_requested and self._next_sequence - 1 <= sequence:
             segments[-1].unlink()
-        _fsync_directory(self.directory)
+        fsync_path(self.directory)
 
     async def append(self, payload: bytes, apply: Callable[[WalRecord], object]) -> int:
         """Logs `payload` durably, then runs `apply(record)` in log order; returns its sequence.
