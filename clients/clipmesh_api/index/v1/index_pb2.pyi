@@ -143,3 +143,53 @@ class GetStatsResponse(_message.Message):
     collections: _containers.RepeatedCompositeFieldContainer[CollectionStats]
     backend: str
     def __init__(self, collections: _Optional[_Iterable[_Union[CollectionStats, _Mapping]]] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class GetVideoRequest(_message.Message):
+    __slots__ = ("collection", "video_id")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    video_id: str
+    def __init__(self, collection: _Optional[str] = ..., video_id: _Optional[str] = ...) -> None: ...
+
+class GetVideoResponse(_message.Message):
+    __slots__ = ("video", "segments")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    video: _common_pb2.Video
+    segments: int
+    def __init__(self, video: _Optional[_Union[_common_pb2.Video, _Mapping]] = ..., segments: _Optional[int] = ...) -> None: ...
+
+class ListVideosRequest(_message.Message):
+    __slots__ = ("collection", "filter", "page")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    filter: _common_pb2.MetadataFilter
+    page: _common_pb2.PageRequest
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.MetadataFilter, _Mapping]] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class ListVideosResponse(_message.Message):
+    __slots__ = ("videos", "page")
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    videos: _containers.RepeatedCompositeFieldContainer[_common_pb2.Video]
+    page: _common_pb2.PageResponse
+    def __init__(self, videos: _Optional[_Iterable[_Union[_common_pb2.Video, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
+
+class GetSegmentsRequest(_message.Message):
+    __slots__ = ("collection", "video_id", "span")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    video_id: str
+    span: _common_pb2.TimeRange
+    def __init__(self, collection: _Optional[str] = ..., video_id: _Optional[str] = ..., span: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ...) -> None: ...
+
+class GetSegmentsResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...

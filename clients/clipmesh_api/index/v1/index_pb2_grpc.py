@@ -56,6 +56,21 @@ class IndexServiceStub(object):
                 request_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.GetVideo = channel.unary_unary(
+                '/clipmesh.index.v1.IndexService/GetVideo',
+                request_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetVideoRequest.SerializeToString,
+                response_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetVideoResponse.FromString,
+                _registered_method=True)
+        self.ListVideos = channel.unary_unary(
+                '/clipmesh.index.v1.IndexService/ListVideos',
+                request_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.ListVideosRequest.SerializeToString,
+                response_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.ListVideosResponse.FromString,
+                _registered_method=True)
+        self.GetSegments = channel.unary_unary(
+                '/clipmesh.index.v1.IndexService/GetSegments',
+                request_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetSegmentsRequest.SerializeToString,
+                response_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetSegmentsResponse.FromString,
+                _registered_method=True)
 
 
 class IndexServiceServicer(object):
@@ -91,6 +106,27 @@ class IndexServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVideo(self, request, context):
+        """Returns one video's metadata and its number of segments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVideos(self, request, context):
+        """Lists videos, newest first, filtered and paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegments(self, request, context):
+        """Returns a video's segments overlapping a time span, with their vectors (query by clip).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +149,21 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetStatsRequest.FromString,
                     response_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'GetVideo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVideo,
+                    request_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetVideoRequest.FromString,
+                    response_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetVideoResponse.SerializeToString,
+            ),
+            'ListVideos': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVideos,
+                    request_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.ListVideosRequest.FromString,
+                    response_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.ListVideosResponse.SerializeToString,
+            ),
+            'GetSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegments,
+                    request_deserializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetSegmentsRequest.FromString,
+                    response_serializer=clipmesh_dot_index_dot_v1_dot_index__pb2.GetSegmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +276,87 @@ class IndexService(object):
             '/clipmesh.index.v1.IndexService/GetStats',
             clipmesh_dot_index_dot_v1_dot_index__pb2.GetStatsRequest.SerializeToString,
             clipmesh_dot_index_dot_v1_dot_index__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVideo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clipmesh.index.v1.IndexService/GetVideo',
+            clipmesh_dot_index_dot_v1_dot_index__pb2.GetVideoRequest.SerializeToString,
+            clipmesh_dot_index_dot_v1_dot_index__pb2.GetVideoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVideos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clipmesh.index.v1.IndexService/ListVideos',
+            clipmesh_dot_index_dot_v1_dot_index__pb2.ListVideosRequest.SerializeToString,
+            clipmesh_dot_index_dot_v1_dot_index__pb2.ListVideosResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clipmesh.index.v1.IndexService/GetSegments',
+            clipmesh_dot_index_dot_v1_dot_index__pb2.GetSegmentsRequest.SerializeToString,
+            clipmesh_dot_index_dot_v1_dot_index__pb2.GetSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
