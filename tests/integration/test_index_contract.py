@@ -153,3 +153,35 @@ async def test_everything_survives_a_restart(tmp_path, kind) -> None:
     assert [v.meta.video_id for v in result.videos] == ["kept"]
     assert result.videos[0].meta.title == "标题 🎬"
     await second.close()
+
+
+async def test_videos_list_newest_first_filtered_and_paged(backend) -> None:
+    await backend.upsert(
+        "default",
+        [
+            video(
+                f"v{i}",
+                [basis(i)],
+                create_time_s=1_700_000_000 + i,
+                source="generated" if i % 2 else "ingested",
+            )
+            for i in range(7)
+        ],
+    )
+    first, total = await backend.list_videos("default", None, offset=0, limit=3)
+    rest, _ = await backend.list_videos("default", None, offset=3, limit=10)
+    assert total == 7
+    assert [v.video_id for v in first + rest] == [f"v{i}" for i in range(6, -1, -1)]
+    generated = VideoFilter((Clause("source", "equals", values=("generated",)),))
+    chosen, count = await backend.list_videos("default", generated, offset=0, limit=10)
+    assert (count, [v.video_id for v in chosen]) == (3, ["v5", "v3", "v1"])
+
+
+async def test_segments_of_a_span_come_back_in_time_order(backend) -> None:
+    vectors = [basis(0), basis(1), basis(2), basis(3)]  # 0-2, 2-4, 4-6, 6-8 s
+    await backend.upsert("default", [video("clip", vectors)])
+    segments = await backend.get_segments("default", "clip", (3.0, 5.0))
+    assert segments.start_s.tolist() == [2.0, 4.0]
+    assert np.allclose(segments.vectors[0], basis(1), atol=1e-3)
+    assert len(await backend.get_segments("default", "clip")) == 4
+    assert await backend.get_segments("default", "ghost") is None

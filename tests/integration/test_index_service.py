@@ -243,3 +243,45 @@ async def test_delete_with_no_ids_is_refused_and_unknown_ids_are_reported(index)
         index_pb2.DeleteVideosRequest(collection="default", video_ids=["ghost"])
     )
     assert (response.deleted_count, list(response.not_found_ids)) == (0, ["ghost"])
+
+
+async def test_get_list_and_segments_through_the_api(index) -> None:
+    video = await index.stub.GetVideo(index_pb2.GetVideoRequest(video_id="sea"))
+    assert (video.video.video_id, video.segments) == ("sea", 2)
+    first = await index.stub.ListVideos(
+        index_pb2.ListVideosRequest(page=common_pb2.PageRequest(page_size=2))
+    )
+    second = await index.stub.ListVideos(
+        index_pb2.ListVideosRequest(
+            page=common_pb2.PageRequest(page_size=2, page_token=first.page.next_page_token)
+        )
+    )
+    listed = [v.video_id for v in [*first.videos, *second.videos]]
+    assert sorted(listed) == ["forest", "sea", "sea_forest"]
+    assert first.page.total_size == 3 and second.page.next_page_token == ""
+    segments = await index.stub.GetSegments(
+        index_pb2.GetSegmentsRequest(
+            video_id="sea", span=common_pb2.TimeRange(start_s=2.5, end_s=3.0)
+        )
+    )
+    assert [s.start_s for s in segments.segments] == [2.0]
+    assert len(segments.segments[0].vector) == D
+
+
+async def test_unknown_videos_and_bad_pages_are_refused(index) -> None:
+    missing = await _refusal(index.stub.GetVideo(index_pb2.GetVideoRequest(video_id="ghost")))
+    assert (type(missing), missing.reason) == (client_errors.NotFoundError, "VIDEO_NOT_FOUND")
+    bad_token = await _refusal(
+        index.stub.ListVideos(
+            index_pb2.ListVideosRequest(page=common_pb2.PageRequest(page_token="../../etc"))
+        )
+    )
+    assert bad_token.metadata["field"] == "page.page_token"
+    bad_span = await _refusal(
+        index.stub.GetSegments(
+            index_pb2.GetSegmentsRequest(
+                video_id="sea", span=common_pb2.TimeRange(start_s=5, end_s=1)
+            )
+        )
+    )
+    assert bad_span.reason == "BAD_TIME"

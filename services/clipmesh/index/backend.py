@@ -15,7 +15,17 @@ from __future__ import annotations
 
 import abc
 
-from clipmesh.index.records import CollectionStats, SearchQuery, SearchResult, VideoMeta, VideoWrite
+import numpy as np
+
+from clipmesh.index.filters import VideoFilter
+from clipmesh.index.records import (
+    CollectionStats,
+    SearchQuery,
+    SearchResult,
+    Segments,
+    VideoMeta,
+    VideoWrite,
+)
 from clipmesh.runtime.errors import NotFound
 
 
@@ -60,3 +70,36 @@ class IndexBackend(abc.ABC):
     @abc.abstractmethod
     async def get_video(self, collection: str, video_id: str) -> tuple[VideoMeta, int] | None:
         """A video's metadata and segment count, or None."""
+
+    @abc.abstractmethod
+    async def list_videos(
+        self, collection: str, video_filter: VideoFilter | None, *, offset: int, limit: int
+    ) -> tuple[list[VideoMeta], int]:
+        """A page of the videos passing `video_filter`, newest first (then by id), and how many
+        pass in all."""
+
+    @abc.abstractmethod
+    async def get_segments(
+        self, collection: str, video_id: str, span: tuple[float, float] | None = None
+    ) -> Segments | None:
+        """A video's segments overlapping `span` (start_s, end_s), in time order; None when the
+        video does not exist."""
+
+
+def newest_first(videos: list[VideoMeta]) -> list[VideoMeta]:
+    """The listing order every backend uses: newest first, then by id."""
+    return sorted(videos, key=lambda meta: (-meta.create_time_s, meta.video_id))
+
+
+def overlapping(segments: Segments, span: tuple[float, float] | None) -> Segments:
+    """`segments` in time order, keeping those that overlap `span` (all when None)."""
+    order = np.argsort(segments.start_s, kind="stable")
+    if span is not None:
+        order = order[(segments.start_s[order] < span[1]) & (segments.end_s[order] > span[0])]
+    return Segments(
+        segments.start_s[order],
+        segments.end_s[order],
+        segments.keyframe_s[order],
+        segments.vectors[order],
+        tuple(segments.thumbnails[i] for i in order),
+    )

@@ -16,9 +16,17 @@ from pathlib import Path
 
 from clipmesh.index import metrics
 from clipmesh.index import requests as codec
-from clipmesh.index.backend import IndexBackend, collection_not_found
+from clipmesh.index.backend import IndexBackend, collection_not_found, newest_first, overlapping
 from clipmesh.index.collection import AnnSettings, Collection
-from clipmesh.index.records import CollectionStats, SearchQuery, SearchResult, VideoMeta, VideoWrite
+from clipmesh.index.filters import VideoFilter
+from clipmesh.index.records import (
+    CollectionStats,
+    SearchQuery,
+    SearchResult,
+    Segments,
+    VideoMeta,
+    VideoWrite,
+)
 from clipmesh.index.snapshot import load_snapshot, write_snapshot
 from clipmesh.index.wal import WalRecord, WriteAheadLog
 from clipmesh.runtime.errors import InvalidArgument
@@ -181,6 +189,21 @@ class FaissBackend(IndexBackend):
     async def get_video(self, collection: str, video_id: str) -> tuple[VideoMeta, int] | None:
         entry = self._collection(collection).videos.get(video_id)
         return None if entry is None else (entry.meta, len(entry.slots))
+
+    async def list_videos(
+        self, collection: str, video_filter: VideoFilter | None, *, offset: int, limit: int
+    ) -> tuple[list[VideoMeta], int]:
+        entries = self._collection(collection).videos.values()
+        chosen = [e.meta for e in entries if video_filter is None or video_filter.matches(e.meta)]
+        return newest_first(chosen)[offset : offset + limit], len(chosen)
+
+    async def get_segments(
+        self, collection: str, video_id: str, span: tuple[float, float] | None = None
+    ) -> Segments | None:
+        target = self._collection(collection)
+        with target.lock.reading():
+            entry = target.videos.get(video_id)
+            return None if entry is None else overlapping(target.segments_of(entry), span)
 
     def _collection(self, name: str) -> Collection:
         collection = self.collections.get(name)

@@ -28,7 +28,8 @@ from pymilvus.client.types import Status
 from pymilvus.exceptions import MilvusException
 
 from clipmesh.index import milvus_schema
-from clipmesh.index.backend import IndexBackend, collection_not_found
+from clipmesh.index.backend import IndexBackend, collection_not_found, newest_first, overlapping
+from clipmesh.index.filters import VideoFilter
 from clipmesh.index.ranking import rank_videos
 from clipmesh.index.records import (
     CollectionStats,
@@ -122,6 +123,16 @@ class MilvusBackend(IndexBackend):
 
     async def get_video(self, collection: str, video_id: str) -> tuple[VideoMeta, int] | None:
         return await self._call(self._get_video, collection, video_id)
+
+    async def list_videos(
+        self, collection: str, video_filter: VideoFilter | None, *, offset: int, limit: int
+    ) -> tuple[list[VideoMeta], int]:
+        return await self._call(self._list_videos, collection, video_filter, offset, limit)
+
+    async def get_segments(
+        self, collection: str, video_id: str, span: tuple[float, float] | None = None
+    ) -> Segments | None:
+        return await self._call(self._get_segments, collection, video_id, span)
 
     async def _call(self, function, *args):
         """Runs blocking Milvus work on a thread; says UNAVAILABLE when Milvus cannot answer."""
@@ -368,6 +379,32 @@ class MilvusBackend(IndexBackend):
         )
         return int(rows[0]["count(*)"])
 
+    def _list_videos(
+        self, collection: str, video_filter: VideoFilter | None, offset: int, limit: int
+    ) -> tuple[list[VideoMeta], int]:
+        self._existing(collection)
+        _, videos = self._names(collection)
+        rows = _list_rows(
+            self.client, videos, milvus_schema.compile_filter(video_filter), self.consistency_level
+        )
+        metas = [milvus_schema.meta_from(r) for r in rows]
+        # The compiled expression already filtered; matching again keeps label semantics exact.
+        chosen = [m for m in metas if video_filter is None or video_filter.matches(m)]
+        return newest_first(chosen)[offset : offset + limit], len(chosen)
+
+    def _get_segments(
+        self, collection: str, video_id: str, span: tuple[float, float] | None
+    ) -> Segments | None:
+        self._existing(collection)
+        segments, videos = self._names(collection)
+        rows = self.client.get(
+            videos, [video_id], ["video_id", "generation"], consistency_level=self.consistency_level
+        )
+        if not rows:
+            return None
+        columns = self._segment_rows_of(segments, {video_id: rows[0]["generation"]}, None)
+        return overlapping(milvus_schema.segments_from(columns[video_id]), span)
+
     def _get_video(self, collection: str, video_id: str) -> tuple[VideoMeta, int] | None:
         self._existing(collection)
         _, videos = self._names(collection)
@@ -375,6 +412,24 @@ class MilvusBackend(IndexBackend):
             videos, [video_id], milvus_schema.VIDEO_FIELDS, consistency_level=self.consistency_level
         )
         return (milvus_schema.meta_from(rows[0]), int(rows[0]["segment_count"])) if rows else None
+
+
+def _list_rows(client: MilvusClient, name: str, expression: str, consistency: str) -> list[dict]:
+    """Every row of `name` matching `expression` (an iterator: no 16,384-row cap)."""
+    rows: list[dict] = []
+    iterator = client.query_iterator(
+        name,
+        batch_size=_MAX_RESULT_ROWS,
+        filter=expression,
+        output_fields=milvus_schema.VIDEO_FIELDS,
+        consistency_level=consistency,
+    )
+    try:
+        while batch := iterator.next():
+            rows.extend(batch)
+    finally:
+        iterator.close()
+    return rows
 
 
 def _timeout_s(deadline: float | None) -> float:

@@ -6,8 +6,10 @@ import time
 
 from clipmesh.index import metrics, requests
 from clipmesh.index.backend import IndexBackend
+from clipmesh.index.filters import parse_filter
 from clipmesh.index.records import SearchResult
 from clipmesh.index.requests import video_proto
+from clipmesh.runtime.errors import InvalidArgument, NotFound
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 
@@ -92,3 +94,45 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             if s.last_snapshot_time_s is not None:
                 entry.last_snapshot_time.FromNanoseconds(int(s.last_snapshot_time_s * 1e9))
         return response
+
+    async def GetVideo(self, request, context):
+        collection = requests.collection_name(request.collection)
+        video_id = requests.video_id(request.video_id, "video_id", self._limits)
+        found = await self._backend.get_video(collection, video_id)
+        if found is None:
+            raise NotFound(
+                f"video {video_id!r} is not in collection {collection!r}",
+                reason="VIDEO_NOT_FOUND",
+                metadata={"video_id": video_id},
+            )
+        meta, segments = found
+        return index_pb2.GetVideoResponse(video=video_proto(collection, meta), segments=segments)
+
+    async def ListVideos(self, request, context):
+        collection = requests.collection_name(request.collection)
+        video_filter = parse_filter(request.filter) if request.HasField("filter") else None
+        offset, limit = requests.parse_page(request.page)
+        videos, total = await self._backend.list_videos(
+            collection, video_filter, offset=offset, limit=limit
+        )
+        return index_pb2.ListVideosResponse(
+            videos=[video_proto(collection, meta) for meta in videos],
+            page=requests.page_response(offset, len(videos), total),
+        )
+
+    async def GetSegments(self, request, context):
+        collection = requests.collection_name(request.collection)
+        video_id = requests.video_id(request.video_id, "video_id", self._limits)
+        span = None
+        if request.HasField("span"):
+            span = (request.span.start_s, request.span.end_s)
+            if not span[0] < span[1]:
+                raise InvalidArgument("span needs start_s < end_s", field="span", reason="BAD_TIME")
+        segments = await self._backend.get_segments(collection, video_id, span)
+        if segments is None:
+            raise NotFound(
+                f"video {video_id!r} is not in collection {collection!r}",
+                reason="VIDEO_NOT_FOUND",
+                metadata={"video_id": video_id},
+            )
+        return index_pb2.GetSegmentsResponse(segments=requests.segments_proto(segments))
