@@ -1,21 +1,103 @@
-"""gRPC servicers of the orchestrator's public API: translate proto ↔ domain.
-
-Their RPCs answer UNIMPLEMENTED (through the runtime's error mapping of the generated base
-classes) until search, ingest and previs land.
-"""
+"""gRPC servicers of the orchestrator's public API: translate proto ↔ domain, nothing else."""
 
 from __future__ import annotations
 
-from clipmesh_api.orchestrator.v1 import ingest_pb2_grpc, previs_pb2_grpc, search_pb2_grpc
+import time
+
+import grpc
+
+from clipmesh.orchestrator.cache import QueryCache
+from clipmesh.orchestrator.config import OrchestratorConfig
+from clipmesh.orchestrator.dependencies import Dependencies, translate
+from clipmesh.orchestrator.search import SearchEngine
+from clipmesh.runtime.errors import Unavailable
+from clipmesh_api.index.v1 import index_pb2
+from clipmesh_api.orchestrator.v1 import (
+    ingest_pb2,
+    ingest_pb2_grpc,
+    previs_pb2_grpc,
+    search_pb2_grpc,
+)
+
+LIBRARY_TIMEOUT_S = 10.0
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _started(value):
+    if value is None:
+        raise Unavailable("the orchestrator is still starting")
+    return value
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    """Serves SearchService."""
+    """Serves SearchService from a `SearchEngine`, set once the service has started."""
+
+    def __init__(self) -> None:
+        self.engine: SearchEngine | None = None
+
+    async def SearchVideos(self, request, context):
+        return await _started(self.engine).search(request, call_deadline=_deadline(context))
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    """Serves IngestService."""
+    """Serves IngestService: the library's videos (ingest itself lands with the media pipeline)."""
+
+    def __init__(self, config: OrchestratorConfig, cache: QueryCache) -> None:
+        self.deps: Dependencies | None = None  # set once the service has started
+        self._config = config
+        self._cache = cache
+
+    @property
+    def _deps(self) -> Dependencies:
+        return _started(self.deps)
+
+    def _collection(self, name: str) -> str:
+        return name or self._config.default_collection
+
+    async def DeleteVideos(self, request, context):
+        collection = self._collection(request.collection)
+        try:
+            response = await self._deps.index.DeleteVideos(
+                index_pb2.DeleteVideosRequest(collection=collection, video_ids=request.video_ids),
+                timeout=LIBRARY_TIMEOUT_S,
+            )
+        except grpc.RpcError as error:
+            raise translate(error, "index") from error
+        self._cache.invalidate(collection)
+        return ingest_pb2.DeleteVideosResponse(
+            deleted_count=response.deleted_count, not_found_ids=response.not_found_ids
+        )
+
+    async def GetVideo(self, request, context):
+        try:
+            response = await self._deps.index.GetVideo(
+                index_pb2.GetVideoRequest(
+                    collection=self._collection(request.collection), video_id=request.video_id
+                ),
+                timeout=LIBRARY_TIMEOUT_S,
+            )
+        except grpc.RpcError as error:
+            raise translate(error, "index") from error
+        return ingest_pb2.GetVideoResponse(video=response.video, segments=response.segments)
+
+    async def ListVideos(self, request, context):
+        try:
+            response = await self._deps.index.ListVideos(
+                index_pb2.ListVideosRequest(
+                    collection=self._collection(request.collection),
+                    filter=request.filter,
+                    page=request.page,
+                ),
+                timeout=LIBRARY_TIMEOUT_S,
+            )
+        except grpc.RpcError as error:
+            raise translate(error, "index") from error
+        return ingest_pb2.ListVideosResponse(videos=response.videos, page=response.page)
 
 
 class PrevisServicer(previs_pb2_grpc.PrevisServiceServicer):
-    """Serves PrevisService."""
+    """Serves PrevisService (its RPCs answer UNIMPLEMENTED until previs lands)."""

@@ -1,0 +1,100 @@
+"""The orchestrator's channels to the other services, and the one translation of their errors.
+
+Search calls go without wait-for-ready: an absent encoder must give a fast, clear UNAVAILABLE,
+never a hang. Every call carries the time left of the caller's budget as its deadline.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from clipmesh.orchestrator.config import OrchestratorConfig
+from clipmesh.runtime.channels import ChannelOptions, create_channel
+from clipmesh.runtime.errors import (
+    ClipmeshError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+from clipmesh_api.encoder.v1 import encoder_pb2_grpc
+from clipmesh_api.index.v1 import index_pb2_grpc
+from clipmesh_client.errors import from_rpc_error
+
+
+class Dependencies:
+    """Stubs for the encoder and the index over channels from the runtime's factory."""
+
+    def __init__(self, config: OrchestratorConfig) -> None:
+        options = ChannelOptions(
+            timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb
+        )
+        self._channels = [
+            create_channel(config.encoder_target, options),
+            create_channel(config.index_target, options),
+        ]
+        self.encoder = encoder_pb2_grpc.EncoderServiceStub(self._channels[0])
+        self.index = index_pb2_grpc.IndexServiceStub(self._channels[1])
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
+def remaining_s(deadline: float, service: str) -> float:
+    """Seconds left before `deadline`; DEADLINE_EXCEEDED naming the stage when none are."""
+    left = deadline - time.monotonic()
+    if left <= 0.001:
+        raise DeadlineExceeded(
+            f"the budget ran out before the {service} was called", reason="BUDGET_EXCEEDED"
+        )
+    return left
+
+
+def translate(
+    error: grpc.RpcError, service: str, fields: dict[str, str] | None = None
+) -> ClipmeshError:
+    """The orchestrator's own error for a failed call to `service`.
+
+    Args:
+        error: What the dependency answered.
+        service: "encoder" or "index", for the message.
+        fields: Maps the dependency's field names (`images[0]`) to the caller's (`parts[2].image`).
+    """
+    typed = from_rpc_error(error)
+    field = (fields or {}).get(typed.metadata.get("field", ""), typed.metadata.get("field", ""))
+    message = typed.message
+    for theirs, ours in (fields or {}).items():
+        message = message.replace(theirs, ours)
+    code = typed.code
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(message, field=field, reason=typed.reason or None)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(message, reason=typed.reason or None, metadata=typed.metadata)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(
+            f"the {service} did not answer within the budget",
+            reason="BUDGET_EXCEEDED",
+            metadata={"service": service},
+        )
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhausted(
+            f"the {service} is overloaded: {message}",
+            retry_after_s=typed.retry_after_s,
+            reason=typed.reason or None,
+        )
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(message, reason=typed.reason or None)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return Unavailable(
+            f"the {service} is unavailable ({message})",
+            reason=f"{service.upper()}_UNAVAILABLE",
+            metadata={"service": service},
+        )
+    return ClipmeshError(
+        f"the {service} failed ({code.name}): {message}", reason=f"{service.upper()}_FAILED"
+    )
