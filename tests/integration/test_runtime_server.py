@@ -47,6 +47,8 @@ class ScriptedEncoder(encoder_pb2_grpc.EncoderServiceServicer):
             raise RuntimeError("secret internal detail")
         if command == "slow":
             await asyncio.sleep(2)
+        if command == "deadline":
+            self.seen_remaining_s = context.time_remaining()
         if command == "flaky" and self.calls < 3:
             raise errors.Unavailable("warming up")
         return encoder_pb2.EmbedTextsResponse(model_id="test", dimension=2)
@@ -217,6 +219,13 @@ async def test_the_channel_deadline_bounds_a_slow_call(service) -> None:
         await _embed(service.target, "slow", timeout_s=0.3, max_attempts=1)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 1.5  # the 2 s handler was not waited for
+
+
+async def test_the_default_deadline_is_sent_and_does_not_cut_calls_short(service) -> None:
+    await _embed(service.target, "deadline", timeout_s=7.0)
+    assert 6.0 < service.app.encoder.seen_remaining_s <= 7.1
+    response = await _embed(service.target, "slow", timeout_s=5.0, max_attempts=1)
+    assert response.model_id == "test"  # a 2 s call inside a 5 s default deadline completes
 
 
 async def test_the_channel_retries_unavailable_within_its_policy(service) -> None:

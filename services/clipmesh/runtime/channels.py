@@ -1,7 +1,9 @@
 """The one factory for service-to-service channels.
 
-Every channel gets: a default deadline for every call and a bounded retry policy for
-UNAVAILABLE only (both in the channel's service config, not in hand-written loops);
+Every channel gets: a default deadline for every call that sets none (a client interceptor —
+the service config's `timeout` field misfires in grpcio 1.7x-1.8x, cutting calls short, see
+grpc/grpc#34547); a bounded retry policy for UNAVAILABLE only (in the channel's service config,
+not in hand-written loops);
 `round_robin` load balancing, so a `dns:///` target naming a headless Kubernetes service
 spreads calls over all replicas instead of pinning one HTTP/2 connection to one pod;
 explicit message-size and keepalive options; and OpenTelemetry client spans.
@@ -47,10 +49,9 @@ class ChannelOptions:
 
 
 def service_config(options: ChannelOptions) -> str:
-    """The gRPC service config JSON: round_robin, default deadline, UNAVAILABLE-only retries."""
+    """The gRPC service config JSON: round_robin and UNAVAILABLE-only retries."""
     method_config: dict[str, object] = {
         "name": [{}],  # every service and method on the channel
-        "timeout": f"{options.timeout_s:.3f}s",
         "waitForReady": options.wait_for_ready,
     }
     if options.max_attempts > 1:
@@ -80,6 +81,41 @@ def channel_arguments(options: ChannelOptions) -> list[tuple[str, object]]:
     ]
 
 
+class DefaultDeadline(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Gives every call that sets no deadline of its own `timeout_s`."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+
+    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        if details.timeout is not None:
+            return details
+        return grpc.aio.ClientCallDetails(
+            details.method,
+            self._timeout_s,
+            details.metadata,
+            details.credentials,
+            details.wait_for_ready,
+        )
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        return await continuation(self._with_deadline(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        return await continuation(self._with_deadline(details), request)
+
+    async def intercept_stream_unary(self, continuation, details, request_iterator):
+        return await continuation(self._with_deadline(details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, details, request_iterator):
+        return await continuation(self._with_deadline(details), request_iterator)
+
+
 def create_channel(target: str, options: ChannelOptions | None = None) -> grpc.aio.Channel:
     """Opens an insecure asyncio channel to another clipmesh service.
 
@@ -89,5 +125,7 @@ def create_channel(target: str, options: ChannelOptions | None = None) -> grpc.a
     """
     options = options or ChannelOptions()
     return grpc.aio.insecure_channel(
-        target, options=channel_arguments(options), interceptors=client_interceptors()
+        target,
+        options=channel_arguments(options),
+        interceptors=[DefaultDeadline(options.timeout_s), *client_interceptors()],
     )
