@@ -1,27 +1,78 @@
-"""The clipmesh Python SDK: typed errors today; typed sync and asyncio clients build on them."""
+"""The clipmesh Python SDK: search videos, and the moments inside them, by image, text or clip.
 
+    from clipmesh_client import Client, IngestSummary, all_of, between, equals
+
+    with Client("127.0.0.1:50050", timeout_s=5) as client:
+        client.wait_until_ready(timeout_s=30)
+        for event in client.ingest(["/data/clips/beach.mp4"], labels={"project": "demo"}):
+            print(event)  # IngestProgress per video, then one IngestSummary
+        result = client.search(text="a dog running on a beach", not_text="night", top_k=5,
+                               filter=all_of(equals("labels.project", "demo"),
+                                             between("duration_s", max=120)))
+        for hit in result.hits:
+            print(hit.video.title, hit.score, [(m.start_s, m.end_s) for m in hit.moments])
+
+`AsyncClient` takes the same arguments (`async with`, `await`, `async for`). Failed calls raise
+the typed errors below, chained from the `grpc.RpcError`; match on the class or `.reason`.
+"""
+
+from clipmesh_client.client import AsyncClient, Client
 from clipmesh_client.errors import (
+    AlreadyExistsError,
+    CancelledError,
     ClipmeshError,
     DeadlineExceededError,
     FailedPreconditionError,
+    InternalError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
     from_rpc_error,
 )
+from clipmesh_client.filters import all_of, any_of, between, equals, not_
+from clipmesh_client.models import (
+    DeleteResult,
+    IngestEvent,
+    IngestProgress,
+    IngestSummary,
+    Moment,
+    SearchResult,
+    Video,
+    VideoHit,
+)
 
 __all__ = [
+    "AlreadyExistsError",
+    "AsyncClient",
+    "CancelledError",
+    "Client",
     "ClipmeshError",
     "DeadlineExceededError",
+    "DeleteResult",
     "FailedPreconditionError",
+    "IngestEvent",
+    "IngestProgress",
+    "IngestSummary",
+    "InternalError",
     "InvalidArgumentError",
+    "Moment",
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "SearchResult",
+    "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "Video",
+    "VideoHit",
+    "all_of",
+    "any_of",
+    "between",
+    "equals",
     "from_rpc_error",
+    "not_",
 ]

@@ -6,6 +6,9 @@ and may change; codes and reasons are the contract.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -166,3 +169,23 @@ def from_rpc_error(error: grpc.RpcError) -> ClipmeshError:
         metadata=metadata,
         retry_after_s=retry_after_s,
     )
+
+
+LOCAL_DOMAIN = "client.clipmesh"
+"""The `domain` of errors the SDK raises itself, before any call is made."""
+
+
+def invalid_argument(message: str, *, field: str) -> InvalidArgumentError:
+    """An `InvalidArgumentError` for a request the SDK refuses locally, naming its `field`."""
+    return InvalidArgumentError(
+        message, reason="INVALID_ARGUMENT", domain=LOCAL_DOMAIN, metadata={"field": field}
+    )
+
+
+@contextlib.contextmanager
+def typed_errors() -> Iterator[None]:
+    """Re-raises a `grpc.RpcError` raised inside the block as its typed error, chained."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise from_rpc_error(exc) from exc
