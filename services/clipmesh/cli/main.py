@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipmesh import __version__
+from clipmesh.cli.library import ingest, search, videos
 from clipmesh.cli.mesh import LocalMesh, MeshError
 from clipmesh.cli.probe import connect_address, health_status, list_services
 from clipmesh.cli.serve import serve_group
@@ -30,6 +31,9 @@ def cli() -> None:
 
 
 cli.add_command(serve_group)
+cli.add_command(ingest)
+cli.add_command(search)
+cli.add_command(videos)
 
 
 class _Stop(Exception):

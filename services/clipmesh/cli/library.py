@@ -1,0 +1,258 @@
+"""`clipmesh ingest`, `clipmesh search` and `clipmesh videos`: the library from a terminal.
+
+They talk to the orchestrator through the SDK (`clipmesh_client`), like any other caller.
+Tables for people, `--json` for scripts; an error is one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from clipmesh_client import Client, ClipmeshError, IngestProgress, IngestSummary
+
+console = Console()
+DEFAULT_TARGET = os.environ.get("CLIPMESH_TARGET", "127.0.0.1:50050")
+target_option = click.option(
+    "--target",
+    default=DEFAULT_TARGET,
+    show_default=True,
+    help="Orchestrator address (env CLIPMESH_TARGET).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@contextmanager
+def client_for(target: str, timeout_s: float = 10.0) -> Iterator[Client]:
+    """A client whose failures end the command with one clear line."""
+    try:
+        with Client(target, timeout_s=timeout_s) as client:
+            yield client
+    except ClipmeshError as error:
+        reason = f" [{error.reason}]" if error.reason else ""
+        click.echo(f"error: {error.code.name}{reason}: {error.message}", err=True)
+        sys.exit(1)
+
+
+def _jsonable(value: object) -> object:
+    if dataclasses.is_dataclass(value):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def print_json(value: object) -> None:
+    click.echo(json.dumps(_jsonable(value), indent=2, ensure_ascii=False, default=str))
+
+
+def timestamp(seconds: float) -> str:
+    """1:02.5 style, the way editors read a timecode."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--collection", default="", help="Collection to add to (default: the service's).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Metadata to store.")
+@target_option
+@json_option
+def ingest(
+    paths: tuple[str, ...], collection: str, labels: tuple[str, ...], target: str, as_json: bool
+) -> None:
+    """Ingest video files (paths as the orchestrator sees them, under its allowed roots)."""
+    label_map = dict(item.split("=", 1) for item in labels if "=" in item)
+    absolute = [str(Path(p).resolve()) if not p.startswith("file://") else p for p in paths]
+    summary: IngestSummary | None = None
+    failures: list[IngestProgress] = []
+    with (
+        client_for(target) as client,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[stage]}"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=as_json,
+        ) as progress,
+    ):
+        bars = {
+            uri: progress.add_task(Path(uri).name, total=1.0, stage="queued") for uri in absolute
+        }
+        for event in client.ingest(absolute, collection=collection, labels=label_map):
+            if isinstance(event, IngestSummary):
+                summary = event
+                continue
+            if as_json:
+                print_json(event)
+            task = bars.get(event.uri)
+            if task is not None:
+                progress.update(task, completed=event.fraction, stage=event.stage)
+            if event.stage == "failed":
+                failures.append(event)
+    if as_json:
+        print_json(summary)
+    else:
+        for failed in failures:
+            console.print(
+                f"[red]failed[/] {failed.uri}: {failed.error_reason}: {failed.error_message}"
+            )
+        if summary is not None:
+            console.print(
+                f"ingested {summary.ingested}, duplicates {summary.duplicates}, failed "
+                f"{summary.failed}; {summary.segments} segments from {summary.video_seconds:.1f} s "
+                f"of video in {summary.wall_seconds:.1f} s"
+            )
+    sys.exit(1 if failures else 0)
+
+
+def _parse_like(value: str) -> tuple[str, float, float]:
+    """VIDEO@SECONDS or VIDEO@START-END → (video_id, start_s, end_s)."""
+    video_id, _, when = value.rpartition("@")
+    try:
+        if "-" in when:
+            start, end = (float(x) for x in when.split("-", 1))
+        else:
+            start = float(when)
+            end = start + 0.01  # the segment that contains this instant
+    except ValueError:
+        raise click.BadParameter(
+            "use VIDEO@SECONDS or VIDEO@START-END", param_hint="--like"
+        ) from None
+    if not video_id:
+        raise click.BadParameter("use VIDEO@SECONDS or VIDEO@START-END", param_hint="--like")
+    return video_id, start, end
+
+
+@click.command()
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Find videos that look like this picture.",
+)
+@click.option("--text", help="Find videos matching this description (any language).")
+@click.option("--like", help="Find videos like a moment of an indexed video: VIDEO@SECONDS.")
+@click.option("--not", "not_text", help="…but not like this description.")
+@click.option("--top-k", type=int, default=5, show_default=True)
+@click.option("--collection", default="")
+@click.option("--budget-ms", type=int, default=0, help="Latency budget (default: the service's).")
+@target_option
+@json_option
+def search(
+    *,
+    image: Path | None,
+    text: str | None,
+    like: str | None,
+    not_text: str | None,
+    top_k: int,
+    collection: str,
+    budget_ms: int,
+    target: str,
+    as_json: bool,
+) -> None:
+    """Search videos, and the moments inside them, by image, text or clip."""
+    if not (image or text or like):
+        raise click.UsageError("give --image, --text or --like")
+    with client_for(target) as client:
+        result = client.search(
+            image=image.read_bytes() if image else None,
+            text=text,
+            like=_parse_like(like) if like else None,
+            not_text=not_text,
+            top_k=top_k,
+            collection=collection,
+            budget_ms=budget_ms,
+        )
+    if as_json:
+        print_json(result)
+        return
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    table = Table(title=f"{len(result.hits)} videos" + (" (cached)" if result.cache_hit else ""))
+    for column in ("#", "video", "title", "score", "moments (start–end, peak)"):
+        table.add_column(column)
+    for rank, hit in enumerate(result.hits, 1):
+        moments = "; ".join(
+            f"{timestamp(m.start_s)}–{timestamp(m.end_s)} @ {timestamp(m.peak_s)} ({m.score:.3f})"
+            for m in hit.moments
+        )
+        table.add_row(str(rank), hit.video.video_id, hit.video.title, f"{hit.score:.3f}", moments)
+    console.print(table)
+    total = result.timings_ms.get("total")
+    if total is not None:
+        console.print(f"{total:.0f} ms" + (" (degraded)" if result.degraded else ""))
+
+
+@click.group()
+def videos() -> None:
+    """List, show and delete library videos."""
+
+
+@videos.command("list")
+@click.option("--collection", default="")
+@click.option("--limit", type=int, default=50, show_default=True)
+@target_option
+@json_option
+def list_videos(collection: str, limit: int, target: str, as_json: bool) -> None:
+    """List videos, newest first."""
+    with client_for(target) as client:
+        listed = []
+        for video in client.list_videos(collection=collection):
+            listed.append(video)
+            if len(listed) >= limit:
+                break
+    if as_json:
+        print_json(listed)
+        return
+    table = Table(title=f"{len(listed)} videos")
+    for column in ("video", "title", "duration", "source", "size"):
+        table.add_column(column)
+    for video in listed:
+        table.add_row(
+            video.video_id,
+            video.title,
+            timestamp(video.duration_s),
+            video.source,
+            f"{video.width}×{video.height}",
+        )
+    console.print(table)
+
+
+@videos.command("get")
+@click.argument("video_id")
+@click.option("--collection", default="")
+@target_option
+def get_video(video_id: str, collection: str, target: str) -> None:
+    """Show one video's metadata (JSON)."""
+    with client_for(target) as client:
+        print_json(client.get_video(video_id, collection=collection))
+
+
+@videos.command("delete")
+@click.argument("video_ids", nargs=-1, required=True)
+@click.option("--collection", default="")
+@target_option
+def delete_videos(video_ids: tuple[str, ...], collection: str, target: str) -> None:
+    """Delete videos from the library."""
+    with client_for(target) as client:
+        result = client.delete_videos(list(video_ids), collection=collection)
+    console.print(
+        f"deleted {result.deleted_count}"
+        + (f"; not found: {', '.join(result.not_found_ids)}" if result.not_found_ids else "")
+    )
