@@ -1,0 +1,301 @@
+"""Opening and probing untrusted local video files with PyAV (FFmpeg).
+
+Every file is opened the same way, by `open_video`: only FFmpeg's `file` protocol and a short
+list of video container demuxers are allowed. The protocol whitelist alone is not enough: a
+playlist demuxer (HLS, concat) reading through `file` could still pull in any local file, so
+playlists, image sequences and raw streams are refused by the demuxer whitelist. Probing reads
+at most `probe_size_bytes`, and a read timeout bounds how long FFmpeg may block on a stalled
+(network) file system.
+
+`probe` then checks what the orchestrator relies on: one decodable video stream, a known
+duration and frame rate within the limits, and, where the container has an index, that the
+file holds everything the index lists and that its last keyframe decodes. That catches
+`+faststart` files cut short, whose index survives while their media does not. Errors are
+`InvalidArgument` with reasons `NOT_A_VIDEO`, `CORRUPT_MEDIA` or `MEDIA_TOO_LARGE` and a
+message that names the file, e.g. "clip.mp4: no video stream".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.container import InputContainer
+from av.stream import Disposition
+from av.video.stream import VideoStream
+
+from clipmesh.runtime.errors import InvalidArgument, PermissionDenied
+
+# FFmpeg demuxer names: `mov` serves MP4/MOV/M4V/3GP, `matroska` serves WebM too.
+_DEMUXERS = "mov,matroska,avi,mpegts,flv,mpeg,ogg,asf"
+
+# Magic bytes of the containers above, to tell a damaged video from something else.
+_CONTAINER_MAGIC = (
+    (4, b"ftyp", "MP4"),
+    (4, b"moov", "MP4"),
+    (4, b"mdat", "MP4"),
+    (4, b"free", "MP4"),
+    (4, b"wide", "MP4"),
+    (0, b"\x1a\x45\xdf\xa3", "Matroska"),
+    (0, b"FLV", "FLV"),
+    (0, b"OggS", "Ogg"),
+    (0, b"\x00\x00\x01\xba", "MPEG-PS"),
+    (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "ASF"),
+)
+_TS_PACKET_BYTES = 188
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What ingest accepts and how long FFmpeg may take to look.
+
+    Attributes:
+        max_duration_s: Longest video accepted.
+        max_side: Longest frame side accepted, in pixels (as displayed), whatever the rotation.
+        probe_size_bytes: Most bytes FFmpeg reads to find the streams.
+        read_timeout_s: Longest FFmpeg may block opening or reading the file.
+    """
+
+    max_duration_s: float = 4 * 3600.0
+    max_side: int = 8192
+    probe_size_bytes: int = 5_000_000
+    read_timeout_s: float = 30.0
+
+
+DEFAULT_LIMITS = MediaLimits()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` found out about a video.
+
+    Attributes:
+        duration_s: Length of the video stream.
+        fps: Average frame rate.
+        width: Frame width as displayed (after rotation and pixel aspect ratio).
+        height: Frame height as displayed.
+        codec: FFmpeg's name of the video codec (`h264`, `hevc`, `vp9` …).
+        frame_count_estimate: Frames in the stream, from the container or duration × fps.
+        size_bytes: Size of the file.
+    """
+
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    codec: str
+    frame_count_estimate: int
+    size_bytes: int
+
+
+def _sniff_container(path: Path) -> str | None:
+    """The video container `path`'s first bytes announce, or None."""
+    with open(path, "rb") as file:
+        head = file.read(_TS_PACKET_BYTES + 1)
+    for offset, magic, name in _CONTAINER_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    if len(head) > _TS_PACKET_BYTES and head[0] == head[_TS_PACKET_BYTES] == 0x47:
+        return "MPEG-TS"
+    return None
+
+
+def corrupt(path: Path, detail: str) -> InvalidArgument:
+    """The error for a video file that cannot be read through (`CORRUPT_MEDIA`)."""
+    return InvalidArgument(f"{path.name}: {detail}", field="uri", reason="CORRUPT_MEDIA")
+
+
+def not_a_video(path: Path, detail: str) -> InvalidArgument:
+    """The error for a file that holds no video (`NOT_A_VIDEO`)."""
+    return InvalidArgument(f"{path.name}: {detail}", field="uri", reason="NOT_A_VIDEO")
+
+
+def _unopenable(path: Path, exc: av.FFmpegError) -> Exception:
+    try:
+        if os.path.getsize(path) == 0:
+            return not_a_video(path, "the file is empty")
+        container = _sniff_container(path)
+    except OSError as os_error:
+        return PermissionDenied(
+            f"{path.name} cannot be read: {os_error.strerror}", reason="FILE_NOT_READABLE"
+        )
+    if container is None:
+        return not_a_video(path, "not a video file (no supported container format found)")
+    return corrupt(path, f"looks like {container} but cannot be opened ({exc.strerror})")
+
+
+def _video_stream(container: InputContainer, path: Path) -> VideoStream:
+    """The first real video stream; cover art (an attached picture) does not count."""
+    for stream in container.streams.video:
+        if not stream.disposition & Disposition.attached_pic:
+            return stream
+    raise not_a_video(path, "no video stream")
+
+
+@contextmanager
+def open_video(
+    path: Path, limits: MediaLimits = DEFAULT_LIMITS
+) -> Iterator[tuple[InputContainer, VideoStream]]:
+    """Opens a local video file for reading, safely; yields the container and its video stream.
+
+    Args:
+        path: A local regular file, as returned by `resolve_media_path`.
+        limits: Probe size and read timeout.
+
+    Raises:
+        InvalidArgument: `NOT_A_VIDEO` or `CORRUPT_MEDIA`.
+        PermissionDenied: `FILE_NOT_READABLE`.
+    """
+    options = {
+        "protocol_whitelist": "file",
+        "format_whitelist": _DEMUXERS,
+        "probesize": str(limits.probe_size_bytes),
+    }
+    try:
+        container = av.open(
+            str(path),
+            container_options=options,
+            timeout=limits.read_timeout_s,
+            metadata_errors="replace",
+        )
+    except av.FFmpegError as exc:
+        raise _unopenable(path, exc) from None
+    with container:
+        yield container, _video_stream(container, path)
+
+
+class Clock:
+    """Converts between a stream's timestamps and seconds from its first frame.
+
+    Containers may start at a non-zero time (MPEG-TS often does); clipmesh's times always count
+    from the first frame.
+    """
+
+    def __init__(self, stream: VideoStream) -> None:
+        self.time_base = stream.time_base or Fraction(1, 90_000)
+        self.start_pts = stream.start_time or 0
+
+    def seconds(self, pts: int) -> float:
+        """Seconds from the first frame at timestamp `pts`."""
+        return float((pts - self.start_pts) * self.time_base)
+
+    def pts(self, seconds: float) -> int:
+        """The timestamp `seconds` after the first frame."""
+        return self.start_pts + int(seconds / self.time_base)
+
+
+def display_size(stream: VideoStream, rotation_deg: int) -> tuple[int, int]:
+    """(width, height) of the stream's frames as shown: pixel aspect ratio and rotation applied."""
+    codec = stream.codec_context
+    width, height = codec.width, codec.height
+    aspect = stream.sample_aspect_ratio
+    if aspect and aspect > 0 and aspect != 1:
+        width = round(width * aspect)
+    if rotation_deg % 180:
+        width, height = height, width
+    return width, height
+
+
+def _duration_s(container: InputContainer, stream: VideoStream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _first_keyframe_from(
+    container: InputContainer, stream: VideoStream, pts: int | None
+) -> av.VideoFrame | None:
+    if pts is not None:
+        container.seek(pts, stream=stream, backward=True)
+    return next(container.decode(stream), None)
+
+
+def _cut_short(stream: VideoStream, size_bytes: int) -> bool:
+    """Whether the container's index points past the end of the file (MP4 and MOV have one)."""
+    entries = stream.index_entries
+    if not entries:
+        return False
+    last = entries[len(entries) - 1]
+    return last.pos + last.size > size_bytes
+
+
+def _too_large(path: Path, detail: str) -> InvalidArgument:
+    return InvalidArgument(f"{path.name}: {detail}", field="uri", reason="MEDIA_TOO_LARGE")
+
+
+def probe(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> VideoInfo:
+    """Reads a video's streams and checks that it can be decoded from start to end.
+
+    Decodes the first keyframe and, where the container has an index, the last one, and
+    checks the index against the file's size, so files cut short fail here, not halfway
+    through ingest.
+
+    Args:
+        path: A local regular file, as returned by `resolve_media_path`.
+        limits: Caps on duration and frame size, probe size and read timeout.
+
+    Raises:
+        InvalidArgument: `NOT_A_VIDEO` (not a video container, or no video stream),
+            `CORRUPT_MEDIA` (damaged, truncated, undecodable, no duration or frame rate) or
+            `MEDIA_TOO_LARGE` (longer or larger than `limits`).
+        PermissionDenied: `FILE_NOT_READABLE`.
+    """
+    size_bytes = os.path.getsize(path)
+    with open_video(path, limits) as (container, stream):
+        codec = stream.codec_context
+        duration_s = _duration_s(container, stream)
+        rate = stream.average_rate or stream.guessed_rate
+        if not duration_s or duration_s <= 0:
+            raise corrupt(path, "the video stream has no duration")
+        if not rate or rate <= 0:
+            raise corrupt(path, "the video stream has no frame rate")
+        if not codec.width or not codec.height:
+            raise corrupt(path, "the video stream has no frame size")
+        if duration_s > limits.max_duration_s:
+            raise _too_large(
+                path, f"{duration_s:.0f} s long; the limit is {limits.max_duration_s:.0f} s"
+            )
+        # Checked before decoding anything, so a huge frame is never allocated.
+        width, height = display_size(stream, 0)
+        if max(width, height) > limits.max_side:
+            raise _too_large(
+                path, f"{width}×{height} pixels; the limit is {limits.max_side} on either side"
+            )
+        if _cut_short(stream, size_bytes):
+            raise corrupt(path, "truncated: the file ends before the media its index lists")
+        # Keyframes are all the checks below need; skipping the rest keeps probing cheap.
+        codec.skip_frame = "NONKEY"
+        try:
+            first = _first_keyframe_from(container, stream, None)
+            if first is None:
+                raise corrupt(path, "no frame could be decoded")
+            # Only an index makes a seek land on a keyframe; without one (MPEG-TS, PS) a seek to
+            # the end finds none after it however whole the file is.
+            if stream.index_entries:
+                last = _first_keyframe_from(container, stream, Clock(stream).pts(duration_s))
+                if last is None:
+                    raise corrupt(
+                        path, f"truncated: no frame decodes near the end ({duration_s:.1f} s)"
+                    )
+        except av.FFmpegError as exc:
+            raise corrupt(path, f"decoding failed ({exc.strerror})") from None
+        fps = float(rate)
+        width, height = display_size(stream, first.rotation)
+        return VideoInfo(
+            duration_s=duration_s,
+            fps=fps,
+            width=width,
+            height=height,
+            codec=codec.name,
+            frame_count_estimate=stream.frames or round(duration_s * fps),
+            size_bytes=size_bytes,
+        )
