@@ -5,6 +5,7 @@ from __future__ import annotations
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.dependencies import Dependencies
+from clipmesh.orchestrator.ingest import IngestPipeline
 from clipmesh.orchestrator.search import SearchEngine
 from clipmesh.orchestrator.servicer import IngestServicer, PrevisServicer, SearchServicer
 from clipmesh.runtime.server import Application, GrpcService
@@ -42,6 +43,7 @@ class OrchestratorApp(Application):
         self.deps = Dependencies(self.config)
         self._search.engine = SearchEngine(self.deps, self.config, self.cache)
         self._ingest.deps = self.deps
+        self._ingest.pipeline = IngestPipeline(self.deps, self.config, self.cache)
 
     async def stop(self) -> None:
         if self.deps is not None:

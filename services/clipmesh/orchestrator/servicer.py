@@ -9,6 +9,7 @@ import grpc
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.dependencies import Dependencies, translate
+from clipmesh.orchestrator.ingest import IngestPipeline
 from clipmesh.orchestrator.search import SearchEngine
 from clipmesh.runtime.errors import Unavailable
 from clipmesh_api.index.v1 import index_pb2
@@ -44,12 +45,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    """Serves IngestService: the library's videos (ingest itself lands with the media pipeline)."""
+    """Serves IngestService: ingest, and the library's videos."""
 
     def __init__(self, config: OrchestratorConfig, cache: QueryCache) -> None:
         self.deps: Dependencies | None = None  # set once the service has started
+        self.pipeline: IngestPipeline | None = None
         self._config = config
         self._cache = cache
+
+    async def IngestVideos(self, request, context):
+        async for response in _started(self.pipeline).run(request):
+            yield response
 
     @property
     def _deps(self) -> Dependencies:
