@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -167,16 +166,10 @@ def _print_status(rows: list[dict[str, object]], as_json: bool) -> None:
 
 @cli.command()
 def demo() -> None:
-    """Start the mesh on the embedded defaults, show every service's health, and stop it."""
+    """The main job on the embedded defaults: ingest a generated library and search it."""
+    from clipmesh.cli.demo import demo_main
 
-    def show(mesh: LocalMesh) -> int:
-        rows = mesh_status({s.name: s.address for s in mesh.services})
-        _print_status(rows, as_json=False)
-        return 0 if all(r["health"] == "SERVING" for r in rows) else 1
-
-    with tempfile.TemporaryDirectory(prefix="clipmesh-demo-") as data_dir:
-        mesh = LocalMesh(data_dir=Path(data_dir))
-        sys.exit(run_mesh(mesh, startup_timeout_s=180.0, then=show))
+    sys.exit(demo_main())
 
 
 def main() -> None:
