@@ -4,8 +4,11 @@ files are recognised as duplicates, and bad files fail one by one while the batc
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import shutil
+import sys
 
 import pytest
 import pytest_asyncio
@@ -161,3 +164,41 @@ async def test_bad_files_fail_alone_with_their_reasons(mesh, tmp_path) -> None:
     assert final[str(good)].stage == Stage.INGEST_STAGE_DONE
     assert (summary.ingested, summary.failed) == (1, 8)
     assert all(p.error.message for p in final.values() if p.stage == Stage.INGEST_STAGE_FAILED)
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clipmesh",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_searches_and_lists_for_scripts_and_people(mesh, tmp_path) -> None:
+    spec = mesh.specs[0]
+    (picture,) = frames_at(spec.path, [spec.shots[0].end_s / 2], max_side=320)
+    still = tmp_path / "still.jpg"
+    picture.save(still, quality=80)
+    code, out, _ = await _cli("search", "--image", str(still), "--json", "--target", mesh.target)
+    assert code == 0
+    assert json.loads(out)["hits"][0]["video"]["title"] == spec.path.stem
+    code, out, _ = await _cli("videos", "list", "--json", "--target", mesh.target)
+    assert code == 0 and len(json.loads(out)) >= 3
+    code, out, _ = await _cli(
+        "search", "--text", "港口 🌅", "--top-k", "2", "--target", mesh.target
+    )
+    assert code == 0 and "videos" in out
+
+
+async def test_cli_errors_are_one_clear_line_and_a_failing_exit(mesh, tmp_path) -> None:
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"GIF89a not really")
+    code, _, err = await _cli("search", "--image", str(fake), "--target", mesh.target)
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert "INVALID_ARGUMENT [UNSUPPORTED_IMAGE_FORMAT]" in line and "parts[0].image" in line
