@@ -130,8 +130,8 @@ class SearchEngine:
         clips = [(i, p.clip) for i, p in enumerate(request.parts) if p.WhichOneof("kind") == "clip"]
         mark = time.monotonic()
         results = await asyncio.gather(
-            self._embed_images(images, deadline),
-            self._embed_texts(texts, deadline),
+            self._embed("image", images, deadline),
+            self._embed("text", texts, deadline),
             *(self._clip_vector(i, clip, collection, deadline) for i, clip in clips),
         )
         _stage(timings, "encode", mark)
@@ -144,32 +144,26 @@ class SearchEngine:
             vectors[index] = row
         return [vectors[i] for i in range(len(request.parts))], max(model_ids)
 
-    async def _embed_images(self, images, deadline) -> tuple[str, list[list[float]]]:
-        if not images:
+    async def _embed(self, kind: str, items, deadline) -> tuple[str, list[list[float]]]:
+        """Embeds the image or text parts `items` ((part index, value) pairs) in one call."""
+        if not items:
             return "", []
-        fields = {f"images[{j}]": f"parts[{i}].image" for j, (i, _) in enumerate(images)}
+        plural = f"{kind}s"
+        fields = {f"{plural}[{j}]": f"parts[{i}].{kind}" for j, (i, _) in enumerate(items)}
+        values = [value for _, value in items]
+        priority = encoder_pb2.PRIORITY_INTERACTIVE
         try:
-            response = await self._deps.encoder.EmbedImages(
-                encoder_pb2.EmbedImagesRequest(
-                    images=[data for _, data in images], priority=encoder_pb2.PRIORITY_INTERACTIVE
-                ),
-                timeout=remaining_s(deadline, "encoder"),
-            )
-        except grpc.RpcError as error:
-            raise translate(error, "encoder", fields) from error
-        return response.model_id, [list(e.vector) for e in response.embeddings]
-
-    async def _embed_texts(self, texts, deadline) -> tuple[str, list[list[float]]]:
-        if not texts:
-            return "", []
-        fields = {f"texts[{j}]": f"parts[{i}].text" for j, (i, _) in enumerate(texts)}
-        try:
-            response = await self._deps.encoder.EmbedTexts(
-                encoder_pb2.EmbedTextsRequest(
-                    texts=[text for _, text in texts], priority=encoder_pb2.PRIORITY_INTERACTIVE
-                ),
-                timeout=remaining_s(deadline, "encoder"),
-            )
+            if kind == "image":
+                call = self._deps.encoder.EmbedImages(
+                    encoder_pb2.EmbedImagesRequest(images=values, priority=priority),
+                    timeout=remaining_s(deadline, "encoder"),
+                )
+            else:
+                call = self._deps.encoder.EmbedTexts(
+                    encoder_pb2.EmbedTextsRequest(texts=values, priority=priority),
+                    timeout=remaining_s(deadline, "encoder"),
+                )
+            response = await call
         except grpc.RpcError as error:
             raise translate(error, "encoder", fields) from error
         return response.model_id, [list(e.vector) for e in response.embeddings]
