@@ -191,6 +191,7 @@ async def test_deleting_a_video_clears_the_cache(mesh) -> None:
         (query(search_pb2.QueryPart(image=frame(1)[:200])), "CORRUPT_IMAGE", "parts[0].image"),
         (query(search_pb2.QueryPart(text="   ")), "EMPTY_TEXT", "parts[0].text"),
         (query(image(11), top_k=10_000), "BAD_TOP_K", "top_k"),
+        (query(image(11), budget_ms=-5), "BAD_BUDGET", "budget_ms"),
         (
             query(
                 search_pb2.QueryPart(

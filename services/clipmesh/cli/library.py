@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from rich.table import Table
 from clipmesh_client import Client, ClipmeshError, IngestProgress, IngestSummary
 
 console = Console()
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 DEFAULT_TARGET = os.environ.get("CLIPMESH_TARGET", "127.0.0.1:50050")
 target_option = click.option(
     "--target",
@@ -78,7 +80,9 @@ def ingest(
 ) -> None:
     """Ingest video files (paths as the orchestrator sees them, under its allowed roots)."""
     label_map = dict(item.split("=", 1) for item in labels if "=" in item)
-    absolute = [str(Path(p).resolve()) if not p.startswith("file://") else p for p in paths]
+    # Relative paths become absolute here (the server refuses relative ones); anything with a
+    # scheme goes as typed, and symlinks are left for the server to judge.
+    absolute = [p if _SCHEME.match(p) else str(Path(p).absolute()) for p in paths]
     summary: IngestSummary | None = None
     failures: list[IngestProgress] = []
     with (

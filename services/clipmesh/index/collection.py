@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -74,12 +74,9 @@ class _EffortModel:
     """Learns seconds per probed list, to pick nprobe from the time a caller has left."""
 
     seconds_per_probe: float = 2e-5
-    samples: int = 0
-    history: list[float] = field(default_factory=list)
 
     def observe(self, nprobe: int, seconds: float) -> None:
         self.seconds_per_probe = 0.8 * self.seconds_per_probe + 0.2 * seconds / max(nprobe, 1)
-        self.samples += 1
 
     def nprobe_for(self, remaining_s: float | None, settings: AnnSettings) -> int:
         if remaining_s is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from clipmesh.index import metrics
 from clipmesh.index import requests as codec
+from clipmesh.index.ann import memory_bytes
 from clipmesh.index.backend import IndexBackend, collection_not_found, newest_first, overlapping
 from clipmesh.index.collection import AnnSettings, Collection
 from clipmesh.index.filters import VideoFilter
@@ -178,7 +179,7 @@ class FaissBackend(IndexBackend):
                 segments=c.live_segments,
                 dimension=c.dimension,
                 index_type=c.plan.kind,
-                memory_bytes=_index_bytes(c),
+                memory_bytes=memory_bytes(c.index),
                 wal_bytes=wal_bytes,
                 last_snapshot_time_s=self.last_snapshot_time_s,
                 rebuilding=c.rebuilding,
@@ -263,9 +264,3 @@ class FaissBackend(IndexBackend):
             write_snapshot(self.data_dir, sequence, collections)
         log.info("snapshot written", extra={"sequence": sequence})
         return sequence
-
-
-def _index_bytes(collection: Collection) -> int:
-    from clipmesh.index.ann import memory_bytes
-
-    return memory_bytes(collection.index)

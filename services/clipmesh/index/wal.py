@@ -109,6 +109,7 @@ class WriteAheadLog:
         self._pending: list[tuple[bytes, Callable[[WalRecord], object], asyncio.Future]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._rotate_requested = False
+        self._size_bytes = 0
 
     @property
     def next_sequence(self) -> int:
@@ -120,8 +121,11 @@ class WriteAheadLog:
         return sorted(self.directory.glob("wal-*.log"))
 
     def size_bytes(self) -> int:
-        """Bytes of log on disk."""
-        return sum(p.stat().st_size for p in self.segments())
+        """Bytes of log on disk (kept in memory: checked after every write)."""
+        return self._size_bytes
+
+    def _measure(self) -> None:
+        self._size_bytes = sum(p.stat().st_size for p in self.segments())
 
     def open(self, *, after_sequence: int = 0) -> list[WalRecord]:
         """Verifies the log, cuts a torn tail, and returns records after `after_sequence`.
@@ -156,6 +160,7 @@ class WriteAheadLog:
             )
         self._next_sequence = max(expected, after_sequence + 1)
         self._open_segment_for_append()
+        self._measure()
         return replay
 
     def _open_segment_for_append(self) -> None:
@@ -190,6 +195,7 @@ class WriteAheadLog:
         if segments and self._rotate_requested and self._next_sequence - 1 <= sequence:
             segments[-1].unlink()
         fsync_path(self.directory)
+        self._measure()
 
     async def append(self, payload: bytes, apply: Callable[[WalRecord], object]) -> int:
         """Logs `payload` durably, then runs `apply(record)` in log order; returns its sequence.
@@ -240,6 +246,7 @@ class WriteAheadLog:
             self._handle.write(frames)
             self._handle.flush()
             os.fsync(self._handle.fileno())
+            self._size_bytes += len(frames)
         except OSError:
             # Leave no partial frame behind for later records to follow (disk full, I/O error).
             self._handle.truncate(start)

@@ -75,7 +75,7 @@ class IngestPipeline:
                 reason="TOO_MANY_ITEMS",
             )
         collection = request.collection or self._config.default_collection
-        events: asyncio.Queue[ingest_pb2.VideoProgress | None] = asyncio.Queue()
+        events: asyncio.Queue[ingest_pb2.VideoProgress] = asyncio.Queue()
         started = time.monotonic()
         gate = asyncio.Semaphore(self._config.ingest_concurrency)
 
@@ -83,21 +83,20 @@ class IngestPipeline:
             async with gate:
                 return await self._ingest_one(item, collection, events.put_nowait)
 
-        workers = asyncio.gather(*(one(item) for item in request.items))
         for item in request.items:
             yield _progress(ingest_pb2.VideoProgress(uri=item.uri, stage=Stage.INGEST_STAGE_QUEUED))
-        waiting = asyncio.ensure_future(workers)
+        workers = asyncio.gather(*(one(item) for item in request.items))
         try:
-            while not waiting.done() or not events.empty():
+            while not workers.done() or not events.empty():
                 getter = asyncio.ensure_future(events.get())
-                done, _ = await asyncio.wait({getter, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, workers}, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
                     yield _progress(getter.result())
                 else:
                     getter.cancel()
-            outcomes = waiting.result()
+            outcomes = workers.result()
         finally:
-            waiting.cancel()
+            workers.cancel()  # the caller went away: stop work nobody will hear about
         if any(o.stage == Stage.INGEST_STAGE_DONE for o in outcomes):
             self._cache.invalidate(collection)
         yield ingest_pb2.IngestVideosResponse(

@@ -30,6 +30,7 @@ from clipmesh_api.orchestrator.v1 import search_pb2
 
 MAX_PARTS = 16
 MAX_MOMENTS = 20
+MAX_BUDGET_MS = 60_000
 
 
 class SearchEngine:
@@ -142,7 +143,7 @@ class SearchEngine:
             model_ids.add(model_id)
         for (index, _), row in zip(clips, results[2:], strict=True):
             vectors[index] = row
-        return [vectors[i] for i in range(len(request.parts))], max(model_ids)
+        return [vectors[i] for i in range(len(request.parts))], next(iter(model_ids - {""}), "")
 
     async def _embed(self, kind: str, items, deadline) -> tuple[str, list[list[float]]]:
         """Embeds the image or text parts `items` ((part index, value) pairs) in one call."""
@@ -243,6 +244,12 @@ def _validate(
     if all((p.weight or 1.0) < 0 for p in request.parts):
         raise InvalidArgument(
             "at least one part needs a positive weight", field="parts", reason="BAD_WEIGHT"
+        )
+    if not 0 <= request.budget_ms <= MAX_BUDGET_MS:
+        raise InvalidArgument(
+            f"budget_ms must be 0 (the service default) to {MAX_BUDGET_MS}",
+            field="budget_ms",
+            reason="BAD_BUDGET",
         )
     if not 1 <= top_k <= max_top_k:
         raise InvalidArgument(
