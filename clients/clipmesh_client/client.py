@@ -246,7 +246,7 @@ class Client(_ClientBase):
         request = messages.get_request(video_id, collection=collection)
         with typed_errors():
             response = self._ingest.GetVideo(request, **self._call_options(timeout_s))
-        return models.video_from_proto(response.video)
+        return models.video_from_proto(response.video, segments=response.segments)
 
     def list_videos(
         self,
@@ -400,7 +400,7 @@ class AsyncClient(_ClientBase):
         request = messages.get_request(video_id, collection=collection)
         with typed_errors():
             response = await self._ingest.GetVideo(request, **self._call_options(timeout_s))
-        return models.video_from_proto(response.video)
+        return models.video_from_proto(response.video, segments=response.segments)
 
     def list_videos(
         self,

@@ -150,7 +150,12 @@ def from_rpc_error(error: grpc.RpcError) -> ClipmeshError:
     code = error.code()  # type: ignore[attr-defined]
     message = error.details() or code.name  # type: ignore[attr-defined]
     reason, domain, metadata, retry_after_s = "", "", {}, None
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except ValueError:
+        # The trailer's status disagrees with the call's own code or message (a proxy
+        # rewrote one of them): keep the call's code and message, drop the details.
+        status = None
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

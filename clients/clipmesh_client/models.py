@@ -40,6 +40,7 @@ class Video:
         created_at: When it was added (UTC), or None when the service did not say.
         labels: Free key/value metadata.
         content_sha256: SHA-256 of the file's content, hex encoded.
+        segments: Number of indexed segments; only `get_video` reports it (None elsewhere).
     """
 
     video_id: str
@@ -55,6 +56,7 @@ class Video:
     created_at: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
     content_sha256: str = ""
+    segments: int | None = None
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,8 @@ class DeleteResult(NamedTuple):
     not_found_ids: list[str]
 
 
-def video_from_proto(video: common_pb2.Video) -> Video:
-    """The `Video` for its protobuf."""
+def video_from_proto(video: common_pb2.Video, *, segments: int | None = None) -> Video:
+    """The `Video` for its protobuf (and its segment count, where the response carries one)."""
     created_at = video.create_time.ToDatetime(tzinfo=UTC) if video.HasField("create_time") else None
     return Video(
         video_id=video.video_id,
@@ -197,6 +199,7 @@ def video_from_proto(video: common_pb2.Video) -> Video:
         created_at=created_at,
         labels=dict(video.labels),
         content_sha256=video.content_sha256,
+        segments=segments,
     )
 
 

@@ -286,7 +286,9 @@ def test_list_videos_follows_three_pages_lazily(client, served) -> None:
 
 
 def test_get_and_delete_videos(client) -> None:
-    assert client.get_video("v2").title == "Video 2"
+    video = client.get_video("v2")
+    assert (video.title, video.segments) == ("Video 2", 5)
+    assert next(iter(client.list_videos())).segments is None  # listings do not count them
     with pytest.raises(NotFoundError):
         client.get_video("nope")
     assert client.delete_videos(["v1", "nope"]) == DeleteResult(1, ["nope"])

@@ -5,15 +5,22 @@ files are recognised as duplicates, and bad files fail one by one while the batc
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import shutil
 import sys
+import urllib.request
 
+import grpc
 import pytest
 import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
 
-from clipmesh.demo.library import make_library, write_not_a_video, write_truncated_mp4
+from clipmesh.demo.library import (
+    make_library,
+    still_from,
+    write_not_a_video,
+    write_truncated_mp4,
+)
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.encoder.server import create_app as create_encoder
 from clipmesh.index.config import IndexConfig
@@ -106,15 +113,9 @@ async def test_a_frame_between_keyframes_finds_its_video_and_moment(mesh) -> Non
     spec = mesh.specs[1]
     shot = spec.shots[-1]
     when = shot.start_s + 0.37 * (shot.end_s - shot.start_s)
-    (picture,) = frames_at(spec.path, [when], max_side=320)
-    width, height = picture.size
-    cropped = picture.crop((width // 10, height // 10, width - width // 10, height - height // 10))
-    buffer = io.BytesIO()
-    cropped.save(buffer, format="JPEG", quality=70)  # cropped and re-compressed, like a still
+    still = still_from(spec.path, when)  # cropped and re-compressed, like a still from an edit
     response = await mesh.search.SearchVideos(
-        search_pb2.SearchVideosRequest(
-            parts=[search_pb2.QueryPart(image=buffer.getvalue())], top_k=3
-        )
+        search_pb2.SearchVideosRequest(parts=[search_pb2.QueryPart(image=still)], top_k=3)
     )
     best = response.hits[0]
     assert best.video.title == spec.path.stem
@@ -202,3 +203,88 @@ async def test_cli_errors_are_one_clear_line_and_a_failing_exit(mesh, tmp_path) 
     assert code == 1
     (line,) = err.strip().splitlines()
     assert "INVALID_ARGUMENT [UNSUPPORTED_IMAGE_FORMAT]" in line and "parts[0].image" in line
+
+
+async def test_eval_reports_recall_moments_and_latency_per_category(mesh, tmp_path) -> None:
+    await _ingest(mesh, [spec.path for spec in mesh.specs])  # duplicates if already in
+    lines = []
+    for spec in mesh.specs:
+        shot = spec.shots[-1]
+        when = round(shot.start_s + 0.4 * (shot.end_s - shot.start_s), 2)
+        lines.append(
+            {
+                "id": f"{spec.path.stem}-still",
+                "category": "stills",
+                "frame": {"video": str(spec.path), "at_s": when},
+                "expected": [spec.path.name],
+                "expected_time_s": when,
+            }
+        )
+    lines.append({"id": "ghost", "category": "absent", "text": "雾中的港口", "expected": ["ghost"]})
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines))
+    code, out, err = await _cli("eval", str(queries), "--json", "--target", mesh.target)
+    assert code == 0, err
+    report = json.loads(out)
+    stills, absent = report["groups"]["stills"], report["groups"]["absent"]
+    assert stills["queries"] == 3 and stills["recall@1"] == 1.0 and stills["mrr"] == 1.0
+    assert stills["moment_judged"] == 3 and stills["moment_hit_share"] == 1.0
+    assert absent["recall@10"] == 0.0 and absent["moment_hit_share"] is None
+    assert report["groups"]["overall"]["recall@1"] == pytest.approx(0.75)
+    assert report["groups"]["overall"]["latency_p50_ms"] > 0
+    assert {q["id"]: q["rank"] for q in report["queries"]}["ghost"] is None
+
+
+async def test_eval_refuses_a_malformed_query_file_naming_the_line(mesh, tmp_path) -> None:
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"text": "fine", "expected": ["a"]}\n{"text": "no expected"}\n')
+    code, _, err = await _cli("eval", str(queries), "--target", mesh.target)
+    assert code == 2
+    assert "queries.jsonl:2: expected must be a video name" in err
+
+
+async def test_metrics_count_searches_cache_budget_and_ingest_outcomes(mesh, tmp_path) -> None:
+    before = await _scrape(mesh.metrics_port)
+    still = still_from(mesh.specs[0].path, 1.0)
+    request = search_pb2.SearchVideosRequest(parts=[search_pb2.QueryPart(image=still)], top_k=2)
+    await mesh.search.SearchVideos(request)
+    await mesh.search.SearchVideos(request)  # the same query again: a cache hit
+    with pytest.raises(grpc.aio.AioRpcError):  # 1 ms cannot cover an encoder call
+        await mesh.search.SearchVideos(
+            search_pb2.SearchVideosRequest(
+                parts=[search_pb2.QueryPart(text="budget")], budget_ms=1, skip_cache=True
+            )
+        )
+    junk = mesh.root / "junk.mp4"
+    write_not_a_video(junk)
+    await _ingest(mesh, [junk])
+    after = await _scrape(mesh.metrics_port)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("clipmesh_search_seconds_count", kind="image") == 1  # the hit is not a search
+    assert grew("clipmesh_search_cache_lookups_total", result="miss") >= 1
+    assert grew("clipmesh_search_cache_lookups_total", result="hit") == 1
+    assert grew("clipmesh_search_budget_exceeded_total") == 1
+    assert grew("clipmesh_search_stage_seconds_count", stage="encode") >= 1
+    assert grew("clipmesh_ingest_failures_total", reason="NOT_A_VIDEO") == 1
+    assert grew("clipmesh_ingest_videos_total", outcome="failed") == 1
+    assert after[("clipmesh_ingest_segments_total", ())] >= sum(len(s.shots) for s in mesh.specs)
+    assert after[("clipmesh_ingest_video_seconds_total", ())] > 0
+
+
+async def _scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """The orchestrator's /metrics as {(sample name, sorted labels): value}."""
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    text = await asyncio.to_thread(fetch)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -88,3 +88,14 @@ def test_status_details_key_is_the_grpc_standard() -> None:
         dict(trailing_metadata_for(NotFound("x"), domain="d"))[STATUS_DETAILS_KEY]
     )
     assert status.message == "x"
+
+
+def test_a_trailer_that_disagrees_with_the_call_keeps_the_calls_code_and_message() -> None:
+    # A proxy that rewrites the status but forwards the trailer: grpc_status would raise
+    # ValueError; the SDK keeps the call's own code and message instead.
+    trailing = trailing_metadata_for(NotFound("no video v1"), domain="index.clipmesh")
+    typed = client_errors.from_rpc_error(
+        FakeRpcError(grpc.StatusCode.UNAVAILABLE, "upstream reset", trailing)
+    )
+    assert isinstance(typed, client_errors.UnavailableError)
+    assert (typed.message, typed.reason) == ("upstream reset", "")

@@ -3,35 +3,25 @@
 It makes a small deterministic library of videos, starts the mesh with that library as the
 only allowed root, ingests it with progress, searches with a frame taken from one video
 (cropped and re-compressed, as a still from an edit would be) and shows the hits with their
-timestamps, runs a text search, and stops the mesh.
+timestamps, runs a text search, evaluates retrieval over the library's labelled queries
+(`clipmesh eval`), and stops the mesh.
 """
 
 from __future__ import annotations
 
-import io
 import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from clipmesh.cli.evaluation import load_queries, render, report_by_category, run_queries
 from clipmesh.cli.library import timestamp
 from clipmesh.cli.mesh import LocalMesh
-from clipmesh.demo.library import make_library
-from clipmesh.orchestrator.frames import frames_at
+from clipmesh.demo.library import DEMO_QUERIES, make_library, still_from
 from clipmesh_client import Client, IngestProgress, IngestSummary, SearchResult
 
 console = Console()
-
-
-def query_frame(video: Path, time_s: float) -> bytes:
-    """A frame of `video` at `time_s`, cropped by a tenth on each side and re-encoded as JPEG."""
-    (picture,) = frames_at(video, [time_s], max_side=480)
-    width, height = picture.size
-    cropped = picture.crop((width // 10, height // 10, width - width // 10, height - height // 10))
-    buffer = io.BytesIO()
-    cropped.save(buffer, format="JPEG", quality=75)
-    return buffer.getvalue()
 
 
 def show(title: str, result: SearchResult, expected: str = "") -> None:
@@ -79,7 +69,7 @@ def run_demo(library_dir: Path, mesh: LocalMesh) -> int:
         console.print(
             f"  query: a frame of {source.stem} at {timestamp(moment_s)}, cropped and re-compressed"
         )
-        result = client.search(image=query_frame(source, moment_s), top_k=3)
+        result = client.search(image=still_from(source, moment_s), top_k=3)
         for warning in result.warnings:
             console.print(f"  [bold yellow]note:[/] {warning}")
         show("image search", result, expected=source.stem)
@@ -88,6 +78,10 @@ def run_demo(library_dir: Path, mesh: LocalMesh) -> int:
             "text search: 'a slow pan across a colourful landscape'",
             client.search(text="a slow pan across a colourful landscape", top_k=3),
         )
+        console.rule("retrieval evaluation (clipmesh eval)")
+        queries = load_queries(DEMO_QUERIES, media_root=library_dir)
+        outcomes = run_queries(client, queries)
+        render(report_by_category(outcomes), outcomes, console)
     return 0
 
 

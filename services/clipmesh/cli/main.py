@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import time
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipmesh import __version__
+from clipmesh.cli.evaluation import eval_command
 from clipmesh.cli.library import ingest, search, videos
 from clipmesh.cli.mesh import LocalMesh, MeshError
 from clipmesh.cli.probe import connect_address, health_status, list_services
@@ -33,6 +35,7 @@ cli.add_command(serve_group)
 cli.add_command(ingest)
 cli.add_command(search)
 cli.add_command(videos)
+cli.add_command(eval_command)
 
 
 class _Stop(Exception):
@@ -170,6 +173,23 @@ def demo() -> None:
     from clipmesh.cli.demo import demo_main
 
     sys.exit(demo_main())
+
+
+@cli.command("demo-library")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo_library(directory: Path, count: int, seed: int) -> None:
+    """Write the demo's procedural video library (deterministic) into DIRECTORY, with its
+    labelled queries (DIRECTORY/queries.jsonl, for `clipmesh eval`) when --seed is 0."""
+    from clipmesh.demo.library import DEMO_QUERIES, make_library
+
+    specs = make_library(directory, count=count, seed=seed)
+    if seed == 0 and count >= 8:
+        shutil.copyfile(DEMO_QUERIES, directory / "queries.jsonl")
+    for spec in specs:
+        shots = len(spec.shots)
+        click.echo(f"{spec.path.name}  {spec.title}  {spec.duration_s:.0f} s, {shots} shots")
 
 
 def main() -> None:

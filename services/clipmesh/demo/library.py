@@ -13,6 +13,7 @@ arguments give the same bytes.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -177,6 +178,10 @@ def make_video(
     return VideoSpec(path, title, seed, frame_count / fps, fps, (width, height), tuple(specs))
 
 
+DEMO_QUERIES = Path(__file__).with_name("queries.jsonl")
+"""Labelled queries (`clipmesh eval`) for the library `make_library` writes with seed 0."""
+
+
 def make_library(
     directory: Path | str, count: int = 8, seed: int = 0, *, size: tuple[int, int] = (320, 180)
 ) -> list[VideoSpec]:
@@ -247,3 +252,16 @@ def write_audio_only_mp4(dst: Path | str, *, duration_s: float = 1.0) -> Path:
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return dst
+
+
+def still_from(video: Path | str, time_s: float, *, max_side: int = 480) -> bytes:
+    """A frame of `video` at `time_s` as a still from an edit arrives: a tenth cropped off each
+    side and re-compressed as JPEG (quality 75), so it is never byte-identical to a keyframe."""
+    from clipmesh.orchestrator.frames import frames_at  # the service's decoder, not a copy
+
+    (picture,) = frames_at(Path(video), [time_s], max_side=max_side)
+    width, height = picture.size
+    cropped = picture.crop((width // 10, height // 10, width - width // 10, height - height // 10))
+    buffer = io.BytesIO()
+    cropped.save(buffer, format="JPEG", quality=75)
+    return buffer.getvalue()

@@ -22,7 +22,7 @@ from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.dependencies import Dependencies, remaining_s, translate
-from clipmesh.runtime.errors import InvalidArgument
+from clipmesh.runtime.errors import DeadlineExceeded, InvalidArgument
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.encoder.v1 import encoder_pb2
 from clipmesh_api.index.v1 import index_pb2
@@ -63,8 +63,10 @@ class SearchEngine:
                 return cached
         try:
             response = await self._search(request, collection, top_k, moments, deadline)
-        except Exception:
-            if time.monotonic() >= deadline:
+        except Exception as error:
+            # Out of time, whether noticed here (too little left to call a service) or by a
+            # service whose deadline passed; other failures are not the budget's.
+            if isinstance(error, DeadlineExceeded) or time.monotonic() >= deadline:
                 metrics.BUDGET_EXCEEDED.inc()
             raise
         elapsed = time.monotonic() - started
