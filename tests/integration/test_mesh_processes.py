@@ -20,6 +20,7 @@ from clipmesh.cli.probe import health_status, list_services
 from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
 
 EXPECTED_SERVICES = {
     "encoder": {"clipmesh.encoder.v1.EncoderService"},
@@ -97,13 +98,32 @@ def test_every_service_is_healthy_and_lists_its_api_by_reflection(services) -> N
 
 
 def test_rpcs_not_yet_built_answer_unimplemented_and_the_service_stays_up(services) -> None:
+    target = services["orchestrator"]["target"]
+    with grpc.insecure_channel(target) as channel:
+        stub = previs_pb2_grpc.PrevisServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetProject(previs_pb2.GetProjectRequest(), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert health_status(target) == "SERVING"
+
+
+def test_the_generator_renders_an_animatic_over_the_mesh(services) -> None:
     target = services["generator"]["target"]
     with grpc.insecure_channel(target) as channel:
         stub = generator_pb2_grpc.GeneratorServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as caught:
-            stub.GetJob(generator_pb2.GetJobRequest(job_id="j1"), timeout=5)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert health_status(target) == "SERVING"
+        spec = generator_pb2.GenerationSpec(
+            prompt="wide shot, slow pan right across a harbour",
+            width=256,
+            height=144,
+            duration_s=1,
+            fps=12,
+        )
+        events = [
+            r.event for r in stub.Generate(generator_pb2.GenerateRequest(spec=spec), timeout=60)
+        ]
+    job = events[-1].job
+    assert job.state == generator_pb2.JOB_STATE_SUCCEEDED and job.backend == "animatic"
+    assert Path(job.result.uri.removeprefix("file://")).stat().st_size == job.result.size_bytes
 
 
 @pytest.mark.skipif(

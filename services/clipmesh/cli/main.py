@@ -15,6 +15,7 @@ from rich.table import Table
 
 from clipmesh import __version__
 from clipmesh.cli.evaluation import eval_command
+from clipmesh.cli.generation import generate, jobs
 from clipmesh.cli.library import ingest, search, videos
 from clipmesh.cli.mesh import LocalMesh, MeshError
 from clipmesh.cli.probe import connect_address, health_status, list_services
@@ -36,6 +37,8 @@ cli.add_command(ingest)
 cli.add_command(search)
 cli.add_command(videos)
 cli.add_command(eval_command)
+cli.add_command(generate)
+cli.add_command(jobs)
 
 
 class _Stop(Exception):

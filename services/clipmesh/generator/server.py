@@ -1,11 +1,17 @@
-"""Wiring of the generator gateway: its config, servicers and lifecycle."""
+"""Wiring of the generator gateway: its backends, the gateway core, the servicer."""
 
 from __future__ import annotations
 
+import logging
+
+from clipmesh.generator.backends.registry import build_backends
 from clipmesh.generator.config import GeneratorConfig
+from clipmesh.generator.gateway import Gateway, GatewayLimits
 from clipmesh.generator.servicer import GeneratorServicer
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 class GeneratorApp(Application):
@@ -13,10 +19,31 @@ class GeneratorApp(Application):
 
     def __init__(self, config: GeneratorConfig) -> None:
         self.config = config
-        self._servicer = GeneratorServicer()
+        backends, unavailable = build_backends(config)
+        for name, why in unavailable.items():
+            log.info("backend %s off: %s", name, why)
+        self.gateway = Gateway(
+            config.data_dir,
+            backends,
+            default_backend=config.default_backend,
+            unavailable=unavailable,
+            limits=GatewayLimits(
+                max_queued_jobs=config.max_queued_jobs,
+                max_active_jobs_per_caller=config.max_active_jobs_per_caller,
+            ),
+            cache_memory_entries=config.cache_memory_entries,
+            cache_max_bytes=config.cache_max_mb << 20,
+        )
+        self._servicer = GeneratorServicer(self.gateway)
 
     def grpc_services(self) -> list[GrpcService]:
         return [GrpcService.generated(generator_pb2, generator_pb2_grpc, self._servicer)]
+
+    async def start(self) -> None:
+        await self.gateway.start()
+
+    async def stop(self) -> None:
+        await self.gateway.stop()
 
 
 def create_app(config: GeneratorConfig) -> GeneratorApp:

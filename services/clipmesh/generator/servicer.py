@@ -1,13 +1,94 @@
-"""gRPC servicer of the generator gateway: translates proto ↔ domain.
-
-Its RPCs answer UNIMPLEMENTED (through the runtime's error mapping of the generated base
-class) until the job core lands.
-"""
+"""gRPC servicer of the generator gateway: translates proto ↔ the gateway, nothing more."""
 
 from __future__ import annotations
 
-from clipmesh_api.generator.v1 import generator_pb2_grpc
+import asyncio
+
+from clipmesh.generator.gateway import Gateway
+from clipmesh.runtime.errors import InvalidArgument
+from clipmesh.runtime.paging import parse_page
+from clipmesh_api.common.v1 import common_pb2
+from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
+
+CALLER_HEADER = "x-clipmesh-caller"
+_MAX_ID_CHARS = 64
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
     """Serves GeneratorService."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def Generate(self, request, context):
+        events = await self._gateway.submit(
+            request.spec, idempotency_key=request.idempotency_key, caller=_caller(context)
+        )
+        async for event in events:
+            yield generator_pb2.GenerateResponse(event=event)
+
+    async def WatchJob(self, request, context):
+        async for event in self._gateway.events(_job_id(request.job_id)):
+            yield generator_pb2.WatchJobResponse(event=event)
+
+    async def GetJob(self, request, context):
+        return generator_pb2.GetJobResponse(job=await self._gateway.get(_job_id(request.job_id)))
+
+    async def CancelJob(self, request, context):
+        job, outcome = await self._gateway.cancel(_job_id(request.job_id))
+        return generator_pb2.CancelJobResponse(job=job, outcome=outcome)
+
+    async def ListJobs(self, request, context):
+        cursor, limit = parse_page(request.page, default_size=50, max_size=500)
+        for index, state in enumerate(request.states):
+            if state not in generator_pb2.JobState.values():
+                raise InvalidArgument(
+                    f"states[{index}] = {state} is not a JobState",
+                    field=f"states[{index}]",
+                    reason="BAD_STATE",
+                )
+        jobs, next_cursor = await self._gateway.list_jobs(
+            states=tuple(s for s in request.states if s),
+            backend=request.backend,
+            before_seq=cursor or None,
+            limit=limit,
+        )
+        page = common_pb2.PageResponse(next_page_token=str(next_cursor) if next_cursor else "")
+        return generator_pb2.ListJobsResponse(jobs=jobs, page=page)
+
+    async def DownloadJobOutput(self, request, context):
+        job = await self._gateway.get(_job_id(request.job_id))
+        chunks = self._gateway.output_chunks(job)
+        done = object()
+        while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
+            yield generator_pb2.DownloadJobOutputResponse(
+                chunk=chunk, size_bytes=job.result.size_bytes, sha256=job.result.sha256
+            )
+
+    async def DeleteJobOutput(self, request, context):
+        job, removed = await self._gateway.delete_output(_job_id(request.job_id))
+        return generator_pb2.DeleteJobOutputResponse(job=job, file_removed=removed)
+
+
+def _job_id(job_id: str) -> str:
+    if not job_id:
+        raise InvalidArgument("job_id is empty", field="job_id", reason="EMPTY_JOB_ID")
+    if len(job_id) > _MAX_ID_CHARS or not job_id.isascii() or not job_id.isalnum():
+        raise InvalidArgument(
+            "job_id is not a job id issued by this gateway", field="job_id", reason="BAD_JOB_ID"
+        )
+    return job_id
+
+
+def _caller(context) -> str:
+    """Who is submitting: the caller header until authentication names callers itself."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CALLER_HEADER:
+            if not value or len(value) > 128 or not value.isprintable():
+                raise InvalidArgument(
+                    f"the {CALLER_HEADER} header must be 1–128 printable characters",
+                    field=CALLER_HEADER,
+                    reason="BAD_CALLER",
+                )
+            return value
+    return "anonymous"

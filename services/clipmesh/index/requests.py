@@ -339,37 +339,6 @@ REPLAY_LIMITS = Limits(
 )
 
 
-def parse_page(
-    page: common_pb2.PageRequest, *, default_size: int = 50, max_size: int = 1000
-) -> tuple[int, int]:
-    """(offset, limit) from a page request. Page tokens are opaque to callers; here they are
-    the offset of the next item, checked like any other input."""
-    size = page.page_size or default_size
-    if not 1 <= size <= max_size:
-        raise InvalidArgument(
-            f"page.page_size must be 0 (default {default_size}) to {max_size}",
-            field="page.page_size",
-            reason="BAD_PAGE",
-        )
-    if not page.page_token:
-        return 0, size
-    if not page.page_token.isdigit() or len(page.page_token) > 12:
-        raise InvalidArgument(
-            "page.page_token was not issued by this service",
-            field="page.page_token",
-            reason="BAD_PAGE",
-        )
-    return int(page.page_token), size
-
-
-def page_response(offset: int, returned: int, total: int) -> common_pb2.PageResponse:
-    """Where a listing continues after `returned` items from `offset`."""
-    following = offset + returned
-    return common_pb2.PageResponse(
-        next_page_token=str(following) if following < total else "", total_size=total
-    )
-
-
 def segments_proto(segments: Segments) -> list[index_pb2.Segment]:
     """The API form of stored segments."""
     return [

@@ -10,6 +10,7 @@ from clipmesh.index.filters import parse_filter
 from clipmesh.index.records import SearchResult
 from clipmesh.index.requests import video_proto
 from clipmesh.runtime.errors import InvalidArgument, NotFound
+from clipmesh.runtime.paging import page_response, parse_page
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 
@@ -111,13 +112,13 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     async def ListVideos(self, request, context):
         collection = requests.collection_name(request.collection)
         video_filter = parse_filter(request.filter) if request.HasField("filter") else None
-        offset, limit = requests.parse_page(request.page)
+        offset, limit = parse_page(request.page)
         videos, total = await self._backend.list_videos(
             collection, video_filter, offset=offset, limit=limit
         )
         return index_pb2.ListVideosResponse(
             videos=[video_proto(collection, meta) for meta in videos],
-            page=requests.page_response(offset, len(videos), total),
+            page=page_response(offset, len(videos), total),
         )
 
     async def GetSegments(self, request, context):

@@ -41,7 +41,8 @@ def setting(
         "choices": choices,
         "secret": secret,
     }
-    return dataclasses.field(default=default, metadata=meta)
+    # repr=False keeps secrets out of tracebacks and debug prints of the config object.
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclasses.dataclass(frozen=True)

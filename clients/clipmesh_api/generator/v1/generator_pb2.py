@@ -26,7 +26,7 @@ from clipmesh_api.common.v1 import common_pb2 as clipmesh_dot_common_dot_v1_dot_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/generator/v1/generator.proto\x12\x15\x63lipmesh.generator.v1\x1a\x1f\x63lipmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x02\n\x0eGenerationSpec\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x08 \x01(\x01\x12\x11\n\x04seed\x18\t \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rprompt_extend\x18\n \x01(\x08H\x01\x88\x01\x01\x12\x11\n\twatermark\x18\x0b \x01(\x08\x12\x41\n\x06labels\x18\x0c \x03(\x0b\x32\x31.clipmesh.generator.v1.GenerationSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seedB\x10\n\x0e_prompt_extend\"\x96\x01\n\x10GenerationResult\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\"B\n\x08JobError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rprovider_code\x18\x03 \x01(\t\"\x9b\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x33\n\x04spec\x18\x04 \x01(\x0b\x32%.clipmesh.generator.v1.GenerationSpec\x12.\n\x05state\x18\x05 \x01(\x0e\x32\x1f.clipmesh.generator.v1.JobState\x12\x10\n\x08progress\x18\x06 \x01(\x01\x12\x16\n\x0equeue_position\x18\x07 \x01(\x05\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\x12\x37\n\x06result\x18\t \x01(\x0b\x32\'.clipmesh.generator.v1.GenerationResult\x12.\n\x05\x65rror\x18\n \x01(\x0b\x32\x1f.clipmesh.generator.v1.JobError\x12\x13\n\x0borig_prompt\x18\x0b \x01(\t\x12\x15\n\ractual_prompt\x18\x0c \x01(\t\x12\x18\n\x10provider_task_id\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x08JobEvent\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.clipmesh.generator.v1.Job\x12\x0f\n\x07message\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0fGenerateRequest\x12\x33\n\x04spec\x18\x01 \x01(\x0b\x32%.clipmesh.generator.v1.GenerationSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"B\n\x10GenerateResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.clipmesh.generator.v1.JobEvent\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"B\n\x10WatchJobResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.clipmesh.generator.v1.JobEvent\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0eGetJobResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.clipmesh.generator.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"s\n\x11\x43\x61ncelJobResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.clipmesh.generator.v1.Job\x12\x35\n\x07outcome\x18\x02 \x01(\x0e\x32$.clipmesh.generator.v1.CancelOutcome\"\x82\x01\n\x0fListJobsRequest\x12/\n\x06states\x18\x01 \x03(\x0e\x32\x1f.clipmesh.generator.v1.JobState\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12-\n\x04page\x18\x03 \x01(\x0b\x32\x1f.clipmesh.common.v1.PageRequest\"l\n\x10ListJobsResponse\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x1a.clipmesh.generator.v1.Job\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .clipmesh.common.v1.PageResponse*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x8f\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43\x41NCEL_OUTCOME_CANCELLED\x10\x01\x12\x1c\n\x18\x43\x41NCEL_OUTCOME_REQUESTED\x10\x02\x12\"\n\x1e\x43\x41NCEL_OUTCOME_NOT_CANCELLABLE\x10\x03\x32\xe4\x03\n\x10GeneratorService\x12]\n\x08Generate\x12&.clipmesh.generator.v1.GenerateRequest\x1a\'.clipmesh.generator.v1.GenerateResponse0\x01\x12]\n\x08WatchJob\x12&.clipmesh.generator.v1.WatchJobRequest\x1a\'.clipmesh.generator.v1.WatchJobResponse0\x01\x12U\n\x06GetJob\x12$.clipmesh.generator.v1.GetJobRequest\x1a%.clipmesh.generator.v1.GetJobResponse\x12^\n\tCancelJob\x12\'.clipmesh.generator.v1.CancelJobRequest\x1a(.clipmesh.generator.v1.CancelJobResponse\x12[\n\x08ListJobs\x12&.clipmesh.generator.v1.ListJobsRequest\x1a\'.clipmesh.generator.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/generator/v1/generator.proto\x12\x15\x63lipmesh.generator.v1\x1a\x1f\x63lipmesh/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x02\n\x0eGenerationSpec\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x08 \x01(\x01\x12\x11\n\x04seed\x18\t \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rprompt_extend\x18\n \x01(\x08H\x01\x88\x01\x01\x12\x11\n\twatermark\x18\x0b \x01(\x08\x12\x41\n\x06labels\x18\x0c \x03(\x0b\x32\x31.clipmesh.generator.v1.GenerationSpec.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_seedB\x10\n\x0e_prompt_extend\"\x96\x01\n\x10GenerationResult\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x12\n\nduration_s\x18\x02 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x11\n\tcache_hit\x18\x08 \x01(\x08\"B\n\x08JobError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rprovider_code\x18\x03 \x01(\t\"\xc3\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x33\n\x04spec\x18\x04 \x01(\x0b\x32%.clipmesh.generator.v1.GenerationSpec\x12.\n\x05state\x18\x05 \x01(\x0e\x32\x1f.clipmesh.generator.v1.JobState\x12\x10\n\x08progress\x18\x06 \x01(\x01\x12\x16\n\x0equeue_position\x18\x07 \x01(\x05\x12\r\n\x05\x65ta_s\x18\x08 \x01(\x01\x12\x37\n\x06result\x18\t \x01(\x0b\x32\'.clipmesh.generator.v1.GenerationResult\x12.\n\x05\x65rror\x18\n \x01(\x0b\x32\x1f.clipmesh.generator.v1.JobError\x12\x13\n\x0borig_prompt\x18\x0b \x01(\t\x12\x15\n\ractual_prompt\x18\x0c \x01(\t\x12\x18\n\x10provider_task_id\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eoutput_deleted\x18\x11 \x01(\x08\x12\x0e\n\x06\x63\x61ller\x18\x12 \x01(\t\"t\n\x08JobEvent\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.clipmesh.generator.v1.Job\x12\x0f\n\x07message\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x0fGenerateRequest\x12\x33\n\x04spec\x18\x01 \x01(\x0b\x32%.clipmesh.generator.v1.GenerationSpec\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"B\n\x10GenerateResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.clipmesh.generator.v1.JobEvent\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"B\n\x10WatchJobResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.clipmesh.generator.v1.JobEvent\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0eGetJobResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.clipmesh.generator.v1.Job\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"s\n\x11\x43\x61ncelJobResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.clipmesh.generator.v1.Job\x12\x35\n\x07outcome\x18\x02 \x01(\x0e\x32$.clipmesh.generator.v1.CancelOutcome\"\x82\x01\n\x0fListJobsRequest\x12/\n\x06states\x18\x01 \x03(\x0e\x32\x1f.clipmesh.generator.v1.JobState\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12-\n\x04page\x18\x03 \x01(\x0b\x32\x1f.clipmesh.common.v1.PageRequest\"l\n\x10ListJobsResponse\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x1a.clipmesh.generator.v1.Job\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .clipmesh.common.v1.PageResponse\"*\n\x18\x44ownloadJobOutputRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"N\n\x19\x44ownloadJobOutputResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"(\n\x16\x44\x65leteJobOutputRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"X\n\x17\x44\x65leteJobOutputResponse\x12\'\n\x03job\x18\x01 \x01(\x0b\x32\x1a.clipmesh.generator.v1.Job\x12\x14\n\x0c\x66ile_removed\x18\x02 \x01(\x08*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x8f\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43\x41NCEL_OUTCOME_CANCELLED\x10\x01\x12\x1c\n\x18\x43\x41NCEL_OUTCOME_REQUESTED\x10\x02\x12\"\n\x1e\x43\x41NCEL_OUTCOME_NOT_CANCELLABLE\x10\x03\x32\xd0\x05\n\x10GeneratorService\x12]\n\x08Generate\x12&.clipmesh.generator.v1.GenerateRequest\x1a\'.clipmesh.generator.v1.GenerateResponse0\x01\x12]\n\x08WatchJob\x12&.clipmesh.generator.v1.WatchJobRequest\x1a\'.clipmesh.generator.v1.WatchJobResponse0\x01\x12U\n\x06GetJob\x12$.clipmesh.generator.v1.GetJobRequest\x1a%.clipmesh.generator.v1.GetJobResponse\x12^\n\tCancelJob\x12\'.clipmesh.generator.v1.CancelJobRequest\x1a(.clipmesh.generator.v1.CancelJobResponse\x12[\n\x08ListJobs\x12&.clipmesh.generator.v1.ListJobsRequest\x1a\'.clipmesh.generator.v1.ListJobsResponse\x12x\n\x11\x44ownloadJobOutput\x12/.clipmesh.generator.v1.DownloadJobOutputRequest\x1a\x30.clipmesh.generator.v1.DownloadJobOutputResponse0\x01\x12p\n\x0f\x44\x65leteJobOutput\x12-.clipmesh.generator.v1.DeleteJobOutputRequest\x1a..clipmesh.generator.v1.DeleteJobOutputResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATIONSPEC_LABELSENTRY']._loaded_options = None
   _globals['_GENERATIONSPEC_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=2131
-  _globals['_JOBSTATE']._serialized_end=2285
-  _globals['_CANCELOUTCOME']._serialized_start=2288
-  _globals['_CANCELOUTCOME']._serialized_end=2431
+  _globals['_JOBSTATE']._serialized_start=2427
+  _globals['_JOBSTATE']._serialized_end=2581
+  _globals['_CANCELOUTCOME']._serialized_start=2584
+  _globals['_CANCELOUTCOME']._serialized_end=2727
   _globals['_GENERATIONSPEC']._serialized_start=131
   _globals['_GENERATIONSPEC']._serialized_end=491
   _globals['_GENERATIONSPEC_LABELSENTRY']._serialized_start=419
@@ -48,29 +48,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBERROR']._serialized_start=646
   _globals['_JOBERROR']._serialized_end=712
   _globals['_JOB']._serialized_start=715
-  _globals['_JOB']._serialized_end=1254
-  _globals['_JOBEVENT']._serialized_start=1256
-  _globals['_JOBEVENT']._serialized_end=1372
-  _globals['_GENERATEREQUEST']._serialized_start=1374
-  _globals['_GENERATEREQUEST']._serialized_end=1469
-  _globals['_GENERATERESPONSE']._serialized_start=1471
-  _globals['_GENERATERESPONSE']._serialized_end=1537
-  _globals['_WATCHJOBREQUEST']._serialized_start=1539
-  _globals['_WATCHJOBREQUEST']._serialized_end=1572
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1574
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1640
-  _globals['_GETJOBREQUEST']._serialized_start=1642
-  _globals['_GETJOBREQUEST']._serialized_end=1673
-  _globals['_GETJOBRESPONSE']._serialized_start=1675
-  _globals['_GETJOBRESPONSE']._serialized_end=1732
-  _globals['_CANCELJOBREQUEST']._serialized_start=1734
-  _globals['_CANCELJOBREQUEST']._serialized_end=1768
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1770
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1885
-  _globals['_LISTJOBSREQUEST']._serialized_start=1888
-  _globals['_LISTJOBSREQUEST']._serialized_end=2018
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2020
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2128
-  _globals['_GENERATORSERVICE']._serialized_start=2434
-  _globals['_GENERATORSERVICE']._serialized_end=2918
+  _globals['_JOB']._serialized_end=1294
+  _globals['_JOBEVENT']._serialized_start=1296
+  _globals['_JOBEVENT']._serialized_end=1412
+  _globals['_GENERATEREQUEST']._serialized_start=1414
+  _globals['_GENERATEREQUEST']._serialized_end=1509
+  _globals['_GENERATERESPONSE']._serialized_start=1511
+  _globals['_GENERATERESPONSE']._serialized_end=1577
+  _globals['_WATCHJOBREQUEST']._serialized_start=1579
+  _globals['_WATCHJOBREQUEST']._serialized_end=1612
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1614
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1680
+  _globals['_GETJOBREQUEST']._serialized_start=1682
+  _globals['_GETJOBREQUEST']._serialized_end=1713
+  _globals['_GETJOBRESPONSE']._serialized_start=1715
+  _globals['_GETJOBRESPONSE']._serialized_end=1772
+  _globals['_CANCELJOBREQUEST']._serialized_start=1774
+  _globals['_CANCELJOBREQUEST']._serialized_end=1808
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1810
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1925
+  _globals['_LISTJOBSREQUEST']._serialized_start=1928
+  _globals['_LISTJOBSREQUEST']._serialized_end=2058
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2060
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2168
+  _globals['_DOWNLOADJOBOUTPUTREQUEST']._serialized_start=2170
+  _globals['_DOWNLOADJOBOUTPUTREQUEST']._serialized_end=2212
+  _globals['_DOWNLOADJOBOUTPUTRESPONSE']._serialized_start=2214
+  _globals['_DOWNLOADJOBOUTPUTRESPONSE']._serialized_end=2292
+  _globals['_DELETEJOBOUTPUTREQUEST']._serialized_start=2294
+  _globals['_DELETEJOBOUTPUTREQUEST']._serialized_end=2334
+  _globals['_DELETEJOBOUTPUTRESPONSE']._serialized_start=2336
+  _globals['_DELETEJOBOUTPUTRESPONSE']._serialized_end=2424
+  _globals['_GENERATORSERVICE']._serialized_start=2730
+  _globals['_GENERATORSERVICE']._serialized_end=3450
 # @@protoc_insertion_point(module_scope)

@@ -100,7 +100,7 @@ class JobError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., provider_code: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "idempotency_key", "backend", "spec", "state", "progress", "queue_position", "eta_s", "result", "error", "orig_prompt", "actual_prompt", "provider_task_id", "create_time", "start_time", "end_time")
+    __slots__ = ("job_id", "idempotency_key", "backend", "spec", "state", "progress", "queue_position", "eta_s", "result", "error", "orig_prompt", "actual_prompt", "provider_task_id", "create_time", "start_time", "end_time", "output_deleted", "caller")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,8 @@ class Job(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_DELETED_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     idempotency_key: str
     backend: str
@@ -133,7 +135,9 @@ class Job(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., backend: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., queue_position: _Optional[int] = ..., eta_s: _Optional[float] = ..., result: _Optional[_Union[GenerationResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., orig_prompt: _Optional[str] = ..., actual_prompt: _Optional[str] = ..., provider_task_id: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    output_deleted: bool
+    caller: str
+    def __init__(self, job_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., backend: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., queue_position: _Optional[int] = ..., eta_s: _Optional[float] = ..., result: _Optional[_Union[GenerationResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., orig_prompt: _Optional[str] = ..., actual_prompt: _Optional[str] = ..., provider_task_id: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., output_deleted: bool = ..., caller: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job", "message", "event_time")
@@ -214,3 +218,33 @@ class ListJobsResponse(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     page: _common_pb2.PageResponse
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
+
+class DownloadJobOutputRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DownloadJobOutputResponse(_message.Message):
+    __slots__ = ("chunk", "size_bytes", "sha256")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    size_bytes: int
+    sha256: str
+    def __init__(self, chunk: _Optional[bytes] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class DeleteJobOutputRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DeleteJobOutputResponse(_message.Message):
+    __slots__ = ("job", "file_removed")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    FILE_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    file_removed: bool
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., file_removed: bool = ...) -> None: ...

@@ -61,6 +61,16 @@ class GeneratorServiceStub(object):
                 request_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.DownloadJobOutput = channel.unary_stream(
+                '/clipmesh.generator.v1.GeneratorService/DownloadJobOutput',
+                request_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DownloadJobOutputRequest.SerializeToString,
+                response_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DownloadJobOutputResponse.FromString,
+                _registered_method=True)
+        self.DeleteJobOutput = channel.unary_unary(
+                '/clipmesh.generator.v1.GeneratorService/DeleteJobOutput',
+                request_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputRequest.SerializeToString,
+                response_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputResponse.FromString,
+                _registered_method=True)
 
 
 class GeneratorServiceServicer(object):
@@ -104,6 +114,21 @@ class GeneratorServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadJobOutput(self, request, context):
+        """Streams a succeeded job's video in chunks, for callers that do not share the gateway's
+        filesystem.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJobOutput(self, request, context):
+        """Deletes a job's video from the output store; the job's record stays, marked as such.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +156,16 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.ListJobsRequest.FromString,
                     response_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'DownloadJobOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadJobOutput,
+                    request_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DownloadJobOutputRequest.FromString,
+                    response_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DownloadJobOutputResponse.SerializeToString,
+            ),
+            'DeleteJobOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJobOutput,
+                    request_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputRequest.FromString,
+                    response_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +305,60 @@ class GeneratorService(object):
             '/clipmesh.generator.v1.GeneratorService/ListJobs',
             clipmesh_dot_generator_dot_v1_dot_generator__pb2.ListJobsRequest.SerializeToString,
             clipmesh_dot_generator_dot_v1_dot_generator__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadJobOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/clipmesh.generator.v1.GeneratorService/DownloadJobOutput',
+            clipmesh_dot_generator_dot_v1_dot_generator__pb2.DownloadJobOutputRequest.SerializeToString,
+            clipmesh_dot_generator_dot_v1_dot_generator__pb2.DownloadJobOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJobOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clipmesh.generator.v1.GeneratorService/DeleteJobOutput',
+            clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputRequest.SerializeToString,
+            clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,317 @@
+"""`GeneratorClient`: text-to-video jobs on the generator gateway, with live progress.
+
+    from clipmesh_client.generation import GeneratorClient
+
+    with GeneratorClient("127.0.0.1:50053") as gateway:
+        for event in gateway.generate("a slow push in on a lighthouse at dusk", duration_s=5,
+                                      idempotency_key="shot-12"):
+            print(event.job.state, event.job.progress, event.message)
+        gateway.download_output(event.job.job_id, "shot-12.mp4")
+
+A job outlives its stream: leave the loop (or lose the connection) and `watch(job_id)` picks it
+up again. The same `idempotency_key` with the same request returns the same job, so a retry
+after a network failure never starts — or pays for — a second generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+
+from clipmesh_api.common.v1 import common_pb2
+from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
+from clipmesh_client.channel import channel_arguments, open_channel
+from clipmesh_client.errors import ClipmeshError, typed_errors
+
+DEFAULT_GATEWAY_TARGET = "127.0.0.1:50053"
+_STATE_PREFIX = "JOB_STATE_"
+_OUTCOME_PREFIX = "CANCEL_OUTCOME_"
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """A generation job as the gateway reports it.
+
+    Attributes:
+        job_id: The job's identifier.
+        state: "queued", "running", "succeeded", "failed" or "cancelled".
+        backend: The backend running it.
+        model: The backend's model.
+        prompt: The prompt as given.
+        actual_prompt: The prompt the provider used after rewriting, or "".
+        progress: Fraction done, 0 to 1 (0 while the backend reports none).
+        queue_position: Jobs ahead of it while queued.
+        eta_s: Estimated seconds until it ends, or None when unknown.
+        uri: The result's `file://` URI in the gateway's store, once succeeded.
+        sha256: The result's content hash, once succeeded.
+        size: (width, height) of the result or the request.
+        duration_s: Duration of the result or the request.
+        fps: Frame rate of the result or the request.
+        cache_hit: True when the result came from the gateway's content cache.
+        error_reason: Why it failed ("CONTENT_REJECTED", …), or "".
+        error_message: The explanation for people, or "".
+        provider_code: The provider's own error code, or "".
+        provider_task_id: The provider's task id, once submitted.
+        created_at: When it was submitted (UTC).
+        labels: The request's labels.
+    """
+
+    job_id: str
+    state: str
+    backend: str = ""
+    model: str = ""
+    prompt: str = ""
+    actual_prompt: str = ""
+    progress: float = 0.0
+    queue_position: int = 0
+    eta_s: float | None = None
+    uri: str = ""
+    sha256: str = ""
+    size: tuple[int, int] = (0, 0)
+    duration_s: float = 0.0
+    fps: float = 0.0
+    cache_hit: bool = False
+    error_reason: str = ""
+    error_message: str = ""
+    provider_code: str = ""
+    provider_task_id: str = ""
+    created_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One step of a job: the job as it stands, and a note on what happened."""
+
+    job: GenerationJob
+    message: str
+    at: datetime | None = None
+
+
+def job_from_proto(job: generator_pb2.Job) -> GenerationJob:
+    """The `GenerationJob` for its protobuf."""
+    succeeded = job.state == generator_pb2.JOB_STATE_SUCCEEDED
+    spec, result = job.spec, job.result
+    return GenerationJob(
+        job_id=job.job_id,
+        state=generator_pb2.JobState.Name(job.state).removeprefix(_STATE_PREFIX).lower(),
+        backend=job.backend,
+        model=spec.model,
+        prompt=job.orig_prompt or spec.prompt,
+        actual_prompt=job.actual_prompt,
+        progress=job.progress,
+        queue_position=job.queue_position,
+        eta_s=job.eta_s if job.eta_s >= 0 else None,
+        uri=result.uri,
+        sha256=result.sha256,
+        size=(result.width, result.height) if succeeded else (spec.width, spec.height),
+        duration_s=result.duration_s if succeeded else spec.duration_s,
+        fps=result.fps if succeeded else spec.fps,
+        cache_hit=result.cache_hit,
+        error_reason=job.error.reason,
+        error_message=job.error.message,
+        provider_code=job.error.provider_code,
+        provider_task_id=job.provider_task_id,
+        created_at=job.create_time.ToDatetime(tzinfo=UTC) if job.HasField("create_time") else None,
+        labels=dict(spec.labels),
+    )
+
+
+def _event(event: generator_pb2.JobEvent) -> JobEvent:
+    at = event.event_time.ToDatetime(tzinfo=UTC) if event.HasField("event_time") else None
+    return JobEvent(job_from_proto(event.job), event.message, at)
+
+
+class GeneratorClient:
+    """A blocking client of the generator gateway.
+
+    Args:
+        target: `host:port` of the gateway.
+        timeout_s: Deadline of each unary call that sets none of its own.
+        stream_timeout_s: Deadline of a generate/watch stream (generation takes minutes).
+        caller: Sent as `x-clipmesh-caller`; the gateway limits active jobs per caller.
+        max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
+        credentials: TLS credentials, or None for plaintext.
+        metadata: Further headers sent with every call.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_GATEWAY_TARGET,
+        *,
+        timeout_s: float = 10.0,
+        stream_timeout_s: float = 3600.0,
+        caller: str = "",
+        max_attempts: int = 3,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        if timeout_s <= 0 or stream_timeout_s <= 0:
+            raise ValueError("timeout_s and stream_timeout_s must be positive")
+        self.target = target
+        self.timeout_s = timeout_s
+        self.stream_timeout_s = stream_timeout_s
+        self._metadata = (*metadata, *((("x-clipmesh-caller", caller),) if caller else ()))
+        arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=64)
+        self._channel = open_channel(target, credentials=credentials, arguments=arguments)
+        self._stub = generator_pb2_grpc.GeneratorServiceStub(self._channel)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _options(self, timeout_s: float | None, *, stream: bool = False) -> dict[str, Any]:
+        default = self.stream_timeout_s if stream else self.timeout_s
+        return {"timeout": default if timeout_s is None else timeout_s, "metadata": self._metadata}
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: str = "",
+        backend: str = "",
+        model: str = "",
+        size: tuple[int, int] = (0, 0),
+        duration_s: float = 0.0,
+        fps: float = 0.0,
+        seed: int | None = None,
+        prompt_extend: bool | None = None,
+        watermark: bool = False,
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str = "",
+        timeout_s: float | None = None,
+    ) -> Iterator[JobEvent]:
+        """Submits a job and yields its events until it ends (0 / "" mean the defaults)."""
+        spec = generator_pb2.GenerationSpec(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            backend=backend,
+            model=model,
+            width=size[0],
+            height=size[1],
+            duration_s=duration_s,
+            fps=fps,
+            watermark=watermark,
+            labels=dict(labels or {}),
+        )
+        if seed is not None:
+            spec.seed = seed
+        if prompt_extend is not None:
+            spec.prompt_extend = prompt_extend
+        request = generator_pb2.GenerateRequest(spec=spec, idempotency_key=idempotency_key)
+        call = self._stub.Generate(request, **self._options(timeout_s, stream=True))
+        return self._events(call, (r.event for r in call))
+
+    def watch(self, job_id: str, *, timeout_s: float | None = None) -> Iterator[JobEvent]:
+        """Re-attaches to a job and yields its events until it ends."""
+        request = generator_pb2.WatchJobRequest(job_id=job_id)
+        call = self._stub.WatchJob(request, **self._options(timeout_s, stream=True))
+        return self._events(call, (r.event for r in call))
+
+    @staticmethod
+    def _events(call, events) -> Iterator[JobEvent]:
+        try:
+            with typed_errors():
+                for event in events:
+                    yield _event(event)
+        finally:
+            call.cancel()  # leaving the loop early: the job goes on, the stream stops
+
+    def get_job(self, job_id: str, *, timeout_s: float | None = None) -> GenerationJob:
+        with typed_errors():
+            response = self._stub.GetJob(
+                generator_pb2.GetJobRequest(job_id=job_id), **self._options(timeout_s)
+            )
+        return job_from_proto(response.job)
+
+    def cancel_job(
+        self, job_id: str, *, timeout_s: float | None = None
+    ) -> tuple[GenerationJob, str]:
+        """Cancels a job; returns it and the outcome: "cancelled", "requested" (the backend
+        was asked; the job may still finish) or "not_cancellable"."""
+        with typed_errors():
+            response = self._stub.CancelJob(
+                generator_pb2.CancelJobRequest(job_id=job_id), **self._options(timeout_s)
+            )
+        outcome = generator_pb2.CancelOutcome.Name(response.outcome)
+        return job_from_proto(response.job), outcome.removeprefix(_OUTCOME_PREFIX).lower()
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[str] = (),
+        backend: str = "",
+        page_size: int = 50,
+        timeout_s: float | None = None,
+    ) -> Iterator[GenerationJob]:
+        """Jobs newest first, filtered by state names ("running", …) and backend; pages are
+        fetched as iteration needs them."""
+        try:
+            values = [generator_pb2.JobState.Value(_STATE_PREFIX + s.upper()) for s in states]
+        except ValueError as exc:
+            raise ValueError(f"unknown job state in {list(states)}") from exc
+        token = ""
+        while True:
+            request = generator_pb2.ListJobsRequest(
+                states=values,
+                backend=backend,
+                page=common_pb2.PageRequest(page_size=page_size, page_token=token),
+            )
+            with typed_errors():
+                response = self._stub.ListJobs(request, **self._options(timeout_s))
+            yield from map(job_from_proto, response.jobs)
+            token = response.page.next_page_token
+            if not token:
+                return
+
+    def download_output(
+        self, job_id: str, destination: str | Path, *, timeout_s: float | None = None
+    ) -> Path:
+        """Writes a succeeded job's video to `destination` and checks its SHA-256."""
+        destination = Path(destination)
+        partial = destination.with_name(destination.name + ".part")
+        digest = hashlib.sha256()
+        expected = ""
+        request = generator_pb2.DownloadJobOutputRequest(job_id=job_id)
+        with typed_errors(), partial.open("wb") as handle:
+            for response in self._stub.DownloadJobOutput(
+                request, **self._options(timeout_s, stream=True)
+            ):
+                handle.write(response.chunk)
+                digest.update(response.chunk)
+                expected = response.sha256
+        if digest.hexdigest() != expected:
+            partial.unlink(missing_ok=True)
+            raise ClipmeshError(f"the download of job {job_id} does not match its SHA-256")
+        partial.replace(destination)
+        return destination
+
+    def delete_output(self, job_id: str, *, timeout_s: float | None = None) -> bool:
+        """Deletes a job's video; True when the file itself was removed."""
+        with typed_errors():
+            response = self._stub.DeleteJobOutput(
+                generator_pb2.DeleteJobOutputRequest(job_id=job_id), **self._options(timeout_s)
+            )
+        return response.file_removed

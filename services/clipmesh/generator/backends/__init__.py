@@ -1,0 +1,1 @@
+"""Generation backends: one interface (`base.Backend`), one module per provider."""

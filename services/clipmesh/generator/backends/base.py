@@ -1,0 +1,263 @@
+"""The one interface every generation backend implements, and what it is handed.
+
+The gateway owns the job: its queue, its durable record, its events, the output store and the
+content cache. A backend only turns one validated `GenerationSpec` into one video file, telling
+the gateway what happens on the way through a `TaskContext`:
+
+    validate(spec)            → the spec with the model's defaults filled in, or InvalidArgument
+                                naming the field and the allowed values (before any provider call)
+    run(spec, ctx)            → a `RenderedVideo` in ctx.scratch_dir, or GenerationFailed
+    resume(spec, task_id, ctx)→ the same for a provider task submitted before a restart
+    cancel(task_id)           → whether the provider agreed to stop a running task
+
+Extending clipmesh with a self-hosted backend (for example diffusers' `WanPipeline` on a GPU
+node) means one module here: `validate` from a `ModelLimits` table, `run` calling the pipeline
+in a worker thread with `callback_on_step_end` reporting `ctx.report(step / steps)` and setting
+`pipeline._interrupt = True` once `ctx.cancel_requested` is set, `cancels_running = True`, and
+registering it in `clipmesh.generator.backends.registry`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipmesh.runtime.errors import InvalidArgument
+from clipmesh_api.generator.v1 import generator_pb2
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """What one model of a backend accepts.
+
+    Attributes:
+        sizes: Allowed (width, height) pairs; empty means any size within `size_range`.
+        default_size: Used when the request gives 0×0.
+        durations_s: Allowed clip durations; empty means any within `duration_range_s`.
+        default_duration_s: Used when the request gives 0.
+        fps: Allowed frame rates (the first is the default).
+        max_prompt_chars: Longer prompts are refused, never truncated.
+        max_negative_prompt_chars: Same for the negative prompt.
+        size_range: (min side, max side, multiple) when `sizes` is empty.
+        duration_range_s: (min, max) when `durations_s` is empty.
+    """
+
+    sizes: tuple[tuple[int, int], ...]
+    default_size: tuple[int, int]
+    durations_s: tuple[float, ...]
+    default_duration_s: float
+    fps: tuple[float, ...]
+    max_prompt_chars: int
+    max_negative_prompt_chars: int
+    size_range: tuple[int, int, int] = (128, 1920, 16)
+    duration_range_s: tuple[float, float] = (1.0, 10.0)
+
+
+@dataclass(frozen=True)
+class RenderedVideo:
+    """A finished video file, not yet in the output store.
+
+    Attributes:
+        path: The file, inside the context's scratch directory; the gateway moves it.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        fps: Frames per second.
+        duration_s: Duration in seconds.
+        actual_prompt: The prompt the model used (after the provider's rewriting), or "".
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    actual_prompt: str = ""
+
+
+class GenerationFailed(Exception):
+    """The backend could not produce the video; the job fails with this reason.
+
+    Args:
+        reason: Stable UPPER_SNAKE_CASE reason ("CONTENT_REJECTED", "PROVIDER_ARREARAGE", …).
+        message: For people; never contains secrets.
+        provider_code: The provider's own code ("DataInspectionFailed"), when it gave one.
+    """
+
+    def __init__(self, reason: str, message: str, *, provider_code: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.provider_code = provider_code
+
+
+@dataclass
+class TaskContext:
+    """What the gateway hands a backend for one job.
+
+    Attributes:
+        job_id: The gateway's job id (for logs; never sent to a provider as an identity).
+        scratch_dir: A private directory for the output and any temporary files.
+        report: `await ctx.report(fraction, eta_s, message)` publishes progress; fraction and
+            eta_s may be None when unknown.
+        submitted: `await ctx.submitted(task_id)` records the provider's task id durably
+            *before* returning, so a restart resumes polling instead of submitting twice.
+        cancel_requested: Set when the caller cancels; a backend that can stop checks it.
+    """
+
+    job_id: str
+    scratch_dir: Path
+    report: Callable[[float | None, float | None, str], Awaitable[None]]
+    submitted: Callable[[str], Awaitable[None]]
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Backend(abc.ABC):
+    """A text-to-video provider behind the gateway.
+
+    Attributes:
+        name: The backend's name in requests and configuration ("animatic", "dashscope").
+        default_model: The model used when a request names none.
+        models: What each model accepts.
+        cancels_running: Whether a *running* task can be stopped (queued jobs always can).
+        max_concurrent: How many of its tasks may run at once (the gateway's queue keeps to it).
+        remote: True when tasks run at a provider that bills per submission. A job cut off
+            between submitting and recording the provider's task id is then failed with
+            SUBMISSION_INTERRUPTED after a restart, never submitted a second time.
+    """
+
+    name: str
+    default_model: str
+    models: dict[str, ModelLimits]
+    cancels_running: bool = False
+    max_concurrent: int = 1
+    remote: bool = False
+
+    def validate(self, spec: generator_pb2.GenerationSpec) -> generator_pb2.GenerationSpec:
+        """The spec with this backend's defaults filled in; InvalidArgument naming the field
+        and the allowed values when the model does not accept it."""
+        return fill_and_check(spec, self.name, self.default_model, self.models)
+
+    @abc.abstractmethod
+    async def run(self, spec: generator_pb2.GenerationSpec, ctx: TaskContext) -> RenderedVideo:
+        """Generates the video for a validated spec."""
+
+    async def resume(
+        self, spec: generator_pb2.GenerationSpec, provider_task_id: str, ctx: TaskContext
+    ) -> RenderedVideo:
+        """Finishes a task submitted before a restart; by default runs it again (right for a
+        local backend, where nothing is billed)."""
+        del provider_task_id
+        return await self.run(spec, ctx)
+
+    async def cancel(self, provider_task_id: str) -> bool:
+        """Asks the provider to stop a running task; True when it agreed."""
+        del provider_task_id
+        return False
+
+    async def close(self) -> None:
+        """Releases connections; called once when the gateway stops."""
+        return None  # nothing to release for a backend without connections
+
+
+def _allowed(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def fill_and_check(
+    spec: generator_pb2.GenerationSpec,
+    backend: str,
+    default_model: str,
+    models: dict[str, ModelLimits],
+) -> generator_pb2.GenerationSpec:
+    """Fills defaults from the model's limits and refuses what the model does not accept."""
+    filled = generator_pb2.GenerationSpec()
+    filled.CopyFrom(spec)
+    filled.backend = backend
+    filled.model = spec.model or default_model
+    limits = models.get(filled.model)
+    if limits is None:
+        raise InvalidArgument(
+            f"backend {backend!r} has no model {filled.model!r}; models: {_allowed(models)}",
+            field="spec.model",
+            reason="UNSUPPORTED_MODEL",
+        )
+    _check_prompts(filled, limits)
+    if (filled.width, filled.height) == (0, 0):
+        filled.width, filled.height = limits.default_size
+    _check_size(filled, limits)
+    if filled.duration_s == 0:
+        filled.duration_s = limits.default_duration_s
+    _check_duration(filled, limits)
+    if filled.fps == 0:
+        filled.fps = limits.fps[0]
+    if filled.fps not in limits.fps:
+        raise InvalidArgument(
+            f"fps {filled.fps:g} is not offered by {filled.model}; allowed: {_allowed(limits.fps)}",
+            field="spec.fps",
+            reason="UNSUPPORTED_FPS",
+        )
+    return filled
+
+
+def _check_prompts(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> None:
+    if not spec.prompt.strip():
+        raise InvalidArgument("spec.prompt is empty", field="spec.prompt", reason="EMPTY_PROMPT")
+    for name, text, limit in (
+        ("prompt", spec.prompt, limits.max_prompt_chars),
+        ("negative_prompt", spec.negative_prompt, limits.max_negative_prompt_chars),
+    ):
+        if len(text) > limit:
+            raise InvalidArgument(
+                f"spec.{name} has {len(text)} characters; {spec.model} takes at most {limit} "
+                "(shorten it: prompts are never truncated silently)",
+                field=f"spec.{name}",
+                reason="PROMPT_TOO_LONG",
+            )
+        if "\x00" in text:
+            raise InvalidArgument(
+                f"spec.{name} contains a NUL character", field=f"spec.{name}", reason="BAD_PROMPT"
+            )
+
+
+def _check_size(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> None:
+    size = (spec.width, spec.height)
+    if limits.sizes:
+        if size not in limits.sizes:
+            allowed = _allowed(f"{w}x{h}" for w, h in limits.sizes)
+            raise InvalidArgument(
+                f"size {spec.width}x{spec.height} is not offered by {spec.model}; "
+                f"allowed: {allowed}",
+                field="spec.width",
+                reason="UNSUPPORTED_SIZE",
+            )
+        return
+    low, high, multiple = limits.size_range
+    if not all(low <= side <= high and side % multiple == 0 for side in size):
+        raise InvalidArgument(
+            f"size {spec.width}x{spec.height}: each side must be {low}–{high} pixels and a "
+            f"multiple of {multiple}",
+            field="spec.width",
+            reason="UNSUPPORTED_SIZE",
+        )
+
+
+def _check_duration(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> None:
+    if limits.durations_s:
+        if spec.duration_s not in limits.durations_s:
+            raise InvalidArgument(
+                f"duration {spec.duration_s:g} s is not offered by {spec.model}; allowed: "
+                f"{_allowed(f'{d:g} s' for d in limits.durations_s)}",
+                field="spec.duration_s",
+                reason="UNSUPPORTED_DURATION",
+            )
+        return
+    low, high = limits.duration_range_s
+    if not low <= spec.duration_s <= high:
+        raise InvalidArgument(
+            f"duration {spec.duration_s:g} s must be {low:g}–{high:g} s",
+            field="spec.duration_s",
+            reason="UNSUPPORTED_DURATION",
+        )

@@ -1,0 +1,100 @@
+"""The content cache: an identical request is answered with the video already made.
+
+Identical means the same backend, model, prompt, negative prompt, size, duration, fps, seed,
+prompt rewriting and watermark. A request without a seed is never cached: the provider picks a
+random seed, so a second run is meant to differ.
+
+Entries are hot in memory (an LRU of `memory_entries`) and cold in the job store's `cache`
+table; the videos themselves are files of the output store. The cache is bounded by the bytes
+of video it refers to: past `max_bytes`, the least recently used entries go, and a file goes
+with its last entry unless a job still holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+from clipmesh.generator.outputs import OutputStore
+from clipmesh.generator.store import JobStore
+from clipmesh_api.generator.v1 import generator_pb2
+
+
+def cache_key(spec: generator_pb2.GenerationSpec) -> str:
+    """The key of a validated spec (defaults filled), or "" when it must not be cached."""
+    if not spec.HasField("seed"):
+        return ""
+    fields = (
+        spec.backend,
+        spec.model,
+        spec.prompt,
+        spec.negative_prompt,
+        f"{spec.width}x{spec.height}",
+        f"{spec.duration_s:g}",
+        f"{spec.fps:g}",
+        str(spec.seed),
+        str(spec.prompt_extend) if spec.HasField("prompt_extend") else "default",
+        str(spec.watermark),
+    )
+    # \x1f (unit separator) cannot appear in a validated prompt's meaning, so fields never
+    # run into each other.
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+class ContentCache:
+    """Results by cache key; every method runs on the store's thread."""
+
+    def __init__(
+        self, store: JobStore, outputs: OutputStore, *, memory_entries: int, max_bytes: int
+    ) -> None:
+        self._store = store
+        self._outputs = outputs
+        self._hot: OrderedDict[str, generator_pb2.GenerationResult] = OrderedDict()
+        self._memory_entries = memory_entries
+        self._max_bytes = max_bytes
+
+    @property
+    def enabled(self) -> bool:
+        return self._max_bytes > 0
+
+    def get(self, key: str) -> generator_pb2.GenerationResult | None:
+        """The cached result, if its file is still there."""
+        result = self._hot.get(key)
+        if result is None:
+            result = self._store.cache_get(key)
+        if result is None or not self._outputs.exists(result.sha256):
+            self._forget(key)
+            return None
+        self._remember(key, result)
+        return result
+
+    def put(self, key: str, result: generator_pb2.GenerationResult) -> None:
+        if not self.enabled or result.size_bytes > self._max_bytes:
+            return
+        self._store.cache_put(key, result)
+        self._remember(key, result)
+        while self._store.cache_bytes() > self._max_bytes:
+            oldest = self._store.cache_oldest()
+            if oldest is None:
+                break
+            old_key, sha256 = oldest
+            self._forget(old_key)
+            if not self._store.cache_holds(sha256) and not self._store.jobs_holding(sha256):
+                self._outputs.delete(sha256)
+
+    def drop_content(self, sha256: str) -> None:
+        """Forgets every entry for this content (its file is being deleted)."""
+        for key in self._store.cache_delete_content(sha256):
+            self._hot.pop(key, None)
+
+    def _remember(self, key: str, result: generator_pb2.GenerationResult) -> None:
+        if self._memory_entries == 0:
+            return
+        self._hot[key] = result
+        self._hot.move_to_end(key)
+        while len(self._hot) > self._memory_entries:
+            self._hot.popitem(last=False)
+
+    def _forget(self, key: str) -> None:
+        self._hot.pop(key, None)
+        self._store.cache_delete(key)

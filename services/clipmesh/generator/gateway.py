@@ -1,0 +1,604 @@
+"""The gateway's core: durable jobs, a queue per backend in front of its limits, and events
+fanned out to every watcher.
+
+A job's life: Generate validates the spec against its backend, answers from the content cache
+or an earlier job with the same idempotency key when it can, else stores the job QUEUED. Each
+backend's queue runs at most `backend.max_concurrent` jobs at once (the provider's limit for
+the account); a running job reports progress through its `TaskContext`; it ends SUCCEEDED
+(its video moved into the output store and the cache), FAILED (a reason code) or CANCELLED.
+Every state change is committed to the job store before watchers hear of it, so after a crash
+queued jobs stay queued and provider tasks are polled again, never submitted twice.
+
+Watchers (the Generate stream, WatchJob) each get a bounded queue of events; a disconnecting
+watcher never stops its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import shutil
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from clipmesh.generator import metrics
+from clipmesh.generator.backends.base import Backend, GenerationFailed, TaskContext
+from clipmesh.generator.cache import ContentCache, cache_key
+from clipmesh.generator.outputs import OutputStore
+from clipmesh.generator.store import ENDED_STATES, JobStore
+from clipmesh.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from clipmesh_api.generator.v1 import generator_pb2
+
+log = logging.getLogger(__name__)
+State = generator_pb2.JobState
+POSITION_UPDATE_INTERVAL_S = 1.0
+"""Queue positions are republished at most this often: with hundreds queued, every start
+would otherwise send an event to every waiting job."""
+WATCHER_BUFFER = 256
+"""Events buffered per watcher; a watcher that falls further behind loses the oldest
+progress events, never the last one (each event carries the whole job)."""
+
+
+def state_name(state: int) -> str:
+    return State.Name(state).removeprefix("JOB_STATE_").lower()
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    """What the gateway admits.
+
+    Attributes:
+        max_queued_jobs: Jobs waiting at once across callers.
+        max_active_jobs_per_caller: Queued plus running jobs per caller.
+    """
+
+    max_queued_jobs: int = 10_000
+    max_active_jobs_per_caller: int = 200
+
+
+@dataclass
+class LiveJob:
+    """A queued or running job as the gateway holds it in memory."""
+
+    job: generator_pb2.Job
+    backend: Backend
+    submitted_at: float = field(default_factory=time.monotonic)
+    queued_at: float = field(default_factory=time.monotonic)
+    watchers: set[asyncio.Queue] = field(default_factory=set)
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Gateway:
+    """Jobs across backends; every public method is a coroutine on the server's loop."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        backends: dict[str, Backend],
+        *,
+        default_backend: str,
+        unavailable: dict[str, str] | None = None,
+        limits: GatewayLimits = GatewayLimits(),
+        cache_memory_entries: int = 1024,
+        cache_max_bytes: int = 2 << 30,
+    ) -> None:
+        self._data_dir = data_dir
+        self._backends = backends
+        self._default_backend = default_backend
+        self._unavailable = unavailable or {}
+        self._limits = limits
+        self._cache_options = (cache_memory_entries, cache_max_bytes)
+        # One thread owns SQLite and the files: commits never block the event loop and never
+        # interleave.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobstore")
+        self._store: JobStore | None = None
+        self._outputs = OutputStore(data_dir / "outputs")
+        self._cache: ContentCache | None = None
+        self._live: dict[str, LiveJob] = {}
+        self._queues: dict[str, deque[str]] = {name: deque() for name in backends}
+        self._running: dict[str, int] = dict.fromkeys(backends, 0)
+        self._run_seconds: dict[str, float] = {}
+        self._position_updates: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._admit = asyncio.Lock()
+        self._stopping = False
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        """Opens the store and picks up every job a previous run left unfinished."""
+        self._store = await self._db(JobStore, self._data_dir / "jobs.sqlite3")
+        memory_entries, max_bytes = self._cache_options
+        self._cache = ContentCache(
+            self._store, self._outputs, memory_entries=memory_entries, max_bytes=max_bytes
+        )
+        for stored in await self._db(lambda: list(self._store.unfinished())):
+            await self._recover(stored.job, submitting=stored.submitting)
+        for name in self._backends:
+            self._dispatch(name)
+
+    async def stop(self) -> None:
+        """Stops running work without ending it: the store keeps it for the next start."""
+        self._stopping = True
+        for handle in self._position_updates.values():
+            handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for backend in self._backends.values():
+            await backend.close()
+        if self._store is not None:
+            await self._db(self._store.close)
+        self._executor.shutdown(wait=True)
+
+    async def _recover(self, job: generator_pb2.Job, *, submitting: bool) -> None:
+        backend = self._backends.get(job.backend)
+        live = LiveJob(job, backend) if backend else None
+        if live is None:
+            job.error.CopyFrom(
+                generator_pb2.JobError(
+                    reason="BACKEND_UNAVAILABLE",
+                    message=f"backend {job.backend!r} is not configured any more",
+                )
+            )
+            await self._end_stored(job, State.JOB_STATE_FAILED)
+        elif job.state == State.JOB_STATE_QUEUED:
+            self._enqueue(live)
+        elif job.provider_task_id:
+            log.info("resuming job %s: polling provider task", job.job_id)
+            self._start(live, resume_task_id=job.provider_task_id)
+        elif submitting and backend.remote:
+            # The gateway stopped between sending a billable submission and recording its
+            # task id: resubmitting could bill twice, so the job fails and says why.
+            job.error.CopyFrom(
+                generator_pb2.JobError(
+                    reason="SUBMISSION_INTERRUPTED",
+                    message="the gateway stopped while submitting to the provider; it may or "
+                    "may not have the task, so it was not resubmitted (submit again to retry)",
+                )
+            )
+            await self._end_stored(job, State.JOB_STATE_FAILED)
+        else:  # a local render cut short: nothing was billed, it simply runs again
+            job.state = State.JOB_STATE_QUEUED
+            job.ClearField("start_time")
+            await self._db(self._store.update, job)
+            self._enqueue(live)
+
+    # Submitting and watching.
+
+    async def submit(
+        self, spec: generator_pb2.GenerationSpec, *, idempotency_key: str, caller: str
+    ) -> AsyncIterator[generator_pb2.JobEvent]:
+        """Admits a job (or finds the one with the same idempotency key, or answers from the
+        cache); returns its events: the job as admitted (QUEUED, with its position), then each
+        change until it ends."""
+        backend = self._backend(spec.backend)
+        filled = backend.validate(spec)
+        request_sha256 = hashlib.sha256(filled.SerializeToString(deterministic=True)).hexdigest()
+        if len(idempotency_key) > 200:
+            raise InvalidArgument(
+                "idempotency_key is longer than 200 characters",
+                field="idempotency_key",
+                reason="BAD_IDEMPOTENCY_KEY",
+            )
+        async with self._admit:
+            if idempotency_key:
+                earlier = await self._db(self._store.by_idempotency_key, idempotency_key)
+                if earlier is not None:
+                    if earlier.request_sha256 != request_sha256:
+                        raise FailedPrecondition(
+                            f"idempotency_key {idempotency_key!r} was used for a different "
+                            f"request (job {earlier.job.job_id}); use a new key for a new request",
+                            reason="IDEMPOTENCY_KEY_REUSED",
+                            metadata={"job_id": earlier.job.job_id},
+                        )
+                    return self.events(earlier.job.job_id)
+            self._check_admission(caller, backend.name)
+            job = generator_pb2.Job(
+                job_id=uuid.uuid4().hex,
+                idempotency_key=idempotency_key,
+                backend=backend.name,
+                spec=filled,
+                state=State.JOB_STATE_QUEUED,
+                orig_prompt=filled.prompt,
+                caller=caller,
+                eta_s=-1,
+            )
+            job.create_time.GetCurrentTime()
+            key = cache_key(filled) if self._cache.enabled else ""
+            cached = await self._db(self._cache.get, key) if key else None
+            if key:
+                metrics.CACHE_LOOKUPS.labels("hit" if cached else "miss").inc()
+            if cached is not None:
+                return self.events(await self._answer_from_cache(job, cached, request_sha256))
+            await self._db(self._store.insert, job, request_sha256=request_sha256)
+            live = LiveJob(job, backend)
+            self._enqueue(live)
+            # Subscribed and snapshotted before the job can start, so the caller's first event
+            # is QUEUED with its position, whatever happens next.
+            events = self._follow(live, f"queued for {backend.name}")
+            self._dispatch(backend.name)
+            return events
+
+    def _backend(self, name: str) -> Backend:
+        name = name or self._default_backend
+        if name in self._unavailable:
+            raise FailedPrecondition(
+                f"backend {name!r} is not configured: {self._unavailable[name]}",
+                field="spec.backend",
+                reason="BACKEND_NOT_CONFIGURED",
+            )
+        backend = self._backends.get(name)
+        if backend is None:
+            known = ", ".join(sorted([*self._backends, *self._unavailable]))
+            raise InvalidArgument(
+                f"unknown backend {name!r}; backends: {known}",
+                field="spec.backend",
+                reason="UNKNOWN_BACKEND",
+            )
+        return backend
+
+    def _check_admission(self, caller: str, backend: str) -> None:
+        queued = sum(len(q) for q in self._queues.values())
+        if queued >= self._limits.max_queued_jobs:
+            raise ResourceExhausted(
+                f"the gateway's queue is full ({queued} jobs waiting)",
+                retry_after_s=30,
+                reason="QUEUE_FULL",
+            )
+        active = sum(1 for live in self._live.values() if live.job.caller == caller)
+        if active >= self._limits.max_active_jobs_per_caller:
+            raise ResourceExhausted(
+                f"caller {caller!r} has {active} jobs queued or running; the limit is "
+                f"{self._limits.max_active_jobs_per_caller}",
+                retry_after_s=10,
+                reason="TOO_MANY_JOBS",
+                metadata={"backend": backend},
+            )
+
+    async def _answer_from_cache(
+        self, job: generator_pb2.Job, cached: generator_pb2.GenerationResult, request_sha: str
+    ) -> str:
+        job.state = State.JOB_STATE_SUCCEEDED
+        job.progress, job.eta_s = 1.0, 0.0
+        job.result.CopyFrom(cached)
+        job.result.cache_hit = True
+        job.start_time.CopyFrom(job.create_time)
+        job.end_time.GetCurrentTime()
+        await self._db(
+            self._store.insert, job, request_sha256=request_sha, output_sha256=cached.sha256
+        )
+        metrics.JOBS_ENDED.labels("succeeded", job.backend).inc()
+        return job.job_id
+
+    async def events(self, job_id: str) -> AsyncIterator[generator_pb2.JobEvent]:
+        """The job as it stands, then each change until it ends."""
+        live = self._live.get(job_id)
+        if live is None:
+            job = await self.get(job_id)
+            yield _event(job, f"job {state_name(job.state)}")
+            return
+        async for event in self._follow(live, f"job {state_name(live.job.state)}"):
+            yield event
+
+    def _follow(self, live: LiveJob, message: str) -> AsyncIterator[generator_pb2.JobEvent]:
+        """Subscribes now (not when iteration starts) and yields the job as it stands now,
+        then each change until it ends."""
+        inbox: asyncio.Queue = asyncio.Queue(WATCHER_BUFFER)
+        live.watchers.add(inbox)
+        return self._drain(live, inbox, _event(live.job, message))
+
+    async def _drain(
+        self, live: LiveJob, inbox: asyncio.Queue, first: generator_pb2.JobEvent
+    ) -> AsyncIterator[generator_pb2.JobEvent]:
+        try:
+            yield first
+            if first.job.state in ENDED_STATES:
+                return
+            while True:
+                event = await inbox.get()
+                yield event
+                if event.job.state in ENDED_STATES:
+                    return
+        finally:
+            live.watchers.discard(inbox)
+
+    async def get(self, job_id: str) -> generator_pb2.Job:
+        live = self._live.get(job_id)
+        if live is not None:
+            return _copy(live.job)
+        stored = await self._db(self._store.get, job_id) if job_id else None
+        if stored is None:
+            raise NotFound(f"no job {job_id!r}", reason="JOB_NOT_FOUND")
+        return stored.job
+
+    async def list_jobs(
+        self, *, states: tuple[int, ...], backend: str, before_seq: int | None, limit: int
+    ) -> tuple[list[generator_pb2.Job], int | None]:
+        """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
+        rows = await self._db(
+            self._store.page, states=states, backend=backend, before_seq=before_seq, limit=limit
+        )
+        jobs = [
+            _copy(self._live[row.job.job_id].job) if row.job.job_id in self._live else row.job
+            for row in rows
+        ]
+        return jobs, (rows[-1].seq if len(rows) == limit else None)
+
+    # Cancelling and deleting.
+
+    async def cancel(self, job_id: str) -> tuple[generator_pb2.Job, int]:
+        """Cancels what can be; returns the job and a `CancelOutcome`."""
+        live = self._live.get(job_id)
+        if live is None:
+            return await self.get(job_id), generator_pb2.CANCEL_OUTCOME_NOT_CANCELLABLE
+        if live.job.state == State.JOB_STATE_QUEUED:
+            self._queues[live.backend.name].remove(job_id)
+            self._schedule_positions(live.backend.name)
+            await self._end(live, State.JOB_STATE_CANCELLED, "cancelled while queued")
+            return _copy(live.job), generator_pb2.CANCEL_OUTCOME_CANCELLED
+        live.cancel_requested.set()
+        self._publish(live, "cancel requested")
+        # A backend that stops promptly (a local render) ends the job within a moment; say
+        # CANCELLED then, else REQUESTED and let the stream tell how it ends.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(live.ended.wait(), 2.0 if live.backend.cancels_running else 0.5)
+        if live.job.state == State.JOB_STATE_CANCELLED:
+            return _copy(live.job), generator_pb2.CANCEL_OUTCOME_CANCELLED
+        return _copy(live.job), generator_pb2.CANCEL_OUTCOME_REQUESTED
+
+    async def delete_output(self, job_id: str) -> tuple[generator_pb2.Job, bool]:
+        """Deletes a succeeded job's video; returns the job and whether the file went."""
+        job = await self.get(job_id)
+        if job.state != State.JOB_STATE_SUCCEEDED:
+            raise FailedPrecondition(
+                f"job {job_id} is {state_name(job.state)}; only a succeeded job has an output",
+                reason="NO_OUTPUT",
+            )
+        if job.output_deleted:
+            return job, False
+        job.output_deleted = True
+        return job, await self._db(self._delete_output, job)
+
+    def _delete_output(self, job: generator_pb2.Job) -> bool:
+        sha256 = job.result.sha256
+        self._store.update(job)  # clears the job's hold on the content first
+        if self._store.jobs_holding(sha256):
+            return False
+        self._cache.drop_content(sha256)
+        return self._outputs.delete(sha256)
+
+    def output_chunks(self, job: generator_pb2.Job) -> Any:
+        """The bytes of a succeeded job's video (iterated on the store's thread by the caller)."""
+        if job.state != State.JOB_STATE_SUCCEEDED or job.output_deleted:
+            raise FailedPrecondition(
+                f"job {job.job_id} has no output to download", reason="NO_OUTPUT"
+            )
+        if not self._outputs.exists(job.result.sha256):
+            raise NotFound(f"the output of job {job.job_id} is gone", reason="OUTPUT_GONE")
+        return self._outputs.chunks(job.result.sha256)
+
+    # The queues.
+
+    def _enqueue(self, live: LiveJob) -> None:
+        job = live.job
+        self._live[job.job_id] = live
+        queue = self._queues[live.backend.name]
+        queue.append(job.job_id)
+        job.queue_position = len(queue) - 1
+        job.eta_s = self._queue_eta(live.backend, job.queue_position)
+        metrics.JOBS.labels("queued", job.backend).inc()
+        metrics.QUEUE_DEPTH.labels(job.backend).set(len(queue))
+
+    def _dispatch(self, name: str) -> None:
+        """Starts queued jobs of backend `name` while it has free slots."""
+        backend, queue = self._backends[name], self._queues[name]
+        started = False
+        while queue and self._running[name] < backend.max_concurrent and not self._stopping:
+            live = self._live[queue.popleft()]
+            metrics.QUEUE_SECONDS.labels(name).observe(time.monotonic() - live.queued_at)
+            metrics.JOBS.labels("queued", name).dec()
+            self._start(live)
+            started = True
+        metrics.QUEUE_DEPTH.labels(name).set(len(queue))
+        if started:
+            self._schedule_positions(name)
+
+    def _start(self, live: LiveJob, *, resume_task_id: str = "") -> None:
+        self._live[live.job.job_id] = live
+        # RUNNING from here on (committed by `_run`), so a cancel now reaches the backend's
+        # cancel flag instead of a queue the job has left.
+        live.job.state = State.JOB_STATE_RUNNING
+        live.job.queue_position = 0
+        self._running[live.backend.name] += 1
+        metrics.JOBS.labels("running", live.job.backend).inc()
+        task = asyncio.get_running_loop().create_task(self._run(live, resume_task_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_positions(self, name: str) -> None:
+        if name in self._position_updates or self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        self._position_updates[name] = loop.call_later(
+            POSITION_UPDATE_INTERVAL_S, self._publish_positions, name
+        )
+
+    def _publish_positions(self, name: str) -> None:
+        self._position_updates.pop(name, None)
+        backend = self._backends[name]
+        for position, job_id in enumerate(self._queues[name]):
+            live = self._live[job_id]
+            if live.job.queue_position != position:
+                live.job.queue_position = position
+                live.job.eta_s = self._queue_eta(backend, position)
+                if live.watchers:
+                    self._publish(live, f"position {position} in the {name} queue")
+
+    def _queue_eta(self, backend: Backend, position: int) -> float:
+        typical_s = self._run_seconds.get(backend.name)
+        if typical_s is None:
+            return -1.0
+        return round((position // backend.max_concurrent + 1) * typical_s, 1)
+
+    # Running one job.
+
+    async def _run(self, live: LiveJob, resume_task_id: str) -> None:
+        job, backend = live.job, live.backend
+        scratch = self._data_dir / "scratch" / job.job_id
+        scratch.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        try:
+            if not resume_task_id:
+                job.start_time.GetCurrentTime()
+                await self._db(self._store.update, job, submitting=backend.remote)
+                self._publish(live, f"running on {backend.name}")
+            if live.cancel_requested.is_set():  # cancelled before the backend was called
+                await self._end(live, State.JOB_STATE_CANCELLED, "cancelled before it started")
+                return
+            ctx = TaskContext(
+                job_id=job.job_id,
+                scratch_dir=scratch,
+                report=partial(self._report, live),
+                submitted=partial(self._submitted, live),
+                cancel_requested=live.cancel_requested,
+            )
+            await self._finish(live, ctx, resume_task_id)
+        except asyncio.CancelledError:
+            raise  # the gateway is stopping: the job stays RUNNING in the store and resumes
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.job_id)
+            error = generator_pb2.JobError(
+                reason="INTERNAL", message="the gateway failed unexpectedly; see its log"
+            )
+            await self._end(live, State.JOB_STATE_FAILED, "failed", error=error)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._running[backend.name] -= 1
+            if live.job.state == State.JOB_STATE_SUCCEEDED:
+                elapsed = time.monotonic() - started
+                typical = self._run_seconds.get(backend.name, elapsed)
+                self._run_seconds[backend.name] = 0.8 * typical + 0.2 * elapsed
+            if not self._stopping:
+                self._dispatch(backend.name)
+
+    async def _finish(self, live: LiveJob, ctx: TaskContext, resume_task_id: str) -> None:
+        job, backend = live.job, live.backend
+        try:
+            if resume_task_id:
+                video = await backend.resume(job.spec, resume_task_id, ctx)
+            else:
+                video = await backend.run(job.spec, ctx)
+        except GenerationFailed as failure:
+            if failure.reason == "CANCELLED":
+                await self._end(live, State.JOB_STATE_CANCELLED, failure.message)
+                return
+            error = generator_pb2.JobError(
+                reason=failure.reason,
+                message=failure.message,
+                provider_code=failure.provider_code,
+            )
+            await self._end(live, State.JOB_STATE_FAILED, "failed", error=error)
+            return
+        sha256, path, size = await self._db(self._outputs.put, video.path)
+        result = generator_pb2.GenerationResult(
+            uri=path.resolve().as_uri(),
+            duration_s=video.duration_s,
+            fps=video.fps,
+            width=video.width,
+            height=video.height,
+            size_bytes=size,
+            sha256=sha256,
+        )
+        job.actual_prompt = video.actual_prompt
+        key = cache_key(job.spec)
+        if key:
+            await self._db(self._cache.put, key, result)
+        metrics.RESULT_SECONDS.labels(backend.name).observe(time.monotonic() - live.submitted_at)
+        await self._end(live, State.JOB_STATE_SUCCEEDED, "succeeded", result=result)
+
+    async def _report(
+        self, live: LiveJob, fraction: float | None, eta_s: float | None, message: str
+    ) -> None:
+        if fraction is not None:
+            live.job.progress = min(max(fraction, 0.0), 1.0)
+        live.job.eta_s = -1.0 if eta_s is None else max(eta_s, 0.0)
+        self._publish(live, message)
+
+    async def _submitted(self, live: LiveJob, provider_task_id: str) -> None:
+        live.job.provider_task_id = provider_task_id
+        await self._db(self._store.update, live.job, submitting=False)
+        self._publish(live, f"submitted to {live.backend.name} as task {provider_task_id}")
+
+    async def _end(
+        self,
+        live: LiveJob,
+        state: int,
+        message: str,
+        *,
+        error: generator_pb2.JobError | None = None,
+        result: generator_pb2.GenerationResult | None = None,
+    ) -> None:
+        job = live.job
+        previous = state_name(job.state)
+        job.state = state
+        job.eta_s = 0.0 if state == State.JOB_STATE_SUCCEEDED else -1.0
+        if error is not None:
+            job.error.CopyFrom(error)
+        if result is not None:
+            job.result.CopyFrom(result)
+            job.progress = 1.0
+        await self._end_stored(job, state)
+        metrics.JOBS.labels(previous, job.backend).dec()
+        self._live.pop(job.job_id, None)
+        self._publish(live, message)
+        live.ended.set()
+
+    async def _end_stored(self, job: generator_pb2.Job, state: int) -> None:
+        job.state = state
+        job.end_time.GetCurrentTime()
+        output = job.result.sha256 if state == State.JOB_STATE_SUCCEEDED else ""
+        await self._db(self._store.update, job, output_sha256=output)
+        metrics.JOBS_ENDED.labels(state_name(state), job.backend).inc()
+
+    def _publish(self, live: LiveJob, message: str) -> None:
+        if not live.watchers:
+            return
+        event = _event(live.job, message)
+        for inbox in live.watchers:
+            if inbox.full():
+                inbox.get_nowait()  # drop the oldest; every event carries the whole job
+            inbox.put_nowait(event)
+
+    async def _db(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(function, *args, **kwargs))
+
+
+def _copy(job: generator_pb2.Job) -> generator_pb2.Job:
+    copied = generator_pb2.Job()
+    copied.CopyFrom(job)
+    return copied
+
+
+def _event(job: generator_pb2.Job, message: str) -> generator_pb2.JobEvent:
+    now = timestamp_pb2.Timestamp()
+    now.GetCurrentTime()
+    return generator_pb2.JobEvent(job=job, message=message, event_time=now)

@@ -1,0 +1,53 @@
+"""Generator gateway metrics (Prometheus): jobs, queue, providers, cache, rate limits."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Generation takes seconds to many minutes; queue waits range from 0 to hours.
+JOB_SECONDS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
+
+JOBS = Gauge(
+    "clipmesh_generator_jobs",
+    "Jobs the gateway holds now, by state and backend.",
+    ["state", "backend"],
+)
+JOBS_ENDED = Counter(
+    "clipmesh_generator_jobs_ended_total",
+    "Jobs that ended, by final state and backend.",
+    ["state", "backend"],
+)
+QUEUE_DEPTH = Gauge(
+    "clipmesh_generator_queue_depth", "Jobs waiting for a provider slot, by backend.", ["backend"]
+)
+QUEUE_SECONDS = Histogram(
+    "clipmesh_generator_queue_seconds",
+    "Time a job waited in the queue before running.",
+    ["backend"],
+    buckets=JOB_SECONDS_BUCKETS,
+)
+RESULT_SECONDS = Histogram(
+    "clipmesh_generator_time_to_result_seconds",
+    "Time from submission to a successful result.",
+    ["backend"],
+    buckets=JOB_SECONDS_BUCKETS,
+)
+PROVIDER_ERRORS = Counter(
+    "clipmesh_generator_provider_errors_total",
+    "Errors a provider answered, by backend and the provider's code.",
+    ["backend", "code"],
+)
+PROVIDER_RETRIES = Counter(
+    "clipmesh_generator_provider_retries_total",
+    "Provider calls retried after a 429, a 5xx or a transport error.",
+    ["backend"],
+)
+CACHE_LOOKUPS = Counter(
+    "clipmesh_generator_cache_lookups_total", "Content cache lookups, by result.", ["result"]
+)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "clipmesh_generator_rate_limit_wait_seconds",
+    "Time a submission waited for the provider's submissions-per-second limit.",
+    ["backend"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
