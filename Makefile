@@ -10,7 +10,8 @@ BUF := node_modules/.bin/buf
 BREAKING_BASE ?= HEAD~1
 
 .PHONY: help install system-deps generate check-generated lint breaking test test-unit \
-        test-integration up demo bench bench-encoder bench-index bench-search clean
+        test-integration up demo bench bench-encoder bench-index bench-search \
+        bench-generator clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -66,7 +67,7 @@ up: $(VENV)/.installed  ## Run the whole mesh locally (Ctrl-C stops it).
 demo: $(VENV)/.installed  ## The main job on the embedded defaults, offline.
 	$(BIN)/clipmesh demo
 
-bench: bench-encoder bench-index bench-search  ## All benchmarks (tables printed, JSON in bench/results/).
+bench: bench-encoder bench-index bench-search bench-generator  ## All benchmarks (tables printed, JSON in bench/results/).
 
 bench-encoder: $(VENV)/.installed  ## Encoder images/s and latency: gRPC vs in-process.
 	$(PY) bench/encoder.py
@@ -76,6 +77,9 @@ bench-index: $(VENV)/.installed  ## Index build, bytes/vector, recall@10, latenc
 
 bench-search: $(VENV)/.installed  ## End-to-end SearchVideos latency at c=1/4/16, mesh overhead, cache, ingest speed.
 	$(PY) bench/search.py
+
+bench-generator: $(VENV)/.installed  ## 500 concurrent generation jobs vs the DashScope protocol server.
+	$(PY) bench/generator.py
 
 clean:  ## Remove local state (not the venv).
 	rm -rf clipmesh-data .pytest_cache .ruff_cache

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian tools clipmesh's tests call, when they are missing:
-#   promtool (package prometheus) — checks /metrics output and alert rules.
+#   promtool (package prometheus) — checks /metrics output and alert rules;
+#   a CJK font (fonts-wqy-microhei) — the animatic backend draws Chinese prompts with it.
 # Needs root (or sudo) and apt-get; otherwise says what to install and fails.
 set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing Debian packages: ${missing[*]}"

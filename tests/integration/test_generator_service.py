@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_client import errors as client_errors
+from clipmesh_client.generation import GeneratorClient
 from tests.fakes.dashscope_server import FakeDashScope
 from tests.support import serve_in_process
 
@@ -360,3 +363,96 @@ async def test_metrics_count_jobs_cache_and_provider_errors(gateway):
         "clipmesh_generator_rate_limit_wait_seconds_count",
         (("backend", "dashscope"),),
     ) in samples
+
+
+def _sdk_round_trip(target: str, destination: Path) -> dict:
+    with GeneratorClient(target, caller="sdk-test", timeout_s=10) as gateway:
+        events = list(
+            gateway.generate(
+                "a pull out from a close-up, cold blue night",
+                size=(256, 144),
+                duration_s=1,
+                fps=12,
+                seed=3,
+                idempotency_key="sdk-1",
+                labels={"project": "demo"},
+            )
+        )
+        job = events[-1].job
+        again = list(
+            gateway.generate(
+                "a pull out from a close-up, cold blue night",
+                size=(256, 144),
+                duration_s=1,
+                fps=12,
+                seed=3,
+                idempotency_key="sdk-1",
+                labels={"project": "demo"},
+            )
+        )
+        saved = gateway.download_output(job.job_id, destination)
+        listed = [j.job_id for j in gateway.list_jobs(states=["succeeded"], page_size=2)]
+        with pytest.raises(client_errors.NotFoundError):
+            gateway.get_job("f" * 32)
+        return {
+            "first": events[0].job,
+            "job": job,
+            "again": again[-1].job,
+            "saved": saved,
+            "listed": listed,
+            "fetched": gateway.get_job(job.job_id),
+            "cancel": gateway.cancel_job(job.job_id),
+        }
+
+
+async def test_the_sdk_generates_watches_downloads_and_lists(gateway, tmp_path):
+    out = await asyncio.to_thread(_sdk_round_trip, gateway.target, tmp_path / "clip.mp4")
+    assert out["first"].state == "queued" and out["job"].state == "succeeded"
+    assert out["job"].finished and out["job"].size == (256, 144)
+    assert out["job"].labels == {"project": "demo"}
+    assert out["again"].job_id == out["job"].job_id  # the same key: the same job
+    assert out["saved"].stat().st_size > 0
+    assert out["job"].job_id in out["listed"]
+    assert out["fetched"] == out["job"]
+    assert out["cancel"][1] == "not_cancellable"
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clipmesh",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_generates_lists_and_reports_errors_in_one_line(gateway, tmp_path):
+    output = tmp_path / "cli.mp4"
+    code, out, err = await _cli(
+        "generate",
+        "固定镜头，夜晚的港口",
+        "--size",
+        "256x144",
+        "--duration",
+        "1",
+        "--fps",
+        "12",
+        "--output",
+        str(output),
+        "--target",
+        gateway.target,
+    )
+    assert code == 0, err
+    assert "succeeded" in out and output.stat().st_size > 0
+    code, out, _ = await _cli("jobs", "list", "--json", "--limit", "3", "--target", gateway.target)
+    assert code == 0 and len(json.loads(out)) == 3
+    code, _, err = await _cli("generate", "x" * 801, "--target", gateway.target)
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert "INVALID_ARGUMENT [PROMPT_TOO_LONG]" in line
+    code, _, err = await _cli("generate", "a shot", "--size", "wide", "--target", gateway.target)
+    assert code == 2 and "WIDTHxHEIGHT" in err

@@ -229,8 +229,8 @@ async def test_the_negative_prompt_is_shown_on_the_caption_band_only(tmp_path: P
     avoided = _frames(
         (await _render(tmp_path / "avoid", "a red kite", seed=2, negative_prompt=negative)).path
     )[0]
-    assert np.array_equal(plain[:64], avoided[:64])  # the top half: same picture
-    assert _difference(plain[96:], avoided[96:]) > 1  # the band grew a line
+    assert _difference(plain[:64], avoided[:64]) < 1  # the top half: the same picture
+    assert _difference(plain[96:], avoided[96:]) > 10  # the band grew an "avoid: …" line
 
 
 async def test_a_cancel_mid_render_fails_as_cancelled_and_leaves_no_file(tmp_path: Path) -> None:
