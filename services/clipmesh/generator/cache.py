@@ -61,7 +61,9 @@ class ContentCache:
         """The cached result, if its file is still there."""
         result = self._hot.get(key)
         if result is None:
-            result = self._store.cache_get(key)
+            result = self._store.cache_get(key)  # marks it used
+        else:
+            self._store.cache_touch(key)  # the eviction order lives in SQLite, hits included
         if result is None or not self._outputs.exists(result.sha256):
             self._forget(key)
             return None

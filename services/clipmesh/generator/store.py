@@ -195,6 +195,10 @@ class JobStore:
         self._db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
         return generator_pb2.GenerationResult.FromString(row[0])
 
+    def cache_touch(self, key: str) -> None:
+        """Marks an entry as just used."""
+        self._db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
+
     def cache_put(self, key: str, result: generator_pb2.GenerationResult) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO cache (cache_key, sha256, size_bytes, result, last_used)"
