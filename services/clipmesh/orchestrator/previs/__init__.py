@@ -1,0 +1,1 @@
+"""Previs: turn a film script into scenes, shots and, later, a stitched previs cut."""
