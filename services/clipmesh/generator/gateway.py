@@ -9,7 +9,7 @@ the account); a running job reports progress through its `TaskContext`; it ends 
 Every state change is committed to the job store before watchers hear of it, so after a crash
 queued jobs stay queued and provider tasks are polled again, never submitted twice.
 
-Watchers (the Generate stream, WatchJob) each get a bounded queue of events; a disconnecting
+Watchers (the Generate stream, WatchJob) follow a `LiveJob` (live.py); a disconnecting
 watcher never stops its job.
 """
 
@@ -25,24 +25,18 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import timestamp_pb2
-
 from clipmesh.generator import metrics
+from clipmesh.generator.admission import Admission, GatewayLimits
 from clipmesh.generator.backends.base import Backend, GenerationFailed, TaskContext
 from clipmesh.generator.cache import ContentCache, cache_key
+from clipmesh.generator.live import LiveJob, job_event
 from clipmesh.generator.outputs import OutputStore
-from clipmesh.generator.store import ENDED_STATES, JobStore
-from clipmesh.runtime.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-)
+from clipmesh.generator.store import JobStore
+from clipmesh.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from clipmesh_api.generator.v1 import generator_pb2
 
 log = logging.getLogger(__name__)
@@ -50,39 +44,10 @@ State = generator_pb2.JobState
 POSITION_UPDATE_INTERVAL_S = 1.0
 """Queue positions are republished at most this often: with hundreds queued, every start
 would otherwise send an event to every waiting job."""
-WATCHER_BUFFER = 256
-"""Events buffered per watcher; a watcher that falls further behind loses the oldest
-progress events, never the last one (each event carries the whole job)."""
 
 
 def state_name(state: int) -> str:
     return State.Name(state).removeprefix("JOB_STATE_").lower()
-
-
-@dataclass(frozen=True)
-class GatewayLimits:
-    """What the gateway admits.
-
-    Attributes:
-        max_queued_jobs: Jobs waiting at once across callers.
-        max_active_jobs_per_caller: Queued plus running jobs per caller.
-    """
-
-    max_queued_jobs: int = 10_000
-    max_active_jobs_per_caller: int = 200
-
-
-@dataclass
-class LiveJob:
-    """A queued or running job as the gateway holds it in memory."""
-
-    job: generator_pb2.Job
-    backend: Backend
-    submitted_at: float = field(default_factory=time.monotonic)
-    queued_at: float = field(default_factory=time.monotonic)
-    watchers: set[asyncio.Queue] = field(default_factory=set)
-    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Gateway:
@@ -95,15 +60,18 @@ class Gateway:
         *,
         default_backend: str,
         unavailable: dict[str, str] | None = None,
-        limits: GatewayLimits = GatewayLimits(),
+        limits: GatewayLimits | None = None,
         cache_memory_entries: int = 1024,
         cache_max_bytes: int = 2 << 30,
     ) -> None:
         self._data_dir = data_dir
         self._backends = backends
-        self._default_backend = default_backend
-        self._unavailable = unavailable or {}
-        self._limits = limits
+        self._admission = Admission(
+            backends,
+            default_backend=default_backend,
+            unavailable=unavailable or {},
+            limits=limits or GatewayLimits(),
+        )
         self._cache_options = (cache_memory_entries, cache_max_bytes)
         # One thread owns SQLite and the files: commits never block the event loop and never
         # interleave.
@@ -189,7 +157,7 @@ class Gateway:
         """Admits a job (or finds the one with the same idempotency key, or answers from the
         cache); returns its events: the job as admitted (QUEUED, with its position), then each
         change until it ends."""
-        backend = self._backend(spec.backend)
+        backend = self._admission.backend(spec.backend)
         filled = backend.validate(spec)
         request_sha256 = hashlib.sha256(filled.SerializeToString(deterministic=True)).hexdigest()
         if len(idempotency_key) > 200:
@@ -210,7 +178,11 @@ class Gateway:
                             metadata={"job_id": earlier.job.job_id},
                         )
                     return self.events(earlier.job.job_id)
-            self._check_admission(caller, backend.name)
+            self._admission.check(
+                caller,
+                queued=sum(len(q) for q in self._queues.values()),
+                active=sum(1 for live in self._live.values() if live.job.caller == caller),
+            )
             job = generator_pb2.Job(
                 job_id=uuid.uuid4().hex,
                 idempotency_key=idempotency_key,
@@ -233,45 +205,9 @@ class Gateway:
             self._enqueue(live)
             # Subscribed and snapshotted before the job can start, so the caller's first event
             # is QUEUED with its position, whatever happens next.
-            events = self._follow(live, f"queued for {backend.name}")
+            events = live.follow(f"queued for {backend.name}")
             self._dispatch(backend.name)
             return events
-
-    def _backend(self, name: str) -> Backend:
-        name = name or self._default_backend
-        if name in self._unavailable:
-            raise FailedPrecondition(
-                f"backend {name!r} is not configured: {self._unavailable[name]}",
-                field="spec.backend",
-                reason="BACKEND_NOT_CONFIGURED",
-            )
-        backend = self._backends.get(name)
-        if backend is None:
-            known = ", ".join(sorted([*self._backends, *self._unavailable]))
-            raise InvalidArgument(
-                f"unknown backend {name!r}; backends: {known}",
-                field="spec.backend",
-                reason="UNKNOWN_BACKEND",
-            )
-        return backend
-
-    def _check_admission(self, caller: str, backend: str) -> None:
-        queued = sum(len(q) for q in self._queues.values())
-        if queued >= self._limits.max_queued_jobs:
-            raise ResourceExhausted(
-                f"the gateway's queue is full ({queued} jobs waiting)",
-                retry_after_s=30,
-                reason="QUEUE_FULL",
-            )
-        active = sum(1 for live in self._live.values() if live.job.caller == caller)
-        if active >= self._limits.max_active_jobs_per_caller:
-            raise ResourceExhausted(
-                f"caller {caller!r} has {active} jobs queued or running; the limit is "
-                f"{self._limits.max_active_jobs_per_caller}",
-                retry_after_s=10,
-                reason="TOO_MANY_JOBS",
-                metadata={"backend": backend},
-            )
 
     async def _answer_from_cache(
         self, job: generator_pb2.Job, cached: generator_pb2.GenerationResult, request_sha: str
@@ -293,37 +229,15 @@ class Gateway:
         live = self._live.get(job_id)
         if live is None:
             job = await self.get(job_id)
-            yield _event(job, f"job {state_name(job.state)}")
+            yield job_event(job, f"job {state_name(job.state)}")
             return
-        async for event in self._follow(live, f"job {state_name(live.job.state)}"):
+        async for event in live.follow(f"job {state_name(live.job.state)}"):
             yield event
-
-    def _follow(self, live: LiveJob, message: str) -> AsyncIterator[generator_pb2.JobEvent]:
-        """Subscribes now (not when iteration starts) and yields the job as it stands now,
-        then each change until it ends."""
-        inbox: asyncio.Queue = asyncio.Queue(WATCHER_BUFFER)
-        live.watchers.add(inbox)
-        return self._drain(live, inbox, _event(live.job, message))
-
-    async def _drain(
-        self, live: LiveJob, inbox: asyncio.Queue, first: generator_pb2.JobEvent
-    ) -> AsyncIterator[generator_pb2.JobEvent]:
-        try:
-            yield first
-            if first.job.state in ENDED_STATES:
-                return
-            while True:
-                event = await inbox.get()
-                yield event
-                if event.job.state in ENDED_STATES:
-                    return
-        finally:
-            live.watchers.discard(inbox)
 
     async def get(self, job_id: str) -> generator_pb2.Job:
         live = self._live.get(job_id)
         if live is not None:
-            return _copy(live.job)
+            return live.snapshot()
         stored = await self._db(self._store.get, job_id) if job_id else None
         if stored is None:
             raise NotFound(f"no job {job_id!r}", reason="JOB_NOT_FOUND")
@@ -337,7 +251,7 @@ class Gateway:
             self._store.page, states=states, backend=backend, before_seq=before_seq, limit=limit
         )
         jobs = [
-            _copy(self._live[row.job.job_id].job) if row.job.job_id in self._live else row.job
+            self._live[row.job.job_id].snapshot() if row.job.job_id in self._live else row.job
             for row in rows
         ]
         return jobs, (rows[-1].seq if len(rows) == limit else None)
@@ -353,16 +267,16 @@ class Gateway:
             self._queues[live.backend.name].remove(job_id)
             self._schedule_positions(live.backend.name)
             await self._end(live, State.JOB_STATE_CANCELLED, "cancelled while queued")
-            return _copy(live.job), generator_pb2.CANCEL_OUTCOME_CANCELLED
+            return live.snapshot(), generator_pb2.CANCEL_OUTCOME_CANCELLED
         live.cancel_requested.set()
-        self._publish(live, "cancel requested")
+        live.publish("cancel requested")
         # A backend that stops promptly (a local render) ends the job within a moment; say
         # CANCELLED then, else REQUESTED and let the stream tell how it ends.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(live.ended.wait(), 2.0 if live.backend.cancels_running else 0.5)
         if live.job.state == State.JOB_STATE_CANCELLED:
-            return _copy(live.job), generator_pb2.CANCEL_OUTCOME_CANCELLED
-        return _copy(live.job), generator_pb2.CANCEL_OUTCOME_REQUESTED
+            return live.snapshot(), generator_pb2.CANCEL_OUTCOME_CANCELLED
+        return live.snapshot(), generator_pb2.CANCEL_OUTCOME_REQUESTED
 
     async def delete_output(self, job_id: str) -> tuple[generator_pb2.Job, bool]:
         """Deletes a succeeded job's video; returns the job and whether the file went."""
@@ -450,7 +364,7 @@ class Gateway:
                 live.job.queue_position = position
                 live.job.eta_s = self._queue_eta(backend, position)
                 if live.watchers:
-                    self._publish(live, f"position {position} in the {name} queue")
+                    live.publish(f"position {position} in the {name} queue")
 
     def _queue_eta(self, backend: Backend, position: int) -> float:
         typical_s = self._run_seconds.get(backend.name)
@@ -469,7 +383,7 @@ class Gateway:
             if not resume_task_id:
                 job.start_time.GetCurrentTime()
                 await self._db(self._store.update, job, submitting=backend.remote)
-                self._publish(live, f"running on {backend.name}")
+                live.publish(f"running on {backend.name}")
             if live.cancel_requested.is_set():  # cancelled before the backend was called
                 await self._end(live, State.JOB_STATE_CANCELLED, "cancelled before it started")
                 return
@@ -540,12 +454,12 @@ class Gateway:
         if fraction is not None:
             live.job.progress = min(max(fraction, 0.0), 1.0)
         live.job.eta_s = -1.0 if eta_s is None else max(eta_s, 0.0)
-        self._publish(live, message)
+        live.publish(message)
 
     async def _submitted(self, live: LiveJob, provider_task_id: str) -> None:
         live.job.provider_task_id = provider_task_id
         await self._db(self._store.update, live.job, submitting=False)
-        self._publish(live, f"submitted to {live.backend.name} as task {provider_task_id}")
+        live.publish(f"submitted to {live.backend.name} as task {provider_task_id}")
 
     async def _end(
         self,
@@ -568,7 +482,7 @@ class Gateway:
         await self._end_stored(job, state)
         metrics.JOBS.labels(previous, job.backend).dec()
         self._live.pop(job.job_id, None)
-        self._publish(live, message)
+        live.publish(message)
         live.ended.set()
 
     async def _end_stored(self, job: generator_pb2.Job, state: int) -> None:
@@ -578,27 +492,6 @@ class Gateway:
         await self._db(self._store.update, job, output_sha256=output)
         metrics.JOBS_ENDED.labels(state_name(state), job.backend).inc()
 
-    def _publish(self, live: LiveJob, message: str) -> None:
-        if not live.watchers:
-            return
-        event = _event(live.job, message)
-        for inbox in live.watchers:
-            if inbox.full():
-                inbox.get_nowait()  # drop the oldest; every event carries the whole job
-            inbox.put_nowait(event)
-
     async def _db(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(function, *args, **kwargs))
-
-
-def _copy(job: generator_pb2.Job) -> generator_pb2.Job:
-    copied = generator_pb2.Job()
-    copied.CopyFrom(job)
-    return copied
-
-
-def _event(job: generator_pb2.Job, message: str) -> generator_pb2.JobEvent:
-    now = timestamp_pb2.Timestamp()
-    now.GetCurrentTime()
-    return generator_pb2.JobEvent(job=job, message=message, event_time=now)

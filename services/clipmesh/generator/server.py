@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from clipmesh.generator.admission import GatewayLimits
 from clipmesh.generator.backends.registry import build_backends
 from clipmesh.generator.config import GeneratorConfig
-from clipmesh.generator.gateway import Gateway, GatewayLimits
+from clipmesh.generator.gateway import Gateway
 from clipmesh.generator.servicer import GeneratorServicer
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
