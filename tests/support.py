@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from clipmesh.runtime.config import ServiceConfig
 from clipmesh.runtime.server import Application, serve
@@ -50,3 +54,32 @@ async def serve_in_process(
     finally:
         stop.set()
         await task
+
+
+async def run_cli(*args: str, timeout_s: float = 120) -> tuple[int, str, str]:
+    """Runs `python -m clipmesh ARGS…`; returns (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clipmesh",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def scrape_metrics(port: int) -> dict[tuple[str, tuple], float]:
+    """A service's /metrics as {(sample name, sorted labels): value}."""
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    text = await asyncio.to_thread(fetch)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -8,15 +8,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sys
-import urllib.request
 from pathlib import Path
 
 import av
 import grpc
 import pytest
 import pytest_asyncio
-from prometheus_client.parser import text_string_to_metric_families
 
 from clipmesh.generator.config import GeneratorConfig
 from clipmesh.generator.server import create_app
@@ -26,7 +23,7 @@ from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_client import errors as client_errors
 from clipmesh_client.generation import GeneratorClient
 from tests.fakes.dashscope_server import FakeDashScope
-from tests.support import serve_in_process
+from tests.support import run_cli, scrape_metrics, serve_in_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 State = generator_pb2.JobState
@@ -328,17 +325,7 @@ async def test_one_caller_cannot_hold_more_than_its_share(gateway):
 
 
 async def test_metrics_count_jobs_cache_and_provider_errors(gateway):
-    def scrape() -> dict:
-        url = f"http://127.0.0.1:{gateway.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
-    samples = await asyncio.to_thread(scrape)
+    samples = await scrape_metrics(gateway.metrics_port)
     assert (
         samples[
             (
@@ -417,22 +404,9 @@ async def test_the_sdk_generates_watches_downloads_and_lists(gateway, tmp_path):
     assert out["cancel"][1] == "not_cancellable"
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "clipmesh",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_the_cli_generates_lists_and_reports_errors_in_one_line(gateway, tmp_path):
     output = tmp_path / "cli.mp4"
-    code, out, err = await _cli(
+    code, out, err = await run_cli(
         "generate",
         "固定镜头，夜晚的港口",
         "--size",
@@ -448,11 +422,15 @@ async def test_the_cli_generates_lists_and_reports_errors_in_one_line(gateway, t
     )
     assert code == 0, err
     assert "succeeded" in out and output.stat().st_size > 0
-    code, out, _ = await _cli("jobs", "list", "--json", "--limit", "3", "--target", gateway.target)
-    assert code == 0 and len(json.loads(out)) == 3
-    code, _, err = await _cli("generate", "x" * 801, "--target", gateway.target)
+    code, out, _ = await run_cli(
+        "jobs", "list", "--json", "--limit", "3", "--target", gateway.target
+    )
+    listed = json.loads(out)
+    assert code == 0 and 1 <= len(listed) <= 3
+    assert listed[0]["prompt"] == "固定镜头，夜晚的港口"  # newest first
+    code, _, err = await run_cli("generate", "x" * 801, "--target", gateway.target)
     assert code == 1
     (line,) = err.strip().splitlines()
     assert "INVALID_ARGUMENT [PROMPT_TOO_LONG]" in line
-    code, _, err = await _cli("generate", "a shot", "--size", "wide", "--target", gateway.target)
+    code, _, err = await run_cli("generate", "a shot", "--size", "wide", "--target", gateway.target)
     assert code == 2 and "WIDTHxHEIGHT" in err

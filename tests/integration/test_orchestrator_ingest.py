@@ -4,16 +4,12 @@ files are recognised as duplicates, and bad files fail one by one while the batc
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import sys
-import urllib.request
 
 import grpc
 import pytest
 import pytest_asyncio
-from prometheus_client.parser import text_string_to_metric_families
 
 from clipmesh.demo.library import (
     make_library,
@@ -31,7 +27,7 @@ from clipmesh.orchestrator.server import create_app as create_orchestrator
 from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
-from tests.support import serve_in_process
+from tests.support import run_cli, scrape_metrics, serve_in_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 Stage = ingest_pb2.IngestStage
@@ -167,30 +163,17 @@ async def test_bad_files_fail_alone_with_their_reasons(mesh, tmp_path) -> None:
     assert all(p.error.message for p in final.values() if p.stage == Stage.INGEST_STAGE_FAILED)
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "clipmesh",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_the_cli_searches_and_lists_for_scripts_and_people(mesh, tmp_path) -> None:
     spec = mesh.specs[0]
     (picture,) = frames_at(spec.path, [spec.shots[0].end_s / 2], max_side=320)
     still = tmp_path / "still.jpg"
     picture.save(still, quality=80)
-    code, out, _ = await _cli("search", "--image", str(still), "--json", "--target", mesh.target)
+    code, out, _ = await run_cli("search", "--image", str(still), "--json", "--target", mesh.target)
     assert code == 0
     assert json.loads(out)["hits"][0]["video"]["title"] == spec.path.stem
-    code, out, _ = await _cli("videos", "list", "--json", "--target", mesh.target)
+    code, out, _ = await run_cli("videos", "list", "--json", "--target", mesh.target)
     assert code == 0 and len(json.loads(out)) >= 3
-    code, out, _ = await _cli(
+    code, out, _ = await run_cli(
         "search", "--text", "港口 🌅", "--top-k", "2", "--target", mesh.target
     )
     assert code == 0 and "videos" in out
@@ -199,7 +182,7 @@ async def test_the_cli_searches_and_lists_for_scripts_and_people(mesh, tmp_path)
 async def test_cli_errors_are_one_clear_line_and_a_failing_exit(mesh, tmp_path) -> None:
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"GIF89a not really")
-    code, _, err = await _cli("search", "--image", str(fake), "--target", mesh.target)
+    code, _, err = await run_cli("search", "--image", str(fake), "--target", mesh.target)
     assert code == 1
     (line,) = err.strip().splitlines()
     assert "INVALID_ARGUMENT [UNSUPPORTED_IMAGE_FORMAT]" in line and "parts[0].image" in line
@@ -223,7 +206,7 @@ async def test_eval_reports_recall_moments_and_latency_per_category(mesh, tmp_pa
     lines.append({"id": "ghost", "category": "absent", "text": "雾中的港口", "expected": ["ghost"]})
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines))
-    code, out, err = await _cli("eval", str(queries), "--json", "--target", mesh.target)
+    code, out, err = await run_cli("eval", str(queries), "--json", "--target", mesh.target)
     assert code == 0, err
     report = json.loads(out)
     stills, absent = report["groups"]["stills"], report["groups"]["absent"]
@@ -238,13 +221,13 @@ async def test_eval_reports_recall_moments_and_latency_per_category(mesh, tmp_pa
 async def test_eval_refuses_a_malformed_query_file_naming_the_line(mesh, tmp_path) -> None:
     queries = tmp_path / "queries.jsonl"
     queries.write_text('{"text": "fine", "expected": ["a"]}\n{"text": "no expected"}\n')
-    code, _, err = await _cli("eval", str(queries), "--target", mesh.target)
+    code, _, err = await run_cli("eval", str(queries), "--target", mesh.target)
     assert code == 2
     assert "queries.jsonl:2: expected must be a video name" in err
 
 
 async def test_metrics_count_searches_cache_budget_and_ingest_outcomes(mesh, tmp_path) -> None:
-    before = await _scrape(mesh.metrics_port)
+    before = await scrape_metrics(mesh.metrics_port)
     still = still_from(mesh.specs[0].path, 1.0)
     request = search_pb2.SearchVideosRequest(parts=[search_pb2.QueryPart(image=still)], top_k=2)
     await mesh.search.SearchVideos(request)
@@ -258,7 +241,7 @@ async def test_metrics_count_searches_cache_budget_and_ingest_outcomes(mesh, tmp
     junk = mesh.root / "junk.mp4"
     write_not_a_video(junk)
     await _ingest(mesh, [junk])
-    after = await _scrape(mesh.metrics_port)
+    after = await scrape_metrics(mesh.metrics_port)
 
     def grew(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
@@ -273,18 +256,3 @@ async def test_metrics_count_searches_cache_budget_and_ingest_outcomes(mesh, tmp
     assert grew("clipmesh_ingest_videos_total", outcome="failed") == 1
     assert after[("clipmesh_ingest_segments_total", ())] >= sum(len(s.shots) for s in mesh.specs)
     assert after[("clipmesh_ingest_video_seconds_total", ())] > 0
-
-
-async def _scrape(port: int) -> dict[tuple[str, tuple], float]:
-    """The orchestrator's /metrics as {(sample name, sorted labels): value}."""
-
-    def fetch() -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            return response.read().decode()
-
-    text = await asyncio.to_thread(fetch)
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }

@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from clipmesh.cli.library import print_json
-from clipmesh_client import ClipmeshError
+from clipmesh.cli.library import one_line_errors, print_json
 from clipmesh_client.generation import GenerationJob, GeneratorClient, JobEvent
 
 console = Console()
@@ -35,14 +34,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 @contextmanager
 def gateway_for(target: str) -> Iterator[GeneratorClient]:
-    """A client whose failures end the command with one clear line."""
-    try:
-        with GeneratorClient(target, caller=os.environ.get("USER", "")) as client:
-            yield client
-    except ClipmeshError as error:
-        reason = f" [{error.reason}]" if error.reason else ""
-        click.echo(f"error: {error.code.name}{reason}: {error.message}", err=True)
-        sys.exit(1)
+    """A gateway client whose failures end the command with one clear line."""
+    with (
+        one_line_errors(),
+        GeneratorClient(target, caller=os.environ.get("USER", "")) as client,
+    ):
+        yield client
 
 
 def _parse_size(value: str | None) -> tuple[int, int]:
@@ -132,7 +129,10 @@ def generate(
         if detach:
             job = next(events).job
             events.close()
-            print_json(job) if as_json else click.echo(job.job_id)
+            if as_json:
+                print_json(job)
+            else:
+                click.echo(job.job_id)
             return
         job = follow(events, as_json=as_json)
         if output is not None and job is not None and job.state == "succeeded":

@@ -36,15 +36,21 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 @contextmanager
-def client_for(target: str, timeout_s: float = 10.0) -> Iterator[Client]:
-    """A client whose failures end the command with one clear line."""
+def one_line_errors() -> Iterator[None]:
+    """Ends the command with one clear line and exit code 1 when a call fails."""
     try:
-        with Client(target, timeout_s=timeout_s) as client:
-            yield client
+        yield
     except ClipmeshError as error:
         reason = f" [{error.reason}]" if error.reason else ""
         click.echo(f"error: {error.code.name}{reason}: {error.message}", err=True)
         sys.exit(1)
+
+
+@contextmanager
+def client_for(target: str, timeout_s: float = 10.0) -> Iterator[Client]:
+    """An orchestrator client whose failures end the command with one clear line."""
+    with one_line_errors(), Client(target, timeout_s=timeout_s) as client:
+        yield client
 
 
 def _jsonable(value: object) -> object:
