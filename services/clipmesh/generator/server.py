@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from clipmesh.generator.admission import GatewayLimits
+from clipmesh.generator.backends.base import Backend
 from clipmesh.generator.backends.registry import build_backends
 from clipmesh.generator.config import GeneratorConfig
 from clipmesh.generator.gateway import Gateway
@@ -16,11 +17,20 @@ log = logging.getLogger(__name__)
 
 
 class GeneratorApp(Application):
-    """The generator gateway as the runtime runs it."""
+    """The generator gateway as the runtime runs it.
 
-    def __init__(self, config: GeneratorConfig) -> None:
+    Args:
+        config: The gateway's settings.
+        extra_backends: Backends to run besides the configured ones (an embedding program's
+            own, or a test's), by name.
+    """
+
+    def __init__(
+        self, config: GeneratorConfig, *, extra_backends: dict[str, Backend] | None = None
+    ) -> None:
         self.config = config
         backends, unavailable = build_backends(config)
+        backends.update(extra_backends or {})
         for name, why in unavailable.items():
             log.info("backend %s off: %s", name, why)
         self.gateway = Gateway(

@@ -61,6 +61,53 @@ class OrchestratorConfig(ServiceConfig):
     max_ingest_items: int = setting(
         1000, help="Most videos in one IngestVideos request.", minimum=1, maximum=100_000
     )
+    previs_max_shots: int = setting(
+        200, help="Most shots one previs project may have.", minimum=1, maximum=5000
+    )
+    previs_max_variants: int = setting(
+        4, help="Most style variants per shot a project may ask for.", minimum=1, maximum=16
+    )
+    previs_max_attempts: int = setting(
+        3,
+        help="Tries per clip: a clip below the quality thresholds is regenerated with a new "
+        "seed until it passes or this many were made.",
+        minimum=1,
+        maximum=10,
+    )
+    previs_parallel_clips: int = setting(
+        32,
+        help="Clips this orchestrator has in flight on the generator at once, all projects "
+        "together (the gateway's own queue and limits still set the pace).",
+        minimum=1,
+        maximum=10_000,
+    )
+    previs_clip_timeout_s: float = setting(
+        1800.0, help="Longest one clip may take on the generator, queueing included.", minimum=1
+    )
+    previs_max_reference_mb: int = setting(
+        10, help="Largest reference image, in MiB.", minimum=1, maximum=100
+    )
+    previs_min_sharpness: float = setting(
+        50.0, help="Quality floor: mean variance of the Laplacian (docs/previs.md).", minimum=0
+    )
+    previs_max_flicker: float = setting(
+        3.0, help="Quality ceiling: brightness flicker on the 0–255 scale.", minimum=0
+    )
+    previs_min_smoothness: float = setting(
+        0.75, help="Quality floor: motion smoothness, 0 to 1.", minimum=0, maximum=1
+    )
+    previs_min_text_match: float = setting(
+        0.2,
+        help="Quality floor: prompt–frames cosine (not enforced with random encoder weights).",
+        minimum=-1,
+        maximum=1,
+    )
+    previs_sensitive_terms_files: tuple[str, ...] = setting(
+        (), help="Comma-separated extra files of sensitive terms (one a line), zh or en."
+    )
+    previs_real_people_files: tuple[str, ...] = setting(
+        (), help="Comma-separated extra files of real people's names (one a line), zh or en."
+    )
 
     def validate(self) -> None:
         for name in ("encoder_target", "index_target", "generator_target"):

@@ -22,12 +22,13 @@ from clipmesh.runtime.errors import (
     Unavailable,
 )
 from clipmesh_api.encoder.v1 import encoder_pb2_grpc
+from clipmesh_api.generator.v1 import generator_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2_grpc
 from clipmesh_client.errors import from_rpc_error
 
 
 class Dependencies:
-    """Stubs for the encoder and the index over channels from the runtime's factory."""
+    """Stubs for the encoder, the index and the generator over the runtime's channels."""
 
     def __init__(self, config: OrchestratorConfig) -> None:
         options = ChannelOptions(
@@ -36,9 +37,11 @@ class Dependencies:
         self._channels = [
             create_channel(config.encoder_target, options),
             create_channel(config.index_target, options),
+            create_channel(config.generator_target, options),
         ]
         self.encoder = encoder_pb2_grpc.EncoderServiceStub(self._channels[0])
         self.index = index_pb2_grpc.IndexServiceStub(self._channels[1])
+        self.generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -62,7 +65,7 @@ def translate(
 
     Args:
         error: What the dependency answered.
-        service: "encoder" or "index", for the message.
+        service: "encoder", "index" or "generator", for the message.
         fields: Maps the dependency's field names (`images[0]`) to the caller's (`parts[2].image`).
     """
     typed = from_rpc_error(error)

@@ -44,11 +44,14 @@ Stage = ingest_pb2.IngestStage
 
 
 @dataclass
-class _Outcome:
+class IngestOutcome:
+    """How ingesting one video ended."""
+
     stage: int
     segments: int = 0
     video_seconds: float = 0.0
     reason: str = ""
+    video_id: str = ""
 
 
 class IngestPipeline:
@@ -79,7 +82,7 @@ class IngestPipeline:
         started = time.monotonic()
         gate = asyncio.Semaphore(self._config.ingest_concurrency)
 
-        async def one(item: ingest_pb2.IngestItem) -> _Outcome:
+        async def one(item: ingest_pb2.IngestItem) -> IngestOutcome:
             async with gate:
                 return await self._ingest_one(item, collection, events.put_nowait)
 
@@ -110,7 +113,9 @@ class IngestPipeline:
             )
         )
 
-    async def _ingest_one(self, item: ingest_pb2.IngestItem, collection: str, emit) -> _Outcome:
+    async def _ingest_one(
+        self, item: ingest_pb2.IngestItem, collection: str, emit
+    ) -> IngestOutcome:
         progress = ingest_pb2.VideoProgress(uri=item.uri, eta_s=-1)
 
         def report(stage: int, fraction: float, **fields) -> None:
@@ -134,7 +139,7 @@ class IngestPipeline:
                 progress.fraction,
                 error=ingest_pb2.IngestError(reason=error.reason, message=error.message),
             )
-            return _Outcome(Stage.INGEST_STAGE_FAILED, reason=error.reason)
+            return IngestOutcome(Stage.INGEST_STAGE_FAILED, reason=error.reason)
         except Exception:
             log.exception("ingest of one video failed", extra={"uri": item.uri})
             metrics.INGEST_FAILURES.labels("INTERNAL").inc()
@@ -145,22 +150,50 @@ class IngestPipeline:
                     reason="INTERNAL", message="internal error; details are in the orchestrator log"
                 ),
             )
-            return _Outcome(Stage.INGEST_STAGE_FAILED, reason="INTERNAL")
+            return IngestOutcome(Stage.INGEST_STAGE_FAILED, reason="INTERNAL")
         metrics.INGESTED_VIDEOS.labels(
             "done" if outcome.stage == Stage.INGEST_STAGE_DONE else "duplicate"
         ).inc()
         return outcome
 
-    async def _stages(self, item, collection: str, report) -> _Outcome:
+    async def ingest_own_file(
+        self,
+        path: Path,
+        *,
+        collection: str,
+        title: str,
+        labels: dict[str, str],
+        source: int = common_pb2.VIDEO_SOURCE_GENERATED,
+    ) -> IngestOutcome:
+        """Ingests a file this service wrote itself (a previs clip): no allowed-roots check.
+
+        Raises:
+            ClipmeshError: The file cannot be ingested (corrupt, encoder or index down).
+        """
+        item = ingest_pb2.IngestItem(uri=path.as_uri(), title=title, labels=labels)
+        outcome = await self._stages(item, collection, lambda *_, **__: None, path, source)
+        if outcome.stage == Stage.INGEST_STAGE_DONE:
+            self._cache.invalidate(collection)
+        return outcome
+
+    async def _stages(
+        self,
+        item,
+        collection: str,
+        report,
+        path: Path | None = None,
+        source: int = common_pb2.VIDEO_SOURCE_INGESTED,
+    ) -> IngestOutcome:
         started = time.monotonic()
         report(Stage.INGEST_STAGE_PROBING, 0.0)
-        path = await asyncio.to_thread(resolve_media_path, item.uri, self._roots)
+        if path is None:
+            path = await asyncio.to_thread(resolve_media_path, item.uri, self._roots)
         digest = await asyncio.to_thread(sha256_file, path)
         video_id = f"v{digest[:20]}"
         report(Stage.INGEST_STAGE_PROBING, 0.05, video_id=video_id)
         if await self._exists(collection, video_id):
             report(Stage.INGEST_STAGE_DUPLICATE, 1.0)
-            return _Outcome(Stage.INGEST_STAGE_DUPLICATE)
+            return IngestOutcome(Stage.INGEST_STAGE_DUPLICATE, video_id=video_id)
         info = await asyncio.to_thread(probe, path)
         report(Stage.INGEST_STAGE_DETECTING_SHOTS, 0.1)
         plan = await asyncio.to_thread(
@@ -192,7 +225,7 @@ class IngestPipeline:
             width=info.width,
             height=info.height,
             size_bytes=info.size_bytes,
-            source=common_pb2.VIDEO_SOURCE_INGESTED,
+            source=source,
             labels=item.labels,
             content_sha256=digest,
         )
@@ -220,7 +253,9 @@ class IngestPipeline:
         metrics.INGESTED_SEGMENTS.inc(len(segments))
         metrics.INGESTED_VIDEO_SECONDS.inc(info.duration_s)
         report(Stage.INGEST_STAGE_DONE, 1.0, segments=len(segments), eta_s=0)
-        return _Outcome(Stage.INGEST_STAGE_DONE, len(segments), info.duration_s)
+        return IngestOutcome(
+            Stage.INGEST_STAGE_DONE, len(segments), info.duration_s, video_id=video_id
+        )
 
     async def _exists(self, collection: str, video_id: str) -> bool:
         try:

@@ -29,7 +29,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _LOCAL_HOSTS = ("", "localhost")
 
 
-def _path_from_uri(uri: str) -> str:
+def path_from_uri(uri: str) -> str:
     """The local path a `file://` URI or plain path names, still unresolved."""
     match = _SCHEME.match(uri)
     if match is None:
@@ -105,7 +105,7 @@ def resolve_media_path(uri: str, allowed_roots: Sequence[Path]) -> Path:
             field="uri",
             reason="INVALID_PATH",
         )
-    path = _path_from_uri(uri)
+    path = path_from_uri(uri)
     _check_syntax(uri, path)
     real = os.path.realpath(path)
     roots = [os.path.realpath(root) for root in allowed_roots]

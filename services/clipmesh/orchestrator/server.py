@@ -1,4 +1,4 @@
-"""Wiring of the orchestrator: dependencies, cache, search engine, servicers."""
+"""Wiring of the orchestrator: dependencies, cache, search, ingest, previs, servicers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.dependencies import Dependencies
 from clipmesh.orchestrator.ingest import IngestPipeline
+from clipmesh.orchestrator.previs.engine import PrevisEngine
 from clipmesh.orchestrator.search import SearchEngine
 from clipmesh.orchestrator.servicer import IngestServicer, PrevisServicer, SearchServicer
 from clipmesh.runtime.server import Application, GrpcService
@@ -28,10 +29,11 @@ class OrchestratorApp(Application):
         self.cache = QueryCache(config.cache_entries, config.cache_ttl_s)
         self._search = SearchServicer()
         self._ingest = IngestServicer(config, self.cache)
+        self._previs = PrevisServicer()
         self._services = [
             GrpcService.generated(search_pb2, search_pb2_grpc, self._search),
             GrpcService.generated(ingest_pb2, ingest_pb2_grpc, self._ingest),
-            GrpcService.generated(previs_pb2, previs_pb2_grpc, PrevisServicer()),
+            GrpcService.generated(previs_pb2, previs_pb2_grpc, self._previs),
         ]
 
     def grpc_services(self) -> list[GrpcService]:
@@ -44,8 +46,11 @@ class OrchestratorApp(Application):
         self._search.engine = SearchEngine(self.deps, self.config, self.cache)
         self._ingest.deps = self.deps
         self._ingest.pipeline = IngestPipeline(self.deps, self.config, self.cache)
+        self._previs.engine = PrevisEngine(self.deps, self.config, self._ingest.pipeline)
 
     async def stop(self) -> None:
+        if self._previs.engine is not None:
+            await self._previs.engine.close()
         if self.deps is not None:
             await self.deps.close()
 

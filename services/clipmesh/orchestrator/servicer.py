@@ -10,12 +10,14 @@ from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.dependencies import Dependencies, translate
 from clipmesh.orchestrator.ingest import IngestPipeline
+from clipmesh.orchestrator.previs.engine import PrevisEngine
 from clipmesh.orchestrator.search import SearchEngine
 from clipmesh.runtime.errors import Unavailable
 from clipmesh_api.index.v1 import index_pb2
 from clipmesh_api.orchestrator.v1 import (
     ingest_pb2,
     ingest_pb2_grpc,
+    previs_pb2,
     previs_pb2_grpc,
     search_pb2_grpc,
 )
@@ -106,4 +108,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
 
 class PrevisServicer(previs_pb2_grpc.PrevisServiceServicer):
-    """Serves PrevisService (its RPCs answer UNIMPLEMENTED until previs lands)."""
+    """Serves PrevisService from a `PrevisEngine`, set once the service has started."""
+
+    def __init__(self) -> None:
+        self.engine: PrevisEngine | None = None
+
+    async def CreateProject(self, request, context):
+        async for progress in _started(self.engine).create(request):
+            yield previs_pb2.CreateProjectResponse(progress=progress)
+
+    async def ReviewShot(self, request, context):
+        async for progress in _started(self.engine).review(request):
+            yield previs_pb2.ReviewShotResponse(progress=progress)
+
+    async def GetProject(self, request, context):
+        return previs_pb2.GetProjectResponse(project=_started(self.engine).get(request.project_id))
+
+    async def ExportCut(self, request, context):
+        return previs_pb2.ExportCutResponse(cut=_started(self.engine).export(request.project_id))

@@ -23,6 +23,13 @@ class ShotState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SHOT_STATE_BELOW_THRESHOLD: _ClassVar[ShotState]
     SHOT_STATE_BLOCKED: _ClassVar[ShotState]
     SHOT_STATE_FAILED: _ClassVar[ShotState]
+
+class ProjectState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROJECT_STATE_UNSPECIFIED: _ClassVar[ProjectState]
+    PROJECT_STATE_RUNNING: _ClassVar[ProjectState]
+    PROJECT_STATE_DONE: _ClassVar[ProjectState]
+    PROJECT_STATE_INTERRUPTED: _ClassVar[ProjectState]
 SCRIPT_FORMAT_UNSPECIFIED: ScriptFormat
 SCRIPT_FORMAT_PLAIN: ScriptFormat
 SCRIPT_FORMAT_FOUNTAIN: ScriptFormat
@@ -34,39 +41,61 @@ SHOT_STATE_READY: ShotState
 SHOT_STATE_BELOW_THRESHOLD: ShotState
 SHOT_STATE_BLOCKED: ShotState
 SHOT_STATE_FAILED: ShotState
+PROJECT_STATE_UNSPECIFIED: ProjectState
+PROJECT_STATE_RUNNING: ProjectState
+PROJECT_STATE_DONE: ProjectState
+PROJECT_STATE_INTERRUPTED: ProjectState
 
 class QualityScores(_message.Message):
-    __slots__ = ("sharpness", "flicker", "smoothness", "text_match", "passed")
+    __slots__ = ("sharpness", "flicker", "smoothness", "text_match", "passed", "failures", "text_match_enforced")
     SHARPNESS_FIELD_NUMBER: _ClassVar[int]
     FLICKER_FIELD_NUMBER: _ClassVar[int]
     SMOOTHNESS_FIELD_NUMBER: _ClassVar[int]
     TEXT_MATCH_FIELD_NUMBER: _ClassVar[int]
     PASSED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_MATCH_ENFORCED_FIELD_NUMBER: _ClassVar[int]
     sharpness: float
     flicker: float
     smoothness: float
     text_match: float
     passed: bool
-    def __init__(self, sharpness: _Optional[float] = ..., flicker: _Optional[float] = ..., smoothness: _Optional[float] = ..., text_match: _Optional[float] = ..., passed: bool = ...) -> None: ...
+    failures: _containers.RepeatedScalarFieldContainer[str]
+    text_match_enforced: bool
+    def __init__(self, sharpness: _Optional[float] = ..., flicker: _Optional[float] = ..., smoothness: _Optional[float] = ..., text_match: _Optional[float] = ..., passed: bool = ..., failures: _Optional[_Iterable[str]] = ..., text_match_enforced: bool = ...) -> None: ...
 
 class Clip(_message.Message):
-    __slots__ = ("uri", "job_id", "seed", "duration_s", "scores", "style")
+    __slots__ = ("uri", "job_id", "seed", "duration_s", "scores", "style", "video_id", "attempt", "variant", "consistency", "failure", "prompt", "actual_prompt")
     URI_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     STYLE_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_PROMPT_FIELD_NUMBER: _ClassVar[int]
     uri: str
     job_id: str
     seed: int
     duration_s: float
     scores: QualityScores
     style: str
-    def __init__(self, uri: _Optional[str] = ..., job_id: _Optional[str] = ..., seed: _Optional[int] = ..., duration_s: _Optional[float] = ..., scores: _Optional[_Union[QualityScores, _Mapping]] = ..., style: _Optional[str] = ...) -> None: ...
+    video_id: str
+    attempt: int
+    variant: int
+    consistency: float
+    failure: str
+    prompt: str
+    actual_prompt: str
+    def __init__(self, uri: _Optional[str] = ..., job_id: _Optional[str] = ..., seed: _Optional[int] = ..., duration_s: _Optional[float] = ..., scores: _Optional[_Union[QualityScores, _Mapping]] = ..., style: _Optional[str] = ..., video_id: _Optional[str] = ..., attempt: _Optional[int] = ..., variant: _Optional[int] = ..., consistency: _Optional[float] = ..., failure: _Optional[str] = ..., prompt: _Optional[str] = ..., actual_prompt: _Optional[str] = ...) -> None: ...
 
 class ShotRevision(_message.Message):
-    __slots__ = ("revision", "note", "prompt", "actual_prompt", "lineage", "clips", "selected_clip", "create_time")
+    __slots__ = ("revision", "note", "prompt", "actual_prompt", "lineage", "clips", "selected_clip", "create_time", "negative_prompt", "reference_video_id", "reference_score", "based_on")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +104,10 @@ class ShotRevision(_message.Message):
     CLIPS_FIELD_NUMBER: _ClassVar[int]
     SELECTED_CLIP_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    BASED_ON_FIELD_NUMBER: _ClassVar[int]
     revision: int
     note: str
     prompt: str
@@ -83,10 +116,14 @@ class ShotRevision(_message.Message):
     clips: _containers.RepeatedCompositeFieldContainer[Clip]
     selected_clip: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, revision: _Optional[int] = ..., note: _Optional[str] = ..., prompt: _Optional[str] = ..., actual_prompt: _Optional[str] = ..., lineage: _Optional[_Iterable[str]] = ..., clips: _Optional[_Iterable[_Union[Clip, _Mapping]]] = ..., selected_clip: _Optional[int] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    negative_prompt: str
+    reference_video_id: str
+    reference_score: float
+    based_on: int
+    def __init__(self, revision: _Optional[int] = ..., note: _Optional[str] = ..., prompt: _Optional[str] = ..., actual_prompt: _Optional[str] = ..., lineage: _Optional[_Iterable[str]] = ..., clips: _Optional[_Iterable[_Union[Clip, _Mapping]]] = ..., selected_clip: _Optional[int] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., negative_prompt: _Optional[str] = ..., reference_video_id: _Optional[str] = ..., reference_score: _Optional[float] = ..., based_on: _Optional[int] = ...) -> None: ...
 
 class Shot(_message.Message):
-    __slots__ = ("shot_id", "scene_id", "order", "description", "duration_s", "characters", "location", "time_of_day", "camera_hints", "state", "blocked_reason", "revisions", "current_revision")
+    __slots__ = ("shot_id", "scene_id", "order", "description", "duration_s", "characters", "location", "time_of_day", "camera_hints", "state", "blocked_reason", "revisions", "current_revision", "has_reference_image")
     SHOT_ID_FIELD_NUMBER: _ClassVar[int]
     SCENE_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +137,7 @@ class Shot(_message.Message):
     BLOCKED_REASON_FIELD_NUMBER: _ClassVar[int]
     REVISIONS_FIELD_NUMBER: _ClassVar[int]
     CURRENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    HAS_REFERENCE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     shot_id: str
     scene_id: str
     order: int
@@ -113,7 +151,8 @@ class Shot(_message.Message):
     blocked_reason: str
     revisions: _containers.RepeatedCompositeFieldContainer[ShotRevision]
     current_revision: int
-    def __init__(self, shot_id: _Optional[str] = ..., scene_id: _Optional[str] = ..., order: _Optional[int] = ..., description: _Optional[str] = ..., duration_s: _Optional[float] = ..., characters: _Optional[_Iterable[str]] = ..., location: _Optional[str] = ..., time_of_day: _Optional[str] = ..., camera_hints: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ShotState, str]] = ..., blocked_reason: _Optional[str] = ..., revisions: _Optional[_Iterable[_Union[ShotRevision, _Mapping]]] = ..., current_revision: _Optional[int] = ...) -> None: ...
+    has_reference_image: bool
+    def __init__(self, shot_id: _Optional[str] = ..., scene_id: _Optional[str] = ..., order: _Optional[int] = ..., description: _Optional[str] = ..., duration_s: _Optional[float] = ..., characters: _Optional[_Iterable[str]] = ..., location: _Optional[str] = ..., time_of_day: _Optional[str] = ..., camera_hints: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[ShotState, str]] = ..., blocked_reason: _Optional[str] = ..., revisions: _Optional[_Iterable[_Union[ShotRevision, _Mapping]]] = ..., current_revision: _Optional[int] = ..., has_reference_image: bool = ...) -> None: ...
 
 class Scene(_message.Message):
     __slots__ = ("scene_id", "heading")
@@ -136,20 +175,46 @@ class Cut(_message.Message):
     def __init__(self, mp4_uri: _Optional[str] = ..., otio_uri: _Optional[str] = ..., duration_s: _Optional[float] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Project(_message.Message):
-    __slots__ = ("project_id", "title", "scenes", "shots", "cut", "create_time")
+    __slots__ = ("project_id", "title", "scenes", "shots", "cut", "create_time", "settings", "state", "notices")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCENES_FIELD_NUMBER: _ClassVar[int]
     SHOTS_FIELD_NUMBER: _ClassVar[int]
     CUT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     title: str
     scenes: _containers.RepeatedCompositeFieldContainer[Scene]
     shots: _containers.RepeatedCompositeFieldContainer[Shot]
     cut: Cut
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, project_id: _Optional[str] = ..., title: _Optional[str] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., shots: _Optional[_Iterable[_Union[Shot, _Mapping]]] = ..., cut: _Optional[_Union[Cut, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    settings: ProjectSettings
+    state: ProjectState
+    notices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_id: _Optional[str] = ..., title: _Optional[str] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., shots: _Optional[_Iterable[_Union[Shot, _Mapping]]] = ..., cut: _Optional[_Union[Cut, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., settings: _Optional[_Union[ProjectSettings, _Mapping]] = ..., state: _Optional[_Union[ProjectState, str]] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ProjectSettings(_message.Message):
+    __slots__ = ("variants", "backend", "style", "language", "width", "height", "fps", "collection")
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    STYLE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    variants: int
+    backend: str
+    style: str
+    language: str
+    width: int
+    height: int
+    fps: float
+    collection: str
+    def __init__(self, variants: _Optional[int] = ..., backend: _Optional[str] = ..., style: _Optional[str] = ..., language: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class ProjectProgress(_message.Message):
     __slots__ = ("project_id", "stage", "shots_done", "shots_total", "eta_s", "message", "project")
@@ -170,20 +235,38 @@ class ProjectProgress(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., stage: _Optional[str] = ..., shots_done: _Optional[int] = ..., shots_total: _Optional[int] = ..., eta_s: _Optional[float] = ..., message: _Optional[str] = ..., project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
-    __slots__ = ("title", "script", "format", "variants", "backend", "style")
+    __slots__ = ("title", "script", "format", "variants", "backend", "style", "references", "collection", "width", "height", "fps")
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCRIPT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     STYLE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
     title: str
     script: str
     format: ScriptFormat
     variants: int
     backend: str
     style: str
-    def __init__(self, title: _Optional[str] = ..., script: _Optional[str] = ..., format: _Optional[_Union[ScriptFormat, str]] = ..., variants: _Optional[int] = ..., backend: _Optional[str] = ..., style: _Optional[str] = ...) -> None: ...
+    references: _containers.RepeatedCompositeFieldContainer[ShotReference]
+    collection: str
+    width: int
+    height: int
+    fps: float
+    def __init__(self, title: _Optional[str] = ..., script: _Optional[str] = ..., format: _Optional[_Union[ScriptFormat, str]] = ..., variants: _Optional[int] = ..., backend: _Optional[str] = ..., style: _Optional[str] = ..., references: _Optional[_Iterable[_Union[ShotReference, _Mapping]]] = ..., collection: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
+
+class ShotReference(_message.Message):
+    __slots__ = ("shot_order", "image")
+    SHOT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    shot_order: int
+    image: bytes
+    def __init__(self, shot_order: _Optional[int] = ..., image: _Optional[bytes] = ...) -> None: ...
 
 class CreateProjectResponse(_message.Message):
     __slots__ = ("progress",)
@@ -192,16 +275,18 @@ class CreateProjectResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[ProjectProgress, _Mapping]] = ...) -> None: ...
 
 class ReviewShotRequest(_message.Message):
-    __slots__ = ("project_id", "shot_id", "note", "restore_revision")
+    __slots__ = ("project_id", "shot_id", "note", "restore_revision", "select_clip")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     SHOT_ID_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     RESTORE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    SELECT_CLIP_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     shot_id: str
     note: str
     restore_revision: int
-    def __init__(self, project_id: _Optional[str] = ..., shot_id: _Optional[str] = ..., note: _Optional[str] = ..., restore_revision: _Optional[int] = ...) -> None: ...
+    select_clip: int
+    def __init__(self, project_id: _Optional[str] = ..., shot_id: _Optional[str] = ..., note: _Optional[str] = ..., restore_revision: _Optional[int] = ..., select_clip: _Optional[int] = ...) -> None: ...
 
 class ReviewShotResponse(_message.Message):
     __slots__ = ("progress",)
