@@ -20,14 +20,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
 
 import grpc
 
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
-from clipmesh_client.channel import channel_arguments, open_channel
+from clipmesh_client.blocking import BlockingServiceClient
 from clipmesh_client.errors import ClipmeshError, typed_errors
 
 DEFAULT_GATEWAY_TARGET = "127.0.0.1:50053"
@@ -134,7 +132,7 @@ def _event(event: generator_pb2.JobEvent) -> JobEvent:
     return JobEvent(job_from_proto(event.job), event.message, at)
 
 
-class GeneratorClient:
+class GeneratorClient(BlockingServiceClient):
     """A blocking client of the generator gateway.
 
     Args:
@@ -158,33 +156,16 @@ class GeneratorClient:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
-        if timeout_s <= 0 or stream_timeout_s <= 0:
-            raise ValueError("timeout_s and stream_timeout_s must be positive")
-        self.target = target
-        self.timeout_s = timeout_s
-        self.stream_timeout_s = stream_timeout_s
-        self._metadata = (*metadata, *((("x-clipmesh-caller", caller),) if caller else ()))
-        arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=64)
-        self._channel = open_channel(target, credentials=credentials, arguments=arguments)
+        super().__init__(
+            target,
+            timeout_s=timeout_s,
+            stream_timeout_s=stream_timeout_s,
+            caller=caller,
+            max_attempts=max_attempts,
+            credentials=credentials,
+            metadata=metadata,
+        )
         self._stub = generator_pb2_grpc.GeneratorServiceStub(self._channel)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _options(self, timeout_s: float | None, *, stream: bool = False) -> dict[str, Any]:
-        default = self.stream_timeout_s if stream else self.timeout_s
-        return {"timeout": default if timeout_s is None else timeout_s, "metadata": self._metadata}
 
     def generate(
         self,
@@ -222,22 +203,17 @@ class GeneratorClient:
             spec.prompt_extend = prompt_extend
         request = generator_pb2.GenerateRequest(spec=spec, idempotency_key=idempotency_key)
         call = self._stub.Generate(request, **self._options(timeout_s, stream=True))
-        return self._events(call, (r.event for r in call))
+        return self._events(call)
 
     def watch(self, job_id: str, *, timeout_s: float | None = None) -> Iterator[JobEvent]:
         """Re-attaches to a job and yields its events until it ends."""
         request = generator_pb2.WatchJobRequest(job_id=job_id)
         call = self._stub.WatchJob(request, **self._options(timeout_s, stream=True))
-        return self._events(call, (r.event for r in call))
+        return self._events(call)
 
-    @staticmethod
-    def _events(call, events) -> Iterator[JobEvent]:
-        try:
-            with typed_errors():
-                for event in events:
-                    yield _event(event)
-        finally:
-            call.cancel()  # leaving the loop early: the job goes on, the stream stops
+    def _events(self, call) -> Iterator[JobEvent]:
+        # Leaving the loop early stops the stream; the job goes on.
+        return self._stream(call, (_event(r.event) for r in call))
 
     def get_job(self, job_id: str, *, timeout_s: float | None = None) -> GenerationJob:
         with typed_errors():

@@ -4,12 +4,16 @@ It makes a small deterministic library of videos, starts the mesh with that libr
 only allowed root, ingests it with progress, searches with a frame taken from one video
 (cropped and re-compressed, as a still from an edit would be) and shows the hits with their
 timestamps, runs a text search, evaluates retrieval over the library's labelled queries
-(`clipmesh eval`), and stops the mesh.
+(`clipmesh eval`), turns a short Chinese script into a previs cut on the animatic backend and
+revises one shot with a note, and stops the mesh.
+
+Everything it makes stays in `./clipmesh-demo/` (emptied at the start of each run), so the cut,
+the timeline and the clips can be opened afterwards.
 """
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -18,10 +22,15 @@ from rich.table import Table
 from clipmesh.cli.evaluation import load_queries, render, report_by_category, run_queries
 from clipmesh.cli.library import timestamp
 from clipmesh.cli.mesh import LocalMesh
-from clipmesh.demo.library import DEMO_QUERIES, make_library, still_from
+from clipmesh.cli.previs import follow, show_project
+from clipmesh.demo.library import DEMO_QUERIES, DEMO_SCRIPTS, make_library, still_from
 from clipmesh_client import Client, IngestProgress, IngestSummary, SearchResult
+from clipmesh_client.previs import PrevisClient
 
 console = Console()
+DEMO_DIR = Path("clipmesh-demo")
+DEMO_CLIP_SIZE = (320, 192)  # small clips keep the demo to seconds on two CPU cores
+DEMO_CLIP_FPS = 12.0
 
 
 def show(title: str, result: SearchResult, expected: str = "") -> None:
@@ -82,6 +91,32 @@ def run_demo(library_dir: Path, mesh: LocalMesh) -> int:
         queries = load_queries(DEMO_QUERIES, media_root=library_dir)
         outcomes = run_queries(client, queries)
         render(report_by_category(outcomes), outcomes, console)
+    return run_previs_demo(target)
+
+
+def run_previs_demo(target: str) -> int:
+    """A short previs on the animatic backend: script → checked shots → cut, then one review."""
+    console.rule("previs: a script to a cut (animatic backend)")
+    script = DEMO_SCRIPTS / "rain_cafe.zh.txt"
+    console.print(f"  script: {script}")
+    with PrevisClient(target, timeout_s=30) as previs:
+        reports = previs.create_project(
+            script.read_text(encoding="utf-8"),
+            title="雨中咖啡馆",
+            backend="animatic",
+            size=DEMO_CLIP_SIZE,
+            fps=DEMO_CLIP_FPS,
+        )
+        project = follow(reports, as_json=False)
+        if project is None or not project.HasField("cut"):
+            console.print("[red]previs made no cut[/]")
+            return 1
+        shot = project.shots[1].shot_id
+        console.rule(f"previs: review {shot} with the note “更慢一些，推近一点”")
+        project = follow(
+            previs.review_shot(project.project_id, shot, note="更慢一些，推近一点"), as_json=False
+        )
+    show_project(project)
     return 0
 
 
@@ -89,10 +124,11 @@ def demo_main() -> int:
     """Builds the library, runs the mesh around `run_demo`, and stops it."""
     from clipmesh.cli.main import run_mesh
 
-    with tempfile.TemporaryDirectory(prefix="clipmesh-demo-") as scratch:
-        root = Path(scratch)
-        console.print("making the demo library (8 procedural videos, deterministic) …")
-        make_library(root / "library", count=8, seed=0)
-        mesh = LocalMesh(data_dir=root / "data")
-        mesh.environ["CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS"] = str(root / "library")
-        return run_mesh(mesh, startup_timeout_s=180.0, then=lambda m: run_demo(root / "library", m))
+    root = DEMO_DIR.resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    console.print(f"working in {root} (emptied first)")
+    console.print("making the demo library (8 procedural videos, deterministic) …")
+    make_library(root / "library", count=8, seed=0)
+    mesh = LocalMesh(data_dir=root / "data")
+    mesh.environ["CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS"] = str(root / "library")
+    return run_mesh(mesh, startup_timeout_s=180.0, then=lambda m: run_demo(root / "library", m))

@@ -42,7 +42,7 @@ def gateway_for(target: str) -> Iterator[GeneratorClient]:
         yield client
 
 
-def _parse_size(value: str | None) -> tuple[int, int]:
+def parse_size(value: str | None) -> tuple[int, int]:
     if not value:
         return (0, 0)
     match = _SIZE.match(value.strip())
@@ -125,7 +125,7 @@ def generate(
 ) -> None:
     """Generate a video from PROMPT, with live progress."""
     with gateway_for(target) as gateway:
-        events = gateway.generate(prompt, size=_parse_size(size), **options)
+        events = gateway.generate(prompt, size=parse_size(size), **options)
         if detach:
             job = next(events).job
             events.close()

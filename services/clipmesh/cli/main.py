@@ -18,6 +18,7 @@ from clipmesh.cli.evaluation import eval_command
 from clipmesh.cli.generation import generate, jobs
 from clipmesh.cli.library import ingest, search, videos
 from clipmesh.cli.mesh import LocalMesh, MeshError
+from clipmesh.cli.previs import export, previs, review
 from clipmesh.cli.probe import connect_address, health_status, list_services
 from clipmesh.cli.serve import serve_group
 from clipmesh.cli.services import CONFIG_TYPES
@@ -39,6 +40,9 @@ cli.add_command(videos)
 cli.add_command(eval_command)
 cli.add_command(generate)
 cli.add_command(jobs)
+cli.add_command(previs)
+cli.add_command(review)
+cli.add_command(export)
 
 
 class _Stop(Exception):

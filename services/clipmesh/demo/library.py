@@ -179,6 +179,8 @@ def make_video(
 
 
 DEMO_QUERIES = Path(__file__).with_name("queries.jsonl")
+# Example scripts for previs: a Chinese plain-text one and an English Fountain one.
+DEMO_SCRIPTS = Path(__file__).with_name("scripts")
 """Labelled queries (`clipmesh eval`) for the library `make_library` writes with seed 0."""
 
 

@@ -1,0 +1,73 @@
+"""`BlockingServiceClient`: the channel, deadlines and headers of every blocking client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+
+from clipmesh_client.channel import channel_arguments, open_channel
+from clipmesh_client.errors import typed_errors
+
+
+class BlockingServiceClient:
+    """A channel to one service, closed with the client.
+
+    Args:
+        target: `host:port` of the service.
+        timeout_s: Deadline of each unary call that sets none of its own.
+        stream_timeout_s: Deadline of a progress stream (generation takes minutes).
+        caller: Sent as `x-clipmesh-caller`; the gateway limits active jobs per caller.
+        max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
+        credentials: TLS credentials, or None for plaintext.
+        metadata: Further headers sent with every call.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout_s: float = 10.0,
+        stream_timeout_s: float = 3600.0,
+        caller: str = "",
+        max_attempts: int = 3,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        if timeout_s <= 0 or stream_timeout_s <= 0:
+            raise ValueError("timeout_s and stream_timeout_s must be positive")
+        self.target = target
+        self.timeout_s = timeout_s
+        self.stream_timeout_s = stream_timeout_s
+        self._metadata = (*metadata, *((("x-clipmesh-caller", caller),) if caller else ()))
+        arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=64)
+        self._channel = open_channel(target, credentials=credentials, arguments=arguments)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _options(self, timeout_s: float | None, *, stream: bool = False) -> dict[str, Any]:
+        default = self.stream_timeout_s if stream else self.timeout_s
+        return {"timeout": default if timeout_s is None else timeout_s, "metadata": self._metadata}
+
+    @staticmethod
+    def _stream(call, items: Iterable[Any]) -> Iterator[Any]:
+        """Yields `items` of a server stream with typed errors; leaving early cancels the call."""
+        try:
+            with typed_errors():
+                yield from items
+        finally:
+            call.cancel()

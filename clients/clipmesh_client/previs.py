@@ -1,0 +1,151 @@
+"""`PrevisClient`: a film script to a reviewed previs cut, on the orchestrator.
+
+    from clipmesh_client.previs import PrevisClient
+
+    with PrevisClient("127.0.0.1:50050") as previs:
+        for progress in previs.create_project(open("scene.fountain").read(), variants=3):
+            print(progress.stage, progress.shots_done, "/", progress.shots_total, progress.eta_s)
+        project = progress.project
+        for report in previs.review_shot(project.project_id, "s002", note="slower, push in"):
+            print(report.message)
+        print(previs.export_cut(project.project_id).mp4_uri)
+
+A project outlives its stream: leave the loop (or lose the connection) and the run goes on;
+`get_project` shows how it stands. Projects are rich nested records (shots, revisions, clips,
+scores), so they are returned as the API's own messages (`clipmesh_api.orchestrator.v1.
+previs_pb2`), documented field by field in `protos/clipmesh/orchestrator/v1/previs.proto`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import grpc
+
+from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
+from clipmesh_client.blocking import BlockingServiceClient
+from clipmesh_client.errors import typed_errors
+
+DEFAULT_TARGET = "127.0.0.1:50050"
+FORMATS = {
+    "auto": previs_pb2.SCRIPT_FORMAT_UNSPECIFIED,
+    "plain": previs_pb2.SCRIPT_FORMAT_PLAIN,
+    "fountain": previs_pb2.SCRIPT_FORMAT_FOUNTAIN,
+}
+
+
+class PrevisClient(BlockingServiceClient):
+    """A blocking client of PrevisService.
+
+    Args:
+        target: `host:port` of the orchestrator.
+        timeout_s: Deadline of each unary call that sets none of its own.
+        stream_timeout_s: Deadline of a project's or review's progress stream.
+        max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
+        credentials: TLS credentials, or None for plaintext.
+        metadata: Further headers sent with every call.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout_s: float = 10.0,
+        stream_timeout_s: float = 6 * 3600.0,
+        max_attempts: int = 3,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(
+            target,
+            timeout_s=timeout_s,
+            stream_timeout_s=stream_timeout_s,
+            max_attempts=max_attempts,
+            credentials=credentials,
+            metadata=metadata,
+        )
+        self._stub = previs_pb2_grpc.PrevisServiceStub(self._channel)
+
+    def create_project(
+        self,
+        script: str,
+        *,
+        title: str = "",
+        format: str = "auto",
+        variants: int = 0,
+        backend: str = "",
+        style: str = "",
+        references: Mapping[int, bytes] | None = None,
+        collection: str = "",
+        size: tuple[int, int] = (0, 0),
+        fps: float = 0.0,
+        timeout_s: float | None = None,
+    ) -> Iterator[previs_pb2.ProjectProgress]:
+        """Starts a project; yields its progress, the last report carrying the project.
+
+        Args:
+            script: Plain Chinese/English prose or a Fountain screenplay.
+            title: The project's title.
+            format: "auto", "plain" or "fountain".
+            variants: Style variants per shot (0 or 1: one clip per shot).
+            backend: Generator backend ("animatic", "dashscope"); "" for the gateway's default.
+            style: Style template ("cinematic", "anime", "ink_wash", …).
+            references: Reference images by shot order (0-based).
+            collection: Library collection searched for references and fed with the clips.
+            size: (width, height) of the clips; (0, 0) for the backend's default.
+            fps: Frame rate of the clips; 0 for the backend's default.
+        """
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {sorted(FORMATS)}, not {format!r}")
+        request = previs_pb2.CreateProjectRequest(
+            title=title,
+            script=script,
+            format=FORMATS[format],
+            variants=variants,
+            backend=backend,
+            style=style,
+            references=[
+                previs_pb2.ShotReference(shot_order=order, image=image)
+                for order, image in sorted((references or {}).items())
+            ],
+            collection=collection,
+            width=size[0],
+            height=size[1],
+            fps=fps,
+        )
+        call = self._stub.CreateProject(request, **self._options(timeout_s, stream=True))
+        return self._stream(call, (r.progress for r in call))
+
+    def review_shot(
+        self,
+        project_id: str,
+        shot_id: str,
+        *,
+        note: str = "",
+        restore_revision: int = 0,
+        select_clip: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Iterator[previs_pb2.ProjectProgress]:
+        """Applies a note to one shot, or restores a revision, or selects a clip; yields
+        progress, the last report carrying the project. Set exactly one of the three."""
+        request = previs_pb2.ReviewShotRequest(
+            project_id=project_id, shot_id=shot_id, note=note, restore_revision=restore_revision
+        )
+        if select_clip is not None:
+            request.select_clip = select_clip
+        call = self._stub.ReviewShot(request, **self._options(timeout_s, stream=True))
+        return self._stream(call, (r.progress for r in call))
+
+    def get_project(self, project_id: str, *, timeout_s: float | None = None):
+        """The project with every shot, revision and clip."""
+        with typed_errors():
+            return self._stub.GetProject(
+                previs_pb2.GetProjectRequest(project_id=project_id), **self._options(timeout_s)
+            ).project
+
+    def export_cut(self, project_id: str, *, timeout_s: float | None = None):
+        """Where the project's cut (MP4) and timeline (OpenTimelineIO) are."""
+        with typed_errors():
+            return self._stub.ExportCut(
+                previs_pb2.ExportCutRequest(project_id=project_id), **self._options(timeout_s)
+            ).cut
