@@ -1,8 +1,9 @@
 """The four services as real processes (`clipmesh serve`, `clipmesh up`) on free ports:
-health, reflection, /metrics that Prometheus accepts, UNIMPLEMENTED stubs, clean SIGTERM."""
+health, reflection, /metrics that Prometheus accepts, previs from the CLI, clean SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -45,6 +46,9 @@ def _mesh_environ(tmp_path: Path, free_ports) -> dict[str, str]:
         env[config_type.env_name("grace_s")] = "5"
     env["CLIPMESH_ENCODER_MODEL"] = "clipmesh-tiny"  # the real loading path, a small model
     env["CLIPMESH_ENCODER_WEIGHTS"] = "random:0"
+    for dependency in ("encoder", "index", "generator"):
+        port = env[CONFIG_TYPES[dependency].env_name("port")]
+        env[f"CLIPMESH_ORCHESTRATOR_{dependency.upper()}_TARGET"] = f"127.0.0.1:{port}"
     return env
 
 
@@ -97,13 +101,45 @@ def test_every_service_is_healthy_and_lists_its_api_by_reflection(services) -> N
         assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= listed
 
 
-def test_rpcs_not_yet_built_answer_unimplemented_and_the_service_stays_up(services) -> None:
+def _cli(*args: str, timeout_s: float = 300) -> list[dict]:
+    """Runs `clipmesh ARGS… --json`; returns its JSON lines."""
+    done = subprocess.run(
+        [sys.executable, "-m", "clipmesh", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_a_script_becomes_a_reviewed_cut_from_the_cli_over_the_mesh(services, tmp_path) -> None:
+    """The whole previs flow over four real processes, with the animatic backend."""
     target = services["orchestrator"]["target"]
+    script = tmp_path / "harbour.txt"
+    script.write_text(
+        "The harbour at dawn. Fishing boats drift past the lighthouse.\n\n"
+        "A gull lands on the railing and looks at the camera.",
+        encoding="utf-8",
+    )
+    size = ("--backend", "animatic", "--size", "256x144", "--fps", "12", "--target", target)
+    reports = _cli("previs", str(script), *size)
+    project = reports[-1]["project"]
+    assert reports[-1]["stage"] == "done" and project["state"] == "PROJECT_STATE_DONE"
+    assert [s["state"] for s in project["shots"]] == ["SHOT_STATE_READY"] * len(project["shots"])
+    shot_id = project["shots"][-1]["shot_id"]
+    reviewed = _cli("review", project["project_id"], shot_id, "closer", "--target", target)
+    shots = reviewed[-1]["project"]["shots"]
+    assert [len(s["revisions"]) for s in shots] == [1] * (len(shots) - 1) + [2]
+    (cut,) = _cli("export", project["project_id"], "--target", target)
+    assert Path(cut["mp4_uri"].removeprefix("file://")).stat().st_size > 0
+    assert Path(cut["otio_uri"].removeprefix("file://")).stat().st_size > 0
     with grpc.insecure_channel(target) as channel:
         stub = previs_pb2_grpc.PrevisServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
-            stub.GetProject(previs_pb2.GetProjectRequest(), timeout=5)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            stub.GetProject(previs_pb2.GetProjectRequest(project_id="p-none"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert health_status(target) == "SERVING"
 
 

@@ -7,6 +7,7 @@ on in the orchestrator and `clipmesh export PROJECT` finds its cut once it is do
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from clipmesh.cli.generation import parse_size
-from clipmesh.cli.library import json_option, one_line_errors, print_json, target_option
+from clipmesh.cli.library import json_option, one_line_errors, target_option
 from clipmesh.orchestrator.paths import path_from_uri
 from clipmesh_api.orchestrator.v1 import previs_pb2
 from clipmesh_client.previs import FORMATS, PrevisClient
@@ -38,8 +39,8 @@ def follow(reports: Iterator[previs_pb2.ProjectProgress], *, as_json: bool):
     """Shows progress (a bar, or JSON lines); returns the project from the last report."""
     last = None
     if as_json:
-        for last in reports:
-            print_json(MessageToDict(last, preserving_proto_field_name=True))
+        for last in reports:  # JSON lines: one report a line, the last with the project
+            click.echo(json.dumps(_as_dict(last), ensure_ascii=False))
         return last.project if last else None
     with Progress(
         TextColumn("{task.description}"),
@@ -63,6 +64,10 @@ def follow(reports: Iterator[previs_pb2.ProjectProgress], *, as_json: bool):
             )
             bar.console.print(f"  [dim]{last.project_id}[/] {last.message}")
     return last.project if last else None
+
+
+def _as_dict(message) -> dict:
+    return MessageToDict(message, preserving_proto_field_name=True)
 
 
 def _state(value: int) -> str:
@@ -181,7 +186,7 @@ def previs(
     "--restore",
     "restore_revision",
     type=click.IntRange(1),
-    default=0,
+    default=None,
     help="Put this earlier revision back in the cut instead of a note.",
 )
 @click.option(
@@ -200,7 +205,7 @@ def review(*, project_id, shot_id, note, restore_revision, select_clip, target, 
             project_id,
             shot_id,
             note=note,
-            restore_revision=restore_revision,
+            restore_revision=restore_revision or 0,
             select_clip=select_clip,
         )
         _finish(follow(reports, as_json=as_json), as_json)
@@ -216,6 +221,6 @@ def export(project_id: str, target: str, as_json: bool) -> None:
         project = client.get_project(project_id)
         cut = client.export_cut(project_id)
     if as_json:
-        print_json(MessageToDict(cut, preserving_proto_field_name=True))
+        click.echo(json.dumps(_as_dict(cut), ensure_ascii=False))
         return
     show_project(project)

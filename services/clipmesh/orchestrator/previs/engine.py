@@ -203,6 +203,11 @@ class PrevisEngine:
             except asyncio.CancelledError:
                 self._interrupt(project, "the orchestrator stopped")
                 raise
+            except ClipmeshError as error:  # a dependency failed for the whole run
+                log.warning(
+                    "previs run stopped: %s", error, extra={"project_id": project.project_id}
+                )
+                self._interrupt(project, f"{error.reason}: {error.message}")
             except Exception:
                 log.exception("previs run failed", extra={"project_id": project.project_id})
                 self._interrupt(project, "internal error; details are in the orchestrator log")
@@ -269,6 +274,7 @@ class PrevisEngine:
 
     def _interrupt(self, project: previs_pb2.Project, why: str) -> None:
         project.state = previs_pb2.PROJECT_STATE_INTERRUPTED
+        project.notices.append(f"run interrupted: {why}")
         for shot in project.shots:
             if shot.state not in ENDED:
                 shot.state = previs_pb2.SHOT_STATE_FAILED
