@@ -161,7 +161,8 @@ class PrevisEngine:
             self._start(run, self._produce_all(run, [(shot, note, based_on)]))
         else:
             self._choose(shot, request)
-            await asyncio.to_thread(self._store.save_shot, project.project_id, shot)
+            # Synchronous (one small row), so no other review can start in between.
+            self._store.save_shot(project.project_id, shot)
             run = ProjectRun(project, 0)
             self._start(run, self._restitch(run))
         async for progress in run.follow():
