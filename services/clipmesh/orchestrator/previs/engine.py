@@ -10,10 +10,10 @@ One shot revision goes through:
 3. **Generation** of every variant at once through the gateway (`ClipMaker`); each clip is
    **checked** (`ClipChecker`) and, below a threshold, regenerated with a new seed up to
    `previs_max_attempts` tries. Every clip is kept with its scores.
-4. **Library**: every made clip is ingested (source = generated, the prompt and the project
-   as labels), so it can be searched; with a reference image, the clip is searched again with
-   that image to report its consistency.
-5. **Selection**: the first passing clip, variant 0 first; else the best one below threshold.
+4. **Library** (`library.py`): every made clip is ingested (source = generated), and a
+   reference image is searched before the prompt is built and again against each new clip.
+5. **Selection** (`selection.py`): the first passing clip, variant 0 first; else the best one
+   below threshold.
 
 All shots of a project run at once; the cut is stitched when they have all ended. A review
 runs the same steps for one shot, then re-stitches.
@@ -27,31 +27,26 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import NamedTuple
-
-import grpc
-import numpy as np
 
 from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.dependencies import Dependencies, translate
+from clipmesh.orchestrator.dependencies import Dependencies
 from clipmesh.orchestrator.ingest import IngestPipeline
-from clipmesh.orchestrator.paths import path_from_uri
 from clipmesh.orchestrator.previs import requests
 from clipmesh.orchestrator.previs.checks import ClipChecker
 from clipmesh.orchestrator.previs.compliance import REAL_PEOPLE, SENSITIVE_TERMS, CompliancePolicy
 from clipmesh.orchestrator.previs.generation import ClipFailed, ClipMaker
+from clipmesh.orchestrator.previs.library import ClipLibrary, Reference
 from clipmesh.orchestrator.previs.planning import lineage_lines, note_chain, prompt_for
 from clipmesh.orchestrator.previs.prompts import ShotPrompt
 from clipmesh.orchestrator.previs.quality import QualityThresholds
 from clipmesh.orchestrator.previs.runs import ProjectRun
-from clipmesh.orchestrator.previs.stitch import CutClip, stitch
+from clipmesh.orchestrator.previs.selection import best_clip, choose, cut_clip, selected_clip
+from clipmesh.orchestrator.previs.stitch import stitch
 from clipmesh.orchestrator.previs.store import ProjectNotFound, ProjectStore
 from clipmesh.orchestrator.previs.templates import TemplateLibrary
-from clipmesh.runtime.errors import ClipmeshError, FailedPrecondition, InvalidArgument, NotFound
-from clipmesh_api.common.v1 import common_pb2
+from clipmesh.runtime.errors import ClipmeshError, FailedPrecondition, NotFound
 from clipmesh_api.generator.v1 import generator_pb2
-from clipmesh_api.index.v1 import index_pb2
 from clipmesh_api.orchestrator.v1 import previs_pb2
 
 log = logging.getLogger(__name__)
@@ -63,16 +58,6 @@ ENDED = {
     previs_pb2.SHOT_STATE_BLOCKED,
     previs_pb2.SHOT_STATE_FAILED,
 }
-INDEX_TIMEOUT_S = 30.0
-
-
-class Reference(NamedTuple):
-    """A shot's reference image as a vector, and the library footage closest to it."""
-
-    vector: list[float]
-    video_id: str = ""
-    score: float = 0.0
-    title: str = ""
 
 
 class PrevisEngine:
@@ -111,6 +96,7 @@ class PrevisEngine:
             asyncio.Semaphore(config.previs_parallel_clips),
             config.previs_clip_timeout_s,
         )
+        self._footage = ClipLibrary(deps, ingest, self._checker)
         self._runs: dict[str, ProjectRun] = {}
         self._interrupt_leftovers()
 
@@ -160,7 +146,7 @@ class PrevisEngine:
             based_on = shot.current_revision or len(shot.revisions)
             self._start(run, self._produce_all(run, [(shot, note, based_on)]))
         else:
-            self._choose(shot, request)
+            choose(shot, request)
             # Synchronous (one small row), so no other review can start in between.
             self._store.save_shot(project.project_id, shot)
             run = ProjectRun(project, 0)
@@ -246,8 +232,8 @@ class PrevisEngine:
     async def _restitch(self, run: ProjectRun) -> None:
         run.report("stitching", "joining the selected clips")
         project = run.project
-        clips = [_cut_clip(shot) for shot in project.shots if _selected(shot) is not None]
-        missing = [s.shot_id for s in project.shots if _selected(s) is None]
+        clips = [cut_clip(shot) for shot in project.shots if selected_clip(shot) is not None]
+        missing = [s.shot_id for s in project.shots if selected_clip(s) is None]
         for notice in list(project.notices):
             if notice.startswith("not in the cut:"):
                 project.notices.remove(notice)
@@ -319,7 +305,7 @@ class PrevisEngine:
     ) -> None:
         project, settings = run.project, run.project.settings
         image = self._store.reference_image(project.project_id, shot.shot_id)
-        reference = await self._reference(settings.collection, image) if image else None
+        reference = await self._footage.reference(settings.collection, image) if image else None
         if reference is not None:
             revision.reference_video_id = reference.video_id
             revision.reference_score = reference.score
@@ -364,7 +350,7 @@ class PrevisEngine:
                 for number, prompt in enumerate(prompts)
             )
         )
-        revision.selected_clip = _best_clip(revision)
+        revision.selected_clip = best_clip(revision)
         if revision.selected_clip < 0:
             shot.state = previs_pb2.SHOT_STATE_FAILED
             shot.blocked_reason = "no clip was made: " + "; ".join(
@@ -444,7 +430,7 @@ class PrevisEngine:
                 )
             except ClipmeshError as error:
                 clip.failure = f"check failed: {error.reason}: {error.message}"
-            await self._into_library(project, shot, revision, clip, reference)
+            await self._footage.add(project, shot, revision, clip, reference)
             await asyncio.to_thread(self._store.save_shot, project.project_id, shot)
             passed = clip.scores.passed and not clip.failure
             metrics.PREVIS_CLIPS.labels("passed" if passed else "below_threshold").inc()
@@ -455,104 +441,6 @@ class PrevisEngine:
                 f"{shot.shot_id} v{variant} try {attempt} below threshold "
                 f"({'; '.join(clip.scores.failures) or clip.failure}); regenerating",
             )
-
-    # --- the library ------------------------------------------------------------------------
-
-    async def _reference(self, collection: str, image: bytes) -> Reference:
-        """The reference image's vector and the library footage that best matches it."""
-        vector = _unit((await self._checker.embed_images([image]))[0])
-        hits = await self._search(collection, vector, "source", "ingested")
-        if not hits:
-            return Reference(vector)
-        best = hits[0]
-        return Reference(vector, best.video.video_id, float(best.score), best.video.title)
-
-    async def _into_library(self, project, shot, revision, clip, reference) -> None:
-        labels = {
-            "project": project.project_id,
-            "shot": shot.shot_id,
-            "revision": str(revision.revision),
-            "variant": str(clip.variant),
-            "prompt": clip.prompt[:500],
-            "qa": "passed" if clip.scores.passed else "below_threshold",
-        }
-        try:
-            outcome = await self._ingest.ingest_own_file(
-                Path(path_from_uri(clip.uri)),
-                collection=project.settings.collection,
-                title=f"{project.title} · {shot.shot_id} r{revision.revision}",
-                labels=labels,
-                source=common_pb2.VIDEO_SOURCE_GENERATED,
-            )
-        except ClipmeshError as error:
-            log.warning("previs clip not ingested: %s", error.message)
-            return
-        clip.video_id = outcome.video_id
-        if reference is not None and clip.video_id:
-            hits = await self._search(
-                project.settings.collection, reference.vector, "video_id", clip.video_id
-            )
-            if hits:
-                clip.consistency = float(hits[0].score)
-
-    async def _search(
-        self, collection: str, vector: list[float], field: str, equals: str
-    ) -> list[common_pb2.VideoHit]:
-        request = index_pb2.SearchRequest(
-            collection=collection,
-            queries=[index_pb2.WeightedVector(vector=vector, weight=1.0)],
-            top_k=1,
-            max_moments_per_video=1,
-            filter=common_pb2.MetadataFilter(
-                clauses=[common_pb2.FilterClause(field=field, equals=equals)]
-            ),
-        )
-        try:
-            response = await self._deps.index.Search(request, timeout=INDEX_TIMEOUT_S)
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:  # no such collection yet
-                return []
-            raise translate(error, "index") from error
-        return list(response.hits)
-
-    # --- reviews ----------------------------------------------------------------------------
-
-    def _choose(self, shot: Shot, request: previs_pb2.ReviewShotRequest) -> None:
-        """Restores a revision or selects a clip of the current one."""
-        if request.restore_revision:
-            if request.restore_revision > len(shot.revisions):
-                raise InvalidArgument(
-                    f"shot {shot.shot_id} has {len(shot.revisions)} revisions, not "
-                    f"{request.restore_revision}",
-                    field="restore_revision",
-                )
-            revision = shot.revisions[request.restore_revision - 1]
-            if revision.selected_clip < 0:
-                raise FailedPrecondition(
-                    f"revision {revision.revision} of {shot.shot_id} has no clip to restore",
-                    reason="NO_CLIP",
-                )
-        else:
-            if not shot.current_revision:
-                raise FailedPrecondition(f"shot {shot.shot_id} has no clips yet", reason="NO_CLIP")
-            revision = shot.revisions[shot.current_revision - 1]
-            number = request.select_clip
-            if not 0 <= number < len(revision.clips) or not revision.clips[number].uri:
-                made = [i for i, c in enumerate(revision.clips) if c.uri]
-                raise InvalidArgument(
-                    f"select_clip {number}: revision {revision.revision} of {shot.shot_id} has "
-                    f"clips {made}",
-                    field="select_clip",
-                )
-            revision.selected_clip = number
-        shot.current_revision = revision.revision
-        chosen = revision.clips[revision.selected_clip]
-        shot.state = (
-            previs_pb2.SHOT_STATE_READY
-            if chosen.scores.passed
-            else previs_pb2.SHOT_STATE_BELOW_THRESHOLD
-        )
-        shot.blocked_reason = ""
 
 
 def _shot(project: previs_pb2.Project, shot_id: str) -> Shot:
@@ -567,67 +455,9 @@ def _shot(project: previs_pb2.Project, shot_id: str) -> Shot:
     )
 
 
-def _selected(shot: Shot) -> previs_pb2.Clip | None:
-    if not shot.current_revision:
-        return None
-    revision = shot.revisions[shot.current_revision - 1]
-    return revision.clips[revision.selected_clip] if revision.selected_clip >= 0 else None
-
-
-def _cut_clip(shot: Shot) -> CutClip:
-    clip = _selected(shot)
-    revision = shot.revisions[shot.current_revision - 1]
-    return CutClip(
-        path=Path(path_from_uri(clip.uri)),
-        shot_id=shot.shot_id,
-        name=f"{shot.shot_id} · {shot.description[:60]}",
-        metadata={
-            "scene_id": shot.scene_id,
-            "description": shot.description,
-            "planned_duration_s": shot.duration_s,
-            "revision": revision.revision,
-            "note": revision.note,
-            "prompt": clip.prompt,
-            "seed": clip.seed,
-            "variant": clip.variant,
-            "job_id": clip.job_id,
-            "video_id": clip.video_id,
-            "scores": {
-                "sharpness": clip.scores.sharpness,
-                "flicker": clip.scores.flicker,
-                "smoothness": clip.scores.smoothness,
-                "text_match": clip.scores.text_match,
-                "passed": clip.scores.passed,
-            },
-        },
-    )
-
-
-def _best_clip(revision: previs_pb2.ShotRevision) -> int:
-    """The passing clip of the lowest variant and try; else the best made one; else -1."""
-    made = [i for i, c in enumerate(revision.clips) if c.uri]
-    passing = [i for i in made if revision.clips[i].scores.passed and not revision.clips[i].failure]
-    if passing:
-        return min(passing, key=lambda i: (revision.clips[i].variant, revision.clips[i].attempt))
-    if made:
-        return min(
-            made,
-            key=lambda i: (
-                len(revision.clips[i].scores.failures) + bool(revision.clips[i].failure),
-                -revision.clips[i].scores.text_match,
-            ),
-        )
-    return -1
-
-
 def _seed(place: str) -> int:
     """A seed fixed by the clip's place in the project, so a rerun asks for the same clip."""
     return int.from_bytes(hashlib.sha256(place.encode()).digest()[:4], "big") & 0x7FFFFFFF
-
-
-def _unit(vector: list[float]) -> list[float]:
-    array = np.asarray(vector, dtype=np.float32)
-    return (array / max(float(np.linalg.norm(array)), 1e-12)).tolist()
 
 
 def _summary(project: previs_pb2.Project) -> str:
