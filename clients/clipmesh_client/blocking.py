@@ -11,6 +11,9 @@ import grpc
 from clipmesh_client.channel import channel_arguments, open_channel
 from clipmesh_client.errors import typed_errors
 
+# Who is submitting, for the gateway's per-caller limits (until authentication names callers).
+CALLER_HEADER = "x-clipmesh-caller"
+
 
 class BlockingServiceClient:
     """A channel to one service, closed with the client.
@@ -41,7 +44,7 @@ class BlockingServiceClient:
         self.target = target
         self.timeout_s = timeout_s
         self.stream_timeout_s = stream_timeout_s
-        self._metadata = (*metadata, *((("x-clipmesh-caller", caller),) if caller else ()))
+        self._metadata = (*metadata, *(((CALLER_HEADER, caller),) if caller else ()))
         arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=64)
         self._channel = open_channel(target, credentials=credentials, arguments=arguments)
 

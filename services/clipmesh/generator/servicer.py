@@ -9,8 +9,8 @@ from clipmesh.runtime.errors import InvalidArgument
 from clipmesh.runtime.paging import parse_page
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
+from clipmesh_client.blocking import CALLER_HEADER
 
-CALLER_HEADER = "x-clipmesh-caller"
 _MAX_ID_CHARS = 64
 
 

@@ -22,10 +22,10 @@ import grpc
 
 from clipmesh.orchestrator.dependencies import translate
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
+from clipmesh_client.blocking import CALLER_HEADER
 
 log = logging.getLogger(__name__)
 
-CALLER_HEADER = "x-clipmesh-caller"
 STREAM_RETRIES = 3
 MAX_QUEUE_WAITS = 20
 

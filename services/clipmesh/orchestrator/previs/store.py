@@ -21,6 +21,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     project_id TEXT NOT NULL UNIQUE,
+    state INTEGER NOT NULL,
     script TEXT NOT NULL,
     project BLOB NOT NULL
 );
@@ -72,8 +73,8 @@ class ProjectStore:
             self._db.execute("BEGIN")
             try:
                 self._db.execute(
-                    "INSERT INTO projects (project_id, script, project) VALUES (?, ?, ?)",
-                    (project.project_id, script, header.SerializeToString()),
+                    "INSERT INTO projects (project_id, state, script, project) VALUES (?, ?, ?, ?)",
+                    (project.project_id, project.state, script, header.SerializeToString()),
                 )
                 self._db.executemany(
                     "INSERT INTO shots (project_id, shot_id, position, reference_image, shot) "
@@ -98,8 +99,8 @@ class ProjectStore:
         """Records everything about `project` except its shots (state, cut, notices)."""
         with self._lock:
             updated = self._db.execute(
-                "UPDATE projects SET project = ? WHERE project_id = ?",
-                (_without_shots(project).SerializeToString(), project.project_id),
+                "UPDATE projects SET state = ?, project = ? WHERE project_id = ?",
+                (project.state, _without_shots(project).SerializeToString(), project.project_id),
             ).rowcount
         if not updated:
             raise ProjectNotFound(project.project_id)
@@ -145,10 +146,12 @@ class ProjectStore:
 
     def list_ids(self, state: int | None = None) -> list[str]:
         """Every project id, oldest first (optionally only those in `state`)."""
+        query, args = "SELECT project_id FROM projects", ()
+        if state is not None:
+            query, args = query + " WHERE state = ?", (state,)
         with self._lock:
-            rows = self._db.execute("SELECT project FROM projects ORDER BY seq").fetchall()
-        projects = [previs_pb2.Project.FromString(blob) for (blob,) in rows]
-        return [p.project_id for p in projects if state is None or p.state == state]
+            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+        return [project_id for (project_id,) in rows]
 
 
 def _without_shots(project: previs_pb2.Project) -> previs_pb2.Project:
