@@ -9,7 +9,8 @@ BUF := node_modules/.bin/buf
 # The previous commit of main: `buf breaking` compares the protos against it.
 BREAKING_BASE ?= HEAD~1
 
-.PHONY: help install system-deps generate check-generated lint breaking test test-unit \
+.PHONY: help install system-deps generate check-generated check-rules render-k8s lint breaking \
+        test test-unit \
         test-integration up demo bench bench-encoder bench-index bench-search \
         bench-generator clean
 
@@ -30,14 +31,25 @@ node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-system-deps:  ## Install the Debian tools the tests use (promtool), when missing.
+system-deps:  ## Install the system tools the tests use (promtool, kubectl), when missing.
 	@bash tools/install_system_deps.sh
 
-generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api from protos/.
+generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api and the Grafana dashboards.
 	$(PY) tools/generate_protos.py
+	$(PY) tools/generate_dashboards.py
 
-check-generated: $(VENV)/.installed  ## Fail if generated code differs from protos/.
+check-generated: $(VENV)/.installed  ## Fail if generated code or dashboards are out of date.
 	$(PY) tools/generate_protos.py --check
+	$(PY) tools/generate_dashboards.py --check
+
+check-rules: $(VENV)/.installed system-deps  ## promtool check + unit tests of the alert rules.
+	$(PY) tools/check_rules.py
+
+render-k8s:  ## Render every kustomize overlay (kubectl kustomize) into build/k8s/.
+	@mkdir -p build/k8s
+	@for overlay in deploy/k8s/overlays/*/; do \
+	  name=$$(basename $$overlay); kubectl kustomize $$overlay > build/k8s/$$name.yaml && \
+	  echo "build/k8s/$$name.yaml"; done
 
 lint: $(VENV)/.installed node_modules/.installed  ## ruff + buf lint + buf breaking.
 	$(BIN)/ruff check services clients/clipmesh_client tests tools bench

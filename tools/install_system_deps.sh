@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian tools clipmesh's tests call, when they are missing:
 #   promtool (package prometheus) — checks /metrics output and alert rules;
+#   kubectl with kustomize v4 or later (package kubectl) — renders deploy/k8s overlays, which
+#     use kustomize components (Debian's older kubernetes-client 1.20 cannot);
 #   a CJK font (fonts-wqy-microhei) — the animatic backend draws Chinese prompts with it.
 # Needs root (or sudo) and apt-get; otherwise says what to install and fails.
 set -euo pipefail
 
+# The major version of kubectl's built-in kustomize (0 when kubectl is missing).
+kustomize_major() {
+  command -v kubectl >/dev/null || { echo 0; return; }
+  kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p' | grep . \
+    || echo 0
+}
+
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
+[ "$(kustomize_major)" -ge 4 ] || missing+=(kubectl)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -19,3 +29,8 @@ if ! command -v apt-get >/dev/null; then
 fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ "$(kustomize_major)" -lt 4 ]; then
+  echo "error: kubectl with kustomize v4+ is needed (kubectl kustomize renders deploy/k8s);" \
+    "this machine's apt sources do not provide it: install kubectl 1.21 or later" >&2
+  exit 1
+fi

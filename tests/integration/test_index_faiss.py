@@ -3,10 +3,12 @@ or writes, and refusal to serve from a damaged log or snapshot."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from clipmesh.index.collection import AnnSettings
 from clipmesh.index.faiss_backend import FaissBackend
@@ -120,4 +122,37 @@ async def test_a_snapshot_drops_the_log_it_covers(tmp_path) -> None:
     await reopened.open()
     assert len(reopened.collections["default"].videos) == 5
     assert reopened.snapshot_sequence == reopened.applied_sequence == 5
+    await reopened.close()
+
+
+async def test_writes_older_than_the_interval_are_snapshotted_by_maintenance(tmp_path) -> None:
+    backend = FaissBackend(tmp_path, snapshot_interval_s=0.05)
+    await backend.open()
+    await backend.maintain()  # nothing written: nothing to snapshot
+    assert backend.last_snapshot_time_s is None
+    await backend.upsert("default", [video("v0", random_unit(np.random.default_rng(0), 2))])
+    await backend.maintain()  # the write is younger than the interval
+    assert backend.snapshot_sequence == 0
+    await asyncio.sleep(0.06)
+    await backend.maintain()
+    assert backend.snapshot_sequence == backend.applied_sequence == 1
+    await backend.close()
+
+
+async def test_a_failed_snapshot_is_counted_and_keeps_the_log(tmp_path) -> None:
+    backend = FaissBackend(tmp_path, snapshot_interval_s=0.01)
+    await backend.open()
+    await backend.upsert("default", [video("v0", random_unit(np.random.default_rng(0), 2))])
+    failures = REGISTRY.get_sample_value("clipmesh_index_snapshot_failures_total")
+    blocker = tmp_path / "snapshots"
+    blocker.write_bytes(b"")  # a file where the snapshot directory goes: writing one fails
+    await asyncio.sleep(0.02)
+    await backend.maintain()  # fails, is counted, does not raise
+    blocker.unlink()
+    assert REGISTRY.get_sample_value("clipmesh_index_snapshot_failures_total") == failures + 1
+    assert backend.snapshot_sequence == 0
+    await backend.close()
+    reopened = FaissBackend(tmp_path)
+    await reopened.open()
+    assert "v0" in reopened.collections["default"].videos
     await reopened.close()

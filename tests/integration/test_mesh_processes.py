@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -22,6 +21,7 @@ from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
+from tests.processes import mesh_environ, running_mesh
 
 EXPECTED_SERVICES = {
     "encoder": {"clipmesh.encoder.v1.EncoderService"},
@@ -35,60 +35,11 @@ EXPECTED_SERVICES = {
 }
 
 
-def _mesh_environ(tmp_path: Path, free_ports) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, config_type in CONFIG_TYPES.items():
-        env[config_type.env_name("port")] = str(free_ports())
-        env[config_type.env_name("metrics_port")] = str(free_ports())
-        env[config_type.env_name("host")] = "127.0.0.1"
-        env[config_type.env_name("metrics_host")] = "127.0.0.1"
-        env[config_type.env_name("data_dir")] = str(tmp_path / name)
-        env[config_type.env_name("grace_s")] = "5"
-    env["CLIPMESH_ENCODER_MODEL"] = "clipmesh-tiny"  # the real loading path, a small model
-    env["CLIPMESH_ENCODER_WEIGHTS"] = "random:0"
-    for dependency in ("encoder", "index", "generator"):
-        port = env[CONFIG_TYPES[dependency].env_name("port")]
-        env[f"CLIPMESH_ORCHESTRATOR_{dependency.upper()}_TARGET"] = f"127.0.0.1:{port}"
-    return env
-
-
-def _wait_serving(target: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while health_status(target, timeout_s=0.5) != "SERVING":
-        assert process.poll() is None, f"service exited early with {process.returncode}"
-        assert time.monotonic() < deadline, f"{target} not SERVING within {timeout_s}s"
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def services(tmp_path, free_ports):
     """All four services started with `clipmesh serve <name>`."""
-    env = _mesh_environ(tmp_path, free_ports)
-    running = {}
-    for name in SERVICE_NAMES:
-        log = (tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "clipmesh", "serve", name],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        config_type = CONFIG_TYPES[name]
-        running[name] = {
-            "process": process,
-            "target": f"127.0.0.1:{env[config_type.env_name('port')]}",
-            "metrics": f"http://127.0.0.1:{env[config_type.env_name('metrics_port')]}/metrics",
-            "log": tmp_path / f"{name}.log",
-        }
-    try:
-        for service in running.values():
-            _wait_serving(service["target"], service["process"])
+    with running_mesh(tmp_path, free_ports) as running:
         yield running
-    finally:
-        for service in running.values():
-            if service["process"].poll() is None:
-                service["process"].kill()
-                service["process"].wait()
 
 
 def test_every_service_is_healthy_and_lists_its_api_by_reflection(services) -> None:
@@ -209,7 +160,7 @@ def test_a_bad_setting_fails_start_up_with_a_message_naming_it(tmp_path, free_po
 
 
 def test_clipmesh_up_starts_four_healthy_services_and_stops_them_all(tmp_path, free_ports) -> None:
-    env = _mesh_environ(tmp_path, free_ports)
+    env = mesh_environ(tmp_path, free_ports)
     up = subprocess.Popen(
         [sys.executable, "-m", "clipmesh", "up", "--data-dir", str(tmp_path / "mesh")],
         env={**env, "COLUMNS": "200"},

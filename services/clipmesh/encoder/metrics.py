@@ -34,6 +34,11 @@ ITEMS_ENCODED = Counter("clipmesh_encoder_items_encoded_total", "Items embedded.
 QUEUE_DEPTH = Gauge(
     "clipmesh_encoder_queue_depth", "Items waiting in the batch queue.", ["modality"]
 )
+QUEUE_CAPACITY = Gauge(
+    "clipmesh_encoder_queue_capacity",
+    "Items the batch queue holds before refusing requests (max_queue_items).",
+    ["modality"],
+)
 REJECTED = Counter(
     "clipmesh_encoder_rejected_total",
     "Items refused or dropped, by reason (queue_full, deadline, cancelled, invalid).",

@@ -51,6 +51,9 @@ class IndexBackend(abc.ABC):
     async def close(self) -> None:
         """Flushes and releases resources."""
 
+    async def maintain(self) -> None:
+        """Periodic housekeeping (the service calls it every few seconds); default: none."""
+
     @abc.abstractmethod
     async def upsert(self, collection: str, videos: list[VideoWrite]) -> int:
         """Durably replaces the given videos; returns the write's sequence number."""

@@ -50,6 +50,13 @@ class IndexConfig(ServiceConfig):
     snapshot_wal_mb: int = setting(
         256, help="Write-ahead log size that triggers a background snapshot.", minimum=1
     )
+    snapshot_interval_s: float = setting(
+        3600.0,
+        help="Longest unsnapshotted writes wait: after this a snapshot is taken whatever the "
+        "log's size, which bounds replay time at restart and makes snapshot age an alertable "
+        "health signal.",
+        minimum=1,
+    )
 
     def validate(self) -> None:
         if self.backend == "milvus" and not self.milvus_uri:

@@ -45,6 +45,7 @@ class FaissBackend(IndexBackend):
         data_dir: Where the WAL and snapshots live.
         settings: Index choice and search effort.
         snapshot_wal_bytes: Log size that triggers a background snapshot.
+        snapshot_interval_s: Age of the oldest unsnapshotted write that triggers one.
     """
 
     name = "faiss"
@@ -55,10 +56,13 @@ class FaissBackend(IndexBackend):
         settings: AnnSettings | None = None,
         *,
         snapshot_wal_bytes: int = 256 << 20,
+        snapshot_interval_s: float = 3600.0,
     ) -> None:
         self.data_dir = data_dir
         self.settings = settings or AnnSettings()
         self.snapshot_wal_bytes = snapshot_wal_bytes
+        self.snapshot_interval_s = snapshot_interval_s
+        self._opened_at_s = time.time()
         self.collections: dict[str, Collection] = {}
         self.wal = WriteAheadLog(data_dir / "wal")
         self.applied_sequence = 0
@@ -219,7 +223,7 @@ class FaissBackend(IndexBackend):
         if collection is not None:
             self._maybe_rebuild(collection)
         if not self._snapshotting and self.wal.size_bytes() > self.snapshot_wal_bytes:
-            self._spawn(self.snapshot())
+            self._spawn(self._background_snapshot())
 
     def _maybe_rebuild(self, collection: Collection) -> None:
         plan = collection.wanted_plan()
@@ -241,6 +245,19 @@ class FaissBackend(IndexBackend):
         self._maintenance.add(task)
         task.add_done_callback(self._maintenance.discard)
 
+    async def maintain(self) -> None:
+        """Snapshots once writes have waited `snapshot_interval_s` unsnapshotted."""
+        if self._snapshotting or self.applied_sequence <= self.snapshot_sequence:
+            return
+        since = self.last_snapshot_time_s or self._opened_at_s
+        if time.time() - since >= self.snapshot_interval_s:
+            await self._background_snapshot()
+
+    async def _background_snapshot(self) -> None:
+        # A failure is counted and logged by snapshot(); the next trigger tries again.
+        with contextlib.suppress(Exception):
+            await self.snapshot()
+
     async def snapshot(self) -> None:
         """Writes a snapshot of every collection and drops the log it covers."""
         if self._snapshotting:
@@ -252,6 +269,10 @@ class FaissBackend(IndexBackend):
             self.snapshot_sequence = sequence
             self.last_snapshot_time_s = time.time()
             self.wal.drop_through(sequence)
+        except Exception:
+            metrics.SNAPSHOT_FAILURES.inc()
+            log.exception("index snapshot failed; the write-ahead log keeps every write")
+            raise
         finally:
             self._snapshotting = False
 

@@ -28,6 +28,13 @@ REBUILD_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 WAL_BYTES = Gauge("clipmesh_index_wal_bytes", "Bytes of write-ahead log not yet snapshotted.")
+SNAPSHOT_FAILURES = Counter(
+    "clipmesh_index_snapshot_failures_total", "Snapshots that failed (the WAL keeps the writes)."
+)
+SNAPSHOT_INTERVAL_SECONDS = Gauge(
+    "clipmesh_index_snapshot_interval_seconds",
+    "Longest unsnapshotted writes wait before a snapshot (snapshot_interval_s; 0: no snapshots).",
+)
 SNAPSHOT_AGE_SECONDS = Gauge(
     "clipmesh_index_snapshot_age_seconds", "Seconds since the last snapshot (-1: none yet)."
 )

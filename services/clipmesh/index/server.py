@@ -34,7 +34,12 @@ def create_backend(config: IndexConfig) -> IndexBackend:
         min_nprobe=config.min_nprobe,
         max_nprobe=max(config.nprobe * 4, config.nprobe),
     )
-    return FaissBackend(config.data_dir, settings, snapshot_wal_bytes=config.snapshot_wal_mb << 20)
+    return FaissBackend(
+        config.data_dir,
+        settings,
+        snapshot_wal_bytes=config.snapshot_wal_mb << 20,
+        snapshot_interval_s=config.snapshot_interval_s,
+    )
 
 
 class IndexApp(Application):
@@ -52,6 +57,8 @@ class IndexApp(Application):
 
     async def start(self) -> None:
         await self.backend.open()
+        snapshots = self.config.backend == "faiss"  # Milvus persists on its own
+        metrics.SNAPSHOT_INTERVAL_SECONDS.set(self.config.snapshot_interval_s if snapshots else 0)
         self._gauges = asyncio.create_task(self._refresh_gauges())
 
     async def stop(self) -> None:
@@ -63,6 +70,7 @@ class IndexApp(Application):
 
     async def _refresh_gauges(self) -> None:
         while True:
+            await self.backend.maintain()
             metrics.INDEX_TYPE.clear()  # a collection's old index type must not linger
             for stats in await self.backend.stats():
                 metrics.VECTORS.labels(stats.collection).set(stats.segments)

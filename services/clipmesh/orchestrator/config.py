@@ -61,6 +61,12 @@ class OrchestratorConfig(ServiceConfig):
     max_ingest_items: int = setting(
         1000, help="Most videos in one IngestVideos request.", minimum=1, maximum=100_000
     )
+    previs_enabled: bool = setting(
+        True,
+        help="Serve PrevisService. Its project store is one SQLite file in data_dir, so only a "
+        "single replica may serve previs; a horizontally scaled search and ingest tier turns "
+        "this off.",
+    )
     previs_max_shots: int = setting(
         200, help="Most shots one previs project may have.", minimum=1, maximum=5000
     )

@@ -33,8 +33,9 @@ class OrchestratorApp(Application):
         self._services = [
             GrpcService.generated(search_pb2, search_pb2_grpc, self._search),
             GrpcService.generated(ingest_pb2, ingest_pb2_grpc, self._ingest),
-            GrpcService.generated(previs_pb2, previs_pb2_grpc, self._previs),
         ]
+        if config.previs_enabled:
+            self._services.append(GrpcService.generated(previs_pb2, previs_pb2_grpc, self._previs))
 
     def grpc_services(self) -> list[GrpcService]:
         return self._services
@@ -46,7 +47,8 @@ class OrchestratorApp(Application):
         self._search.engine = SearchEngine(self.deps, self.config, self.cache)
         self._ingest.deps = self.deps
         self._ingest.pipeline = IngestPipeline(self.deps, self.config, self.cache)
-        self._previs.engine = PrevisEngine(self.deps, self.config, self._ingest.pipeline)
+        if self.config.previs_enabled:
+            self._previs.engine = PrevisEngine(self.deps, self.config, self._ingest.pipeline)
 
     async def stop(self) -> None:
         if self._previs.engine is not None:

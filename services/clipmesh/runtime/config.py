@@ -87,7 +87,9 @@ class ServiceConfig:
         "INFO", help="Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
     otlp_endpoint: str = setting(
-        "", help="OTLP/gRPC endpoint for traces (host:port); empty disables export."
+        "",
+        help="OTLP/gRPC collector for traces: http://host:port (plaintext, in-cluster), "
+        "https://host:port or host:port (TLS); empty disables export.",
     )
 
     def validate(self) -> None:

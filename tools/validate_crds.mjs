@@ -1,0 +1,34 @@
+// Validates prometheus-operator objects (PodMonitor, ServiceMonitor, PrometheusRule) against
+// the operator's CRD schemas, offline, with the schemas packaged by @kubernetes-models
+// (package.json). Kubernetes' own kinds are validated by kubernetes-validate (PyPI) instead.
+//
+//   node tools/validate_crds.mjs < objects.json   # a JSON array of objects
+//
+// Prints one line per object ("ok KIND/NAME" or "invalid KIND/NAME: why") and exits 1 when
+// any object is invalid or of a kind it has no schema for.
+import { readFileSync } from "node:fs";
+import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
+import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
+
+const MODELS = { PodMonitor, PrometheusRule, ServiceMonitor };
+const API_VERSION = "monitoring.coreos.com/v1";
+
+let failed = false;
+for (const object of JSON.parse(readFileSync(0, "utf-8"))) {
+  const label = `${object.kind}/${object.metadata?.name}`;
+  const Model = MODELS[object.kind];
+  if (object.apiVersion !== API_VERSION || Model === undefined) {
+    console.log(`invalid ${label}: no schema for ${object.apiVersion} ${object.kind}`);
+    failed = true;
+    continue;
+  }
+  try {
+    new Model(object).validate();
+    console.log(`ok ${label}`);
+  } catch (error) {
+    console.log(`invalid ${label}: ${error.message}`);
+    failed = true;
+  }
+}
+process.exit(failed ? 1 : 0);
