@@ -51,7 +51,7 @@ class IndexBackend(abc.ABC):
     async def close(self) -> None:
         """Flushes and releases resources."""
 
-    async def maintain(self) -> None:
+    async def maintain(self) -> None:  # noqa: B027 (a hook: most backends have nothing to do)
         """Periodic housekeeping (the service calls it every few seconds); default: none."""
 
     @abc.abstractmethod

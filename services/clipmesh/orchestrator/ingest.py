@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from opentelemetry import trace
 
 from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.cache import QueryCache
@@ -41,6 +42,8 @@ KEYFRAME_SIDE = 384  # enough for the model's 224 px input after a centre crop, 
 ENCODE_BATCH = 16
 CALL_TIMEOUT_S = 120.0
 Stage = ingest_pb2.IngestStage
+
+tracer = trace.get_tracer(__name__)
 
 
 @dataclass
@@ -184,6 +187,22 @@ class IngestPipeline:
         path: Path | None = None,
         source: int = common_pb2.VIDEO_SOURCE_INGESTED,
     ) -> IngestOutcome:
+        """Ingests one video inside an `ingest.video` span (a failure is recorded on it)."""
+        attributes = {"clipmesh.collection": collection}
+        with tracer.start_as_current_span("ingest.video", attributes=attributes) as span:
+            outcome = await self._run_stages(item, collection, report, path, source)
+            span.set_attributes(
+                {
+                    "clipmesh.video_id": outcome.video_id,
+                    "clipmesh.ingest.outcome": Stage.Name(outcome.stage),
+                    "clipmesh.ingest.segments": outcome.segments,
+                }
+            )
+        return outcome
+
+    async def _run_stages(
+        self, item, collection: str, report, path: Path | None, source: int
+    ) -> IngestOutcome:
         started = time.monotonic()
         report(Stage.INGEST_STAGE_PROBING, 0.0)
         if path is None:
@@ -194,19 +213,25 @@ class IngestPipeline:
         if await self._exists(collection, video_id):
             report(Stage.INGEST_STAGE_DUPLICATE, 1.0)
             return IngestOutcome(Stage.INGEST_STAGE_DUPLICATE, video_id=video_id)
-        info = await asyncio.to_thread(probe, path)
-        report(Stage.INGEST_STAGE_DETECTING_SHOTS, 0.1)
-        plan = await asyncio.to_thread(
-            lambda: plan_segments(
-                analysis_frames(path), info.duration_s, max_window_s=self._config.max_window_s
+        with tracer.start_as_current_span("ingest.plan") as span:
+            info = await asyncio.to_thread(probe, path)
+            report(Stage.INGEST_STAGE_DETECTING_SHOTS, 0.1)
+            plan = await asyncio.to_thread(
+                lambda: plan_segments(
+                    analysis_frames(path), info.duration_s, max_window_s=self._config.max_window_s
+                )
             )
-        )
+            span.set_attribute("clipmesh.ingest.video_seconds", info.duration_s)
+            span.set_attribute("clipmesh.ingest.segments", len(plan))
         elapsed = time.monotonic() - started
         report(Stage.INGEST_STAGE_EXTRACTING, 0.4, eta_s=elapsed * 1.5)
-        keyframes = await asyncio.to_thread(
-            frames_at, path, [s.keyframe_s for s in plan], max_side=KEYFRAME_SIDE
-        )
-        encoded = await asyncio.to_thread(self._write_thumbnails, video_id, keyframes)
+        with tracer.start_as_current_span(
+            "ingest.keyframes", attributes={"clipmesh.ingest.keyframes": len(plan)}
+        ):
+            keyframes = await asyncio.to_thread(
+                frames_at, path, [s.keyframe_s for s in plan], max_side=KEYFRAME_SIDE
+            )
+            encoded = await asyncio.to_thread(self._write_thumbnails, video_id, keyframes)
         report(Stage.INGEST_STAGE_ENCODING, 0.6)
         vectors = []
         for start in range(0, len(encoded), ENCODE_BATCH):
@@ -240,16 +265,7 @@ class IngestPipeline:
             )
             for s, vector, (thumbnail, _) in zip(plan, vectors, encoded, strict=True)
         ]
-        try:
-            await self._deps.index.UpsertSegments(
-                index_pb2.UpsertSegmentsRequest(
-                    collection=collection,
-                    videos=[index_pb2.VideoSegments(video=video, segments=segments)],
-                ),
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.RpcError as error:
-            raise translate(error, "index") from error
+        await self._upsert(collection, video, segments)
         metrics.INGESTED_SEGMENTS.inc(len(segments))
         metrics.INGESTED_VIDEO_SECONDS.inc(info.duration_s)
         report(Stage.INGEST_STAGE_DONE, 1.0, segments=len(segments), eta_s=0)
@@ -270,14 +286,35 @@ class IngestPipeline:
         return True
 
     async def _embed(self, images: list[bytes]) -> list[list[float]]:
-        try:
-            response = await self._deps.encoder.EmbedImages(
-                encoder_pb2.EmbedImagesRequest(images=images, priority=encoder_pb2.PRIORITY_BATCH),
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.RpcError as error:
-            raise translate(error, "encoder") from error
+        attributes = {"clipmesh.ingest.images": len(images)}
+        with tracer.start_as_current_span("ingest.embed", attributes=attributes):
+            try:
+                response = await self._deps.encoder.EmbedImages(
+                    encoder_pb2.EmbedImagesRequest(
+                        images=images, priority=encoder_pb2.PRIORITY_BATCH
+                    ),
+                    timeout=CALL_TIMEOUT_S,
+                )
+            except grpc.RpcError as error:
+                raise translate(error, "encoder") from error
         return [list(e.vector) for e in response.embeddings]
+
+    async def _upsert(
+        self, collection: str, video: common_pb2.Video, segments: list[index_pb2.Segment]
+    ) -> None:
+        """Writes the video and its segments to the index in one durable write."""
+        attributes = {"clipmesh.ingest.segments": len(segments)}
+        with tracer.start_as_current_span("ingest.upsert", attributes=attributes):
+            try:
+                await self._deps.index.UpsertSegments(
+                    index_pb2.UpsertSegmentsRequest(
+                        collection=collection,
+                        videos=[index_pb2.VideoSegments(video=video, segments=segments)],
+                    ),
+                    timeout=CALL_TIMEOUT_S,
+                )
+            except grpc.RpcError as error:
+                raise translate(error, "index") from error
 
     def _write_thumbnails(self, video_id: str, images) -> list[tuple[str, bytes]]:
         """Saves each keyframe as a JPEG thumbnail; returns (thumbnail URI, JPEG bytes)."""

@@ -12,11 +12,14 @@ never written anywhere or logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
+from opentelemetry import trace
 
 from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.cache import QueryCache
@@ -31,6 +34,8 @@ from clipmesh_api.orchestrator.v1 import search_pb2
 MAX_PARTS = 16
 MAX_MOMENTS = 20
 MAX_BUDGET_MS = 60_000
+
+tracer = trace.get_tracer(__name__)
 
 
 class SearchEngine:
@@ -52,10 +57,21 @@ class SearchEngine:
         top_k = request.top_k or 10
         moments = request.max_moments_per_video or 3
         kind = _validate(request, top_k, moments, self._config.max_top_k)
+        # On the RPC's server span: what was asked, never the query's texts or images.
+        span = trace.get_current_span()
+        span.set_attributes(
+            {
+                "clipmesh.collection": collection,
+                "clipmesh.search.query_kind": kind,
+                "clipmesh.search.parts": len(request.parts),
+                "clipmesh.search.top_k": top_k,
+            }
+        )
         key = self._cache.key(request, collection, top_k, moments) if self._cache.enabled else b""
         if key and not request.skip_cache:
             cached = self._cache.get(key)
             metrics.CACHE_LOOKUPS.labels("hit" if cached else "miss").inc()
+            span.set_attribute("clipmesh.search.cache_hit", cached is not None)
             if cached is not None:
                 cached.cache_hit = True
                 del cached.timings[:]
@@ -87,21 +103,22 @@ class SearchEngine:
             index_pb2.WeightedVector(vector=vector, weight=part.weight or 1.0)
             for vector, part in zip(vectors, request.parts, strict=True)
         ]
-        mark = time.monotonic()
-        try:
-            found = await self._deps.index.Search(
-                index_pb2.SearchRequest(
-                    collection=collection,
-                    queries=queries,
-                    top_k=top_k,
-                    max_moments_per_video=moments,
-                    filter=request.filter,
-                ),
-                timeout=remaining_s(deadline, "index"),
-            )
-        except grpc.RpcError as error:
-            raise translate(error, "index", {"queries": "parts"}) from error
-        _stage(timings, "index", mark)
+        with _stage(timings, "index", {"clipmesh.search.queries": len(queries)}) as span:
+            try:
+                found = await self._deps.index.Search(
+                    index_pb2.SearchRequest(
+                        collection=collection,
+                        queries=queries,
+                        top_k=top_k,
+                        max_moments_per_video=moments,
+                        filter=request.filter,
+                    ),
+                    timeout=remaining_s(deadline, "index"),
+                )
+            except grpc.RpcError as error:
+                raise translate(error, "index", {"queries": "parts"}) from error
+            span.set_attribute("clipmesh.search.hits", len(found.hits))
+            span.set_attribute("clipmesh.search.degraded", found.degraded)
         timings += [
             common_pb2.StageTiming(stage=f"index.{t.stage}", duration_ms=t.duration_ms)
             for t in found.timings
@@ -131,13 +148,15 @@ class SearchEngine:
         ]
         texts = [(i, p.text) for i, p in enumerate(request.parts) if p.WhichOneof("kind") == "text"]
         clips = [(i, p.clip) for i, p in enumerate(request.parts) if p.WhichOneof("kind") == "clip"]
-        mark = time.monotonic()
-        results = await asyncio.gather(
-            self._embed("image", images, deadline),
-            self._embed("text", texts, deadline),
-            *(self._clip_vector(i, clip, collection, deadline) for i, clip in clips),
-        )
-        _stage(timings, "encode", mark)
+        counts = {"images": len(images), "texts": len(texts), "clips": len(clips)}
+        with _stage(timings, "encode", {f"clipmesh.search.{k}": n for k, n in counts.items()}):
+            # gather wraps each call in a task, which copies the context: the stage's span
+            # stays the parent of the encoder and index calls made inside it.
+            results = await asyncio.gather(
+                self._embed("image", images, deadline),
+                self._embed("text", texts, deadline),
+                *(self._clip_vector(i, clip, collection, deadline) for i, clip in clips),
+            )
         vectors: dict[int, list[float]] = {}
         model_ids = set()
         for batch, (model_id, rows) in zip((images, texts), results[:2], strict=True):
@@ -266,7 +285,15 @@ def _validate(
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-def _stage(timings: list[common_pb2.StageTiming], stage: str, mark: float) -> None:
+@contextlib.contextmanager
+def _stage(
+    timings: list[common_pb2.StageTiming], stage: str, attributes: dict[str, object]
+) -> Iterator[trace.Span]:
+    """Runs one stage of a search inside a span named `search.<stage>`; when it succeeds,
+    records its time in `timings` and the stage histogram (the same stage names)."""
+    mark = time.monotonic()
+    with tracer.start_as_current_span(f"search.{stage}", attributes=attributes) as span:
+        yield span
     elapsed = time.monotonic() - mark
     metrics.SEARCH_STAGE_SECONDS.labels(stage).observe(elapsed)
     timings.append(common_pb2.StageTiming(stage=stage, duration_ms=round(elapsed * 1000, 3)))

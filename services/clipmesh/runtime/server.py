@@ -118,7 +118,11 @@ def create_server(
     """Builds and binds the gRPC server for `app`; returns (server, bound port, health)."""
     domain = f"{config.SERVICE}.clipmesh"
     server = grpc.aio.server(
-        interceptors=[server_interceptor(), ServerMetricsInterceptor(), ErrorInterceptor(domain)],
+        interceptors=[
+            server_interceptor(config.SERVICE),
+            ServerMetricsInterceptor(),
+            ErrorInterceptor(domain),
+        ],
         options=server_options(config),
     )
     names = []
