@@ -10,13 +10,11 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 from collections import defaultdict
 
 import httpx
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +26,7 @@ import clipmesh.orchestrator.metrics  # noqa: F401  (registers what the services
 from clipmesh.demo.library import make_library
 from clipmesh_client import Client
 from clipmesh_client.generation import GeneratorClient
+from tests.deploy.manifests import PROD, find, render
 from tests.deploy.promql import (
     OBSERVABILITY,
     TARGET_LABELS,
@@ -75,18 +74,7 @@ def test_the_committed_dashboards_are_what_the_generator_makes() -> None:
 
 
 def test_the_prod_overlay_ships_every_dashboard_as_it_is_in_the_repo() -> None:
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(OBSERVABILITY.parents[1] / "overlays" / "prod")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    (config_map,) = [
-        d
-        for d in yaml.safe_load_all(rendered)
-        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "clipmesh-dashboards"
-    ]
+    config_map = find(render(PROD), "ConfigMap", "clipmesh-dashboards")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert config_map["data"] == {p.name: p.read_text("utf-8") for p in DASHBOARDS}
 

@@ -1,0 +1,641 @@
+"""The kustomize manifests (deploy/k8s) render, pass Kubernetes 1.30's schemas, and say what
+the services need: probes on the gRPC port, a locked-down security context, settings each
+service accepts, Services and budgets that find their pods, every referenced object, and
+network policies that allow the mesh's calls and nothing else.
+
+Each of base, dev and prod is rendered once (kubectl is required: a missing kubectl fails).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
+
+import kubernetes_validate
+import pytest
+
+from clipmesh.cli.services import CONFIG_TYPES
+from clipmesh.encoder.weights import WeightsSpec
+from clipmesh.runtime.config import ConfigError, ServiceConfig, fields_of, load_config
+from tests.deploy.manifests import (
+    BASE,
+    DEV,
+    OVERLAYS,
+    PROD,
+    Connection,
+    Endpoint,
+    Manifest,
+    autoscaler_of,
+    component,
+    connection_allowed,
+    container_ports,
+    containers,
+    describe,
+    exists,
+    find,
+    mount_holding,
+    of_kind,
+    pod_endpoint,
+    pod_labels,
+    pod_spec,
+    quantity,
+    referenced,
+    render,
+    selected_workloads,
+    selector_matches,
+    volume_of_mount,
+    workload_of,
+    workloads,
+    writable,
+)
+
+KUBERNETES_VERSION = "1.30.0"
+# Prometheus Operator kinds of components/observability; their own tests validate them.
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+COMPONENTS = {"orchestrator", "previs", "encoder", "index", "generator"}
+# Secrets an SRE creates in the namespace (deploy/k8s/README.md); never committed.
+EXTERNAL_SECRETS = {"clipmesh-generator-provider", "clipmesh-milvus"}
+UID = 10001
+REGISTRY = "registry.example.com/clipmesh/"
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+# Kinds that belong to the services and carry the label contract (and so do the ConfigMaps
+# the pods read).
+LABELLED_KINDS = {
+    "Deployment",
+    "StatefulSet",
+    "Service",
+    "ServiceAccount",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "PersistentVolumeClaim",
+    "NetworkPolicy",
+}
+
+
+@functools.cache
+def _build(path: Path) -> list[Manifest]:
+    return render(path)
+
+
+@pytest.fixture(scope="module", params=[BASE, *OVERLAYS], ids=lambda path: path.name)
+def objects(request: pytest.FixtureRequest) -> list[Manifest]:
+    """Base and every overlay, rendered."""
+    return _build(request.param)
+
+
+@pytest.fixture(scope="module")
+def prod() -> list[Manifest]:
+    return _build(PROD)
+
+
+@pytest.fixture(scope="module")
+def dev() -> list[Manifest]:
+    return _build(DEV)
+
+
+# --- schemas --------------------------------------------------------------------------------
+
+
+def test_objects_pass_the_strict_schemas_of_kubernetes_1_30(objects: list[Manifest]) -> None:
+    problems = []
+    for obj in objects:
+        if obj["kind"] in MONITORING_KINDS:
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1", describe(obj)
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(part) for part in exc.path)
+            problems.append(f"{describe(obj)}: {where}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            problems.append(
+                f"{describe(obj)} ({obj['apiVersion']}) is no built-in kind of Kubernetes "
+                f"{KUBERNETES_VERSION}, nor one of {sorted(MONITORING_KINDS)}"
+            )
+    assert not problems, "\n".join(problems)
+
+
+# --- workloads ------------------------------------------------------------------------------
+
+
+def test_the_services_objects_carry_the_label_contract(objects: list[Manifest]) -> None:
+    """Monitoring and network policies select by these labels: they must be exact on the
+    services' objects and pods."""
+    problems = []
+    used_config_maps = {
+        name for w in workloads(objects) for kind, name in referenced(w) if kind == "ConfigMap"
+    }
+    for obj in objects:
+        if obj["kind"] not in LABELLED_KINDS and obj["metadata"]["name"] not in used_config_maps:
+            continue
+        labels = obj["metadata"].get("labels", {})
+        if labels.get("app.kubernetes.io/name") != "clipmesh":
+            problems.append(f"{describe(obj)}: app.kubernetes.io/name is not clipmesh")
+        if labels.get("app.kubernetes.io/part-of") != "clipmesh":
+            problems.append(f"{describe(obj)}: app.kubernetes.io/part-of is not clipmesh")
+    for workload in workloads(objects):
+        labels = pod_labels(workload)
+        name = workload["metadata"]["name"]
+        if labels.get("app.kubernetes.io/component") not in COMPONENTS:
+            problems.append(f"{name}: pod component label not one of {sorted(COMPONENTS)}")
+        elif name != f"clipmesh-{labels['app.kubernetes.io/component']}":
+            problems.append(f"{name}: not named clipmesh-<component>")
+        if labels.get("app.kubernetes.io/part-of") != "clipmesh":
+            problems.append(f"{name}: pods lack app.kubernetes.io/part-of")
+    assert {component(w) for w in workloads(objects)} == COMPONENTS
+    assert not problems, "\n".join(problems)
+
+
+def test_workloads_probe_health_on_their_grpc_port(objects: list[Manifest]) -> None:
+    problems = []
+    for workload in workloads(objects):
+        for container in containers(workload):
+            ports = container_ports(container)
+            if set(ports) != {"grpc", "metrics"}:
+                problems.append(f"{describe(workload)}: ports are {sorted(ports)}")
+                continue
+            for probe in PROBES:
+                grpc = container.get(probe, {}).get("grpc")
+                if grpc is None or grpc.get("port") != ports["grpc"]:
+                    problems.append(f"{describe(workload)}: {probe} is not gRPC on grpc port")
+    assert not problems, "\n".join(problems)
+
+
+def test_workloads_request_and_limit_cpu_and_memory(objects: list[Manifest]) -> None:
+    problems = []
+    for workload in workloads(objects):
+        for container in containers(workload):
+            resources = container.get("resources", {})
+            requests, limits = resources.get("requests", {}), resources.get("limits", {})
+            for resource in ("cpu", "memory"):
+                if resource not in requests or resource not in limits:
+                    problems.append(f"{describe(workload)}: no {resource} request and limit")
+                elif quantity(requests[resource]) > quantity(limits[resource]):
+                    problems.append(f"{describe(workload)}: {resource} request above limit")
+    assert not problems, "\n".join(problems)
+
+
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": UID,
+    "runAsGroup": UID,
+    "fsGroup": UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def test_workloads_run_locked_down(objects: list[Manifest]) -> None:
+    """Non-root, read-only root filesystem, no privileges, no API token: the `restricted` Pod
+    Security Standard and then some."""
+    problems = []
+    for workload in workloads(objects):
+        spec = pod_spec(workload)
+        pod_security = spec.get("securityContext", {})
+        for key, expected in POD_SECURITY.items():
+            if pod_security.get(key) != expected:
+                problems.append(f"{describe(workload)}: pod {key} is not {expected}")
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{describe(workload)}: mounts a service account token")
+        for container in containers(workload):
+            security = container.get("securityContext", {})
+            for key, expected in CONTAINER_SECURITY.items():
+                if security.get(key) != expected:
+                    problems.append(f"{describe(workload)}: container {key} is not {expected}")
+            if security.get("privileged"):
+                problems.append(f"{describe(workload)}: privileged")
+    assert not problems, "\n".join(problems)
+
+
+def test_tmp_and_home_are_writable(objects: list[Manifest]) -> None:
+    problems = []
+    for workload in workloads(objects):
+        for container in containers(workload):
+            home = next(
+                (var["value"] for var in container.get("env", []) if var["name"] == "HOME"), None
+            )
+            if home is None or not writable(workload, container, home):
+                problems.append(f"{describe(workload)}: HOME is not set to a writable volume")
+            if not writable(workload, container, "/tmp"):
+                problems.append(f"{describe(workload)}: /tmp is not a writable volume")
+    assert not problems, "\n".join(problems)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def service_of(container: dict[str, Any]) -> str:
+    """The clipmesh service a container runs: `clipmesh serve <service>`, from its args."""
+    return container["args"][0]
+
+
+def settings_of(objects: list[Manifest], container: dict[str, Any]) -> dict[str, str]:
+    """The environment the container gets from ConfigMaps and literal values. Values from
+    Secrets are left out: they are not in the manifests."""
+    environ: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            config_map = find(objects, "ConfigMap", source["configMapRef"]["name"])
+            environ.update(config_map.get("data", {}))
+    for var in container.get("env", []):
+        if "value" in var:
+            environ[var["name"]] = var["value"]
+    return environ
+
+
+def unknown_settings(config_type: type[ServiceConfig], environ: dict[str, str]) -> list[str]:
+    """CLIPMESH_* names that are no setting of the service (a typo, or another service's)."""
+    known = {config_type.env_name(field.name) for field in fields_of(config_type)}
+    return sorted(name for name in environ if name.startswith("CLIPMESH_") and name not in known)
+
+
+def loaded_configs(objects: list[Manifest]) -> list[tuple[Manifest, dict, ServiceConfig]]:
+    """(workload, container, the service config its settings give) for every container."""
+    configs = []
+    for workload in workloads(objects):
+        for container in containers(workload):
+            environ = settings_of(objects, container)
+            config = load_config(CONFIG_TYPES[service_of(container)], environ=environ)
+            configs.append((workload, container, config))
+    return configs
+
+
+def test_settings_are_a_valid_config_of_each_service(objects: list[Manifest]) -> None:
+    problems = []
+    for workload in workloads(objects):
+        for container in containers(workload):
+            config_type = CONFIG_TYPES[service_of(container)]
+            environ = settings_of(objects, container)
+            unknown = unknown_settings(config_type, environ)
+            if unknown:
+                problems.append(
+                    f"{describe(workload)}: no {config_type.SERVICE} settings: {unknown}"
+                )
+            try:
+                load_config(config_type, environ=environ)
+            except ConfigError as exc:
+                problems.append(f"{describe(workload)}: {exc}")
+    assert not problems, "\n".join(problems)
+
+
+def test_configured_ports_are_the_container_ports(objects: list[Manifest]) -> None:
+    for workload, container, config in loaded_configs(objects):
+        ports = container_ports(container)
+        assert (config.port, config.metrics_port) == (ports["grpc"], ports["metrics"]), describe(
+            workload
+        )
+
+
+def test_pods_get_time_to_drain_before_they_are_killed(objects: list[Manifest]) -> None:
+    for workload, _, config in loaded_configs(objects):
+        grace_period = pod_spec(workload)["terminationGracePeriodSeconds"]
+        assert config.drain_delay_s > 0, f"{describe(workload)}: no drain delay"
+        assert grace_period > config.drain_delay_s + config.grace_s, describe(workload)
+
+
+def test_paths_in_settings_lie_on_mounted_volumes(objects: list[Manifest]) -> None:
+    """The state directory is writable; files the service reads are mounted."""
+    problems = []
+    for workload, container, config in loaded_configs(objects):
+        name = describe(workload)
+        if not writable(workload, container, str(config.data_dir)):
+            problems.append(f"{name}: data_dir {config.data_dir} is not on a writable volume")
+        if not str(config.data_dir).startswith("/var/lib/clipmesh/"):
+            problems.append(f"{name}: data_dir {config.data_dir} outside /var/lib/clipmesh")
+        for path in read_paths(config):
+            if mount_holding(container, path) is None:
+                problems.append(f"{name}: {path} is on no mounted volume")
+    assert not problems, "\n".join(problems)
+
+
+def read_paths(config: ServiceConfig) -> list[str]:
+    """Files and directories a config tells its service to read."""
+    paths = list(getattr(config, "allowed_roots", ()))
+    weights = getattr(config, "weights", "")
+    if weights and WeightsSpec.parse(weights).kind == "checkpoint":
+        paths.append(WeightsSpec.parse(weights).ref)
+    key_file = str(getattr(config, "dashscope_api_key_file", ""))
+    if key_file not in ("", "."):
+        paths.append(key_file)
+    return paths
+
+
+def test_orchestrator_targets_name_headless_services_of_their_dependency(
+    objects: list[Manifest],
+) -> None:
+    """`dns:///<service>:<port>`: a headless Service of that dependency, on its grpc port."""
+    for workload, _, config in loaded_configs(objects):
+        if config.SERVICE != "orchestrator":
+            continue
+        for dependency in ("encoder", "index", "generator"):
+            target = getattr(config, f"{dependency}_target")
+            match = re.fullmatch(r"dns:///([a-z0-9-]+):(\d+)", target)
+            assert match, f"{describe(workload)}: {target} is not dns:///<service>:<port>"
+            service = find(objects, "Service", match[1])
+            assert service["spec"].get("clusterIP") == "None", f"{match[1]} is not headless"
+            grpc_port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+            assert grpc_port["port"] == int(match[2]), target
+            callee = workload_of(objects, dependency)
+            assert selector_matches(
+                {"matchLabels": service["spec"]["selector"]}, pod_labels(callee)
+            )
+
+
+# --- Services, budgets, autoscalers, references ---------------------------------------------
+
+
+def test_services_select_one_workload_and_reach_its_named_ports(objects: list[Manifest]) -> None:
+    """Each Service's `grpc` (and `metrics`) port lands on the container port of that name."""
+    problems = []
+    for service in of_kind(objects, "Service"):
+        selected = selected_workloads(objects, {"matchLabels": service["spec"]["selector"]})
+        if len(selected) != 1:
+            problems.append(f"{describe(service)} selects {[describe(w) for w in selected]}")
+            continue
+        [container] = containers(selected[0])
+        named = container_ports(container)
+        ports = {port["name"]: port for port in service["spec"]["ports"]}
+        if "grpc" not in ports:
+            problems.append(f"{describe(service)}: no port named grpc")
+        for name, port in ports.items():
+            target = named.get(port["targetPort"], port["targetPort"])
+            if target != named.get(name):
+                problems.append(f"{describe(service)}: {name} reaches {target}, not {name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_dependencies_are_headless_and_the_orchestrator_has_both(objects: list[Manifest]) -> None:
+    for name in ("clipmesh-encoder", "clipmesh-index", "clipmesh-generator"):
+        assert find(objects, "Service", name)["spec"].get("clusterIP") == "None", name
+    public = find(objects, "Service", "clipmesh-orchestrator")
+    assert public["spec"].get("clusterIP") != "None"
+    assert find(objects, "Service", "clipmesh-orchestrator-headless")["spec"]["clusterIP"] == "None"
+    assert find(objects, "Service", "clipmesh-previs")["spec"].get("clusterIP") != "None"
+
+
+def test_every_workload_has_a_budget_that_selects_it(objects: list[Manifest]) -> None:
+    budgets = of_kind(objects, "PodDisruptionBudget")
+    for budget in budgets:
+        assert len(selected_workloads(objects, budget["spec"]["selector"])) == 1, describe(budget)
+    covered = {
+        describe(w) for b in budgets for w in selected_workloads(objects, b["spec"]["selector"])
+    }
+    assert covered == {describe(w) for w in workloads(objects)}
+
+
+def test_single_replicas_never_block_a_node_drain(objects: list[Manifest]) -> None:
+    """A budget of minAvailable 1 over one pod would stop every drain until a human came."""
+    for budget in of_kind(objects, "PodDisruptionBudget"):
+        [workload] = selected_workloads(objects, budget["spec"]["selector"])
+        if workload["spec"].get("replicas", 1) == 1 and not autoscaler_of(objects, workload):
+            assert "minAvailable" not in budget["spec"], describe(budget)
+            assert budget["spec"]["maxUnavailable"] >= 1, describe(budget)
+
+
+def test_autoscalers_target_workloads_that_leave_replicas_to_them(objects: list[Manifest]) -> None:
+    for autoscaler in of_kind(objects, "HorizontalPodAutoscaler"):
+        target = autoscaler["spec"]["scaleTargetRef"]
+        workload = find(objects, target["kind"], target["name"])
+        # A replica count in the workload would reset the autoscaler's on every apply.
+        assert "replicas" not in workload["spec"], describe(workload)
+        assert autoscaler["spec"]["minReplicas"] >= 2, describe(autoscaler)
+
+
+def test_everything_the_pods_reference_is_rendered(objects: list[Manifest]) -> None:
+    missing = [
+        f"{describe(workload)} uses {kind}/{name}"
+        for workload in workloads(objects)
+        for kind, name in sorted(referenced(workload))
+        if not exists(objects, kind, name) and not (kind == "Secret" and name in EXTERNAL_SECRETS)
+    ]
+    assert not missing, "\n".join(missing)
+
+
+def test_no_secret_values_are_committed(objects: list[Manifest]) -> None:
+    assert not of_kind(objects, "Secret")
+
+
+# --- per overlay ----------------------------------------------------------------------------
+
+
+def config_of(objects: list[Manifest], component_name: str) -> ServiceConfig:
+    [container] = containers(workload_of(objects, component_name))
+    environ = settings_of(objects, container)
+    return load_config(CONFIG_TYPES[service_of(container)], environ=environ)
+
+
+def test_only_previs_serves_previs(objects: list[Manifest]) -> None:
+    assert config_of(objects, "previs").previs_enabled
+    assert not config_of(objects, "orchestrator").previs_enabled
+    previs = workload_of(objects, "previs")
+    assert previs["spec"]["replicas"] == 1
+    assert previs["spec"]["strategy"]["type"] == "Recreate"
+
+
+@pytest.mark.parametrize("path", [BASE, PROD], ids=lambda path: path.name)
+def test_real_weights_outside_dev(path: Path) -> None:
+    spec = WeightsSpec.parse(config_of(_build(path), "encoder").weights)
+    assert spec.kind == "checkpoint"
+    assert PurePosixPath(spec.ref).is_relative_to("/models")
+
+
+def test_prod_encoder_runs_on_a_gpu(prod: list[Manifest]) -> None:
+    encoder = workload_of(prod, "encoder")
+    [container] = containers(encoder)
+    assert container["image"].startswith(f"{REGISTRY}clipmesh-cuda:")
+    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod_spec(encoder)["tolerations"])
+    config = config_of(prod, "encoder")
+    assert (config.device, config.precision, config.max_batch) == ("cuda", "fp16", 128)
+    autoscaler = autoscaler_of(prod, encoder)
+    metrics = [m["pods"]["metric"]["name"] for m in autoscaler["spec"]["metrics"] if "pods" in m]
+    assert metrics == ["clipmesh_encoder_queue_depth"]
+
+
+def test_prod_images_come_from_the_registry(prod: list[Manifest]) -> None:
+    for workload in workloads(prod):
+        for container in containers(workload):
+            assert container["image"].startswith(REGISTRY), describe(workload)
+    cpu_images = {c["image"] for w in workloads(prod) for c in containers(w)} - {
+        containers(workload_of(prod, "encoder"))[0]["image"]
+    }
+    assert cpu_images == {f"{REGISTRY}clipmesh:0.1.0"}
+
+
+def test_prod_index_is_stateless_on_milvus(prod: list[Manifest]) -> None:
+    config = config_of(prod, "index")
+    assert config.backend == "milvus"
+    assert config.milvus_uri == "http://milvus.milvus.svc.cluster.local:19530"
+    index = workload_of(prod, "index")
+    [container] = containers(index)
+    token = next(v for v in container["env"] if v["name"] == "CLIPMESH_INDEX_MILVUS_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "clipmesh-milvus", "key": "token"}
+    assert index["spec"]["replicas"] == 2
+    assert "volumeClaimTemplates" not in index["spec"]
+    assert find(prod, "PodDisruptionBudget", "clipmesh-index")["spec"] == {
+        "minAvailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": index["spec"]["selector"],
+    }
+
+
+def test_prod_generator_defaults_to_dashscope_with_a_required_key(prod: list[Manifest]) -> None:
+    config = config_of(prod, "generator")
+    assert config.default_backend == "dashscope"
+    generator = workload_of(prod, "generator")
+    [container] = containers(generator)
+    mount = mount_holding(container, str(config.dashscope_api_key_file))
+    volume = volume_of_mount(generator, mount)
+    assert volume["secret"]["secretName"] == "clipmesh-generator-provider"
+    assert volume["secret"]["optional"] is False
+    assert config.dashscope_api_key_file.name == "dashscope-api-key"
+
+
+def test_base_provider_key_is_optional_and_unused() -> None:
+    """Without the key-file setting the gateway never reads the (optional) Secret; with it
+    set and the file missing, it would refuse to start."""
+    base = _build(BASE)
+    assert str(config_of(base, "generator").dashscope_api_key_file) in ("", ".")
+    generator = workload_of(base, "generator")
+    [secret] = [v["secret"] for v in pod_spec(generator)["volumes"] if "secret" in v]
+    assert secret["optional"] is True
+
+
+def test_dev_runs_one_replica_of_everything_without_autoscalers(dev: list[Manifest]) -> None:
+    assert not of_kind(dev, "HorizontalPodAutoscaler")
+    for workload in workloads(dev):
+        assert workload["spec"]["replicas"] == 1, describe(workload)
+
+
+def test_dev_needs_no_weights_and_no_gpu(dev: list[Manifest]) -> None:
+    assert WeightsSpec.parse(config_of(dev, "encoder").weights).is_random
+    assert config_of(dev, "encoder").device == "cpu"
+    assert config_of(dev, "generator").default_backend == "animatic"
+    assert not exists(dev, "PersistentVolumeClaim", "clipmesh-models")
+    for workload in workloads(dev):
+        for container in containers(workload):
+            assert "nvidia.com/gpu" not in container["resources"]["limits"], describe(workload)
+
+
+# --- network policies (prod) ----------------------------------------------------------------
+
+OUTSIDE = {
+    "ingress-controller": Endpoint("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}),
+    "prometheus": Endpoint("monitoring", {"app.kubernetes.io/name": "prometheus"}),
+    "kube-dns": Endpoint("kube-system", {"k8s-app": "kube-dns"}),
+    "milvus-proxy": Endpoint(
+        "milvus",
+        {
+            "app.kubernetes.io/name": "milvus",
+            "app.kubernetes.io/instance": "milvus",
+            "component": "proxy",
+        },
+    ),
+    "otel-collector": Endpoint("observability", {"app.kubernetes.io/name": "otel-collector"}),
+    "dashscope": Endpoint(ip="47.88.1.10"),  # a public address
+    "vpc-database": Endpoint(ip="10.20.0.5"),
+    "cloud-metadata": Endpoint(ip="169.254.169.254"),
+}
+METRICS_PORTS = {
+    "orchestrator": 9150,
+    "previs": 9150,
+    "encoder": 9151,
+    "index": 9152,
+    "generator": 9153,
+}
+CALLEES = {"encoder": 50051, "index": 50052, "generator": 50053}
+
+
+class Edge(NamedTuple):
+    """A flow by endpoint names: mesh components or names of OUTSIDE."""
+
+    source: str
+    destination: str
+    port: int
+    protocol: str = "TCP"
+
+    def __str__(self) -> str:
+        return f"{self.source}->{self.destination}:{self.port}/{self.protocol}"
+
+    def connection(self, objects: list[Manifest]) -> Connection:
+        return Connection(
+            endpoint(objects, self.source),
+            endpoint(objects, self.destination),
+            self.port,
+            self.protocol,
+        )
+
+
+def endpoint(objects: list[Manifest], name: str) -> Endpoint:
+    """A mesh component's pods, or a named endpoint outside the mesh."""
+    if name in COMPONENTS:
+        return pod_endpoint(workload_of(objects, name))
+    return OUTSIDE[name]
+
+
+ALLOWED = [
+    *[
+        Edge(caller, callee, port)
+        for caller in ("orchestrator", "previs")
+        for callee, port in CALLEES.items()
+    ],
+    Edge("ingress-controller", "orchestrator", 50050),
+    Edge("ingress-controller", "previs", 50050),
+    Edge("index", "milvus-proxy", 19530),
+    Edge("generator", "dashscope", 443),
+    *[Edge("prometheus", name, port) for name, port in METRICS_PORTS.items()],
+    *[Edge(name, "kube-dns", 53, "UDP") for name in sorted(COMPONENTS)],
+    *[Edge(name, "kube-dns", 53, "TCP") for name in sorted(COMPONENTS)],
+    *[Edge(name, "otel-collector", 4317) for name in sorted(COMPONENTS)],
+]
+DENIED = [
+    # The mesh's services never call each other; only the orchestrator and previs call them.
+    Edge("encoder", "index", 50052),
+    Edge("index", "encoder", 50051),
+    Edge("generator", "encoder", 50051),
+    Edge("encoder", "generator", 50053),
+    Edge("index", "generator", 50053),
+    Edge("generator", "index", 50052),
+    Edge("orchestrator", "previs", 50050),
+    Edge("orchestrator", "encoder", 9151),
+    # From outside: the public API only, metrics only for Prometheus.
+    Edge("ingress-controller", "encoder", 50051),
+    Edge("ingress-controller", "index", 50052),
+    Edge("ingress-controller", "generator", 50053),
+    Edge("ingress-controller", "orchestrator", 9150),
+    Edge("prometheus", "encoder", 50051),
+    # Out of the mesh: Milvus for the index only, the internet for the generator only and
+    # only over HTTPS, never private addresses or the cloud metadata endpoint.
+    Edge("orchestrator", "milvus-proxy", 19530),
+    Edge("encoder", "dashscope", 443),
+    Edge("orchestrator", "dashscope", 443),
+    Edge("generator", "dashscope", 80),
+    Edge("generator", "vpc-database", 443),
+    Edge("generator", "cloud-metadata", 443),
+    Edge("generator", "cloud-metadata", 80),
+    Edge("encoder", "kube-dns", 443),
+]
+
+
+@pytest.mark.parametrize("edge", ALLOWED, ids=str)
+def test_prod_network_allows_the_mesh_flow(prod: list[Manifest], edge: Edge) -> None:
+    assert connection_allowed(of_kind(prod, "NetworkPolicy"), edge.connection(prod))
+
+
+@pytest.mark.parametrize("edge", DENIED, ids=str)
+def test_prod_network_denies_what_the_mesh_never_does(prod: list[Manifest], edge: Edge) -> None:
+    assert not connection_allowed(of_kind(prod, "NetworkPolicy"), edge.connection(prod))
+
+
+def test_prod_denies_by_default(prod: list[Manifest]) -> None:
+    """Every flow above is allowed by a rule of its own: default-deny alone blocks them all."""
+    deny = find(prod, "NetworkPolicy", "clipmesh-default-deny")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    for edge in ALLOWED:
+        assert not connection_allowed([deny], edge.connection(prod)), edge
