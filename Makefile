@@ -12,7 +12,7 @@ BREAKING_BASE ?= HEAD~1
 .PHONY: help install system-deps generate check-generated check-rules render-k8s lint breaking \
         test test-unit \
         test-integration up demo bench bench-encoder bench-index bench-search \
-        bench-generator clean
+        bench-generator soak fuzz clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -52,8 +52,8 @@ render-k8s:  ## Render every kustomize overlay (kubectl kustomize) into build/k8
 	  echo "build/k8s/$$name.yaml"; done
 
 lint: $(VENV)/.installed node_modules/.installed  ## ruff + buf lint + buf breaking.
-	$(BIN)/ruff check services clients/clipmesh_client tests tools bench
-	$(BIN)/ruff format --check services clients/clipmesh_client tests tools bench
+	$(BIN)/ruff check services clients/clipmesh_client tests tools bench fuzz
+	$(BIN)/ruff format --check services clients/clipmesh_client tests tools bench fuzz
 	$(BUF) lint
 	@$(MAKE) --no-print-directory breaking
 
@@ -92,6 +92,18 @@ bench-search: $(VENV)/.installed  ## End-to-end SearchVideos latency at c=1/4/16
 
 bench-generator: $(VENV)/.installed  ## 500 concurrent generation jobs vs the DashScope protocol server.
 	$(PY) bench/generator.py
+
+# Soak length in seconds: `make soak SOAK_SECONDS=90` for a short run.
+SOAK_SECONDS ?= 600
+
+soak: $(VENV)/.installed  ## Mixed search/ingest/generation load for SOAK_SECONDS: errors, p99, RSS.
+	$(PY) bench/soak.py --seconds $(SOAK_SECONDS)
+
+# Fuzzing time per harness, in seconds; the unit tests run each for about 10 s.
+FUZZ_SECONDS ?= 300
+
+fuzz: $(VENV)/.installed  ## Every atheris harness for FUZZ_SECONDS (fuzz/README.md); JSON in bench/results/.
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 clean:  ## Remove local state (not the venv).
 	rm -rf clipmesh-data .pytest_cache .ruff_cache

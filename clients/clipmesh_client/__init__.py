@@ -12,6 +12,7 @@
         for hit in result.hits:
             print(hit.video.title, hit.score, [(m.start_s, m.end_s) for m in hit.moments])
 
+Against a secured mesh, pass `credentials=tls_credentials("ca.crt")` and `token=...`.
 `AsyncClient` takes the same arguments (`async with`, `await`, `async for`). Failed calls raise
 the typed errors below, chained from the `grpc.RpcError`; match on the class or `.reason`.
 """
@@ -44,6 +45,7 @@ from clipmesh_client.models import (
     Video,
     VideoHit,
 )
+from clipmesh_client.security import tls_credentials
 
 __all__ = [
     "AlreadyExistsError",
@@ -75,4 +77,5 @@ __all__ = [
     "equals",
     "from_rpc_error",
     "not_",
+    "tls_credentials",
 ]

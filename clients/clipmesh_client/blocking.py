@@ -10,8 +10,9 @@ import grpc
 
 from clipmesh_client.channel import channel_arguments, open_channel
 from clipmesh_client.errors import typed_errors
+from clipmesh_client.security import bearer_metadata
 
-# Who is submitting, for the gateway's per-caller limits (until authentication names callers).
+# Who is submitting, for the gateway's per-caller limits; a token's identity wins over it.
 CALLER_HEADER = "x-clipmesh-caller"
 
 
@@ -26,6 +27,8 @@ class BlockingServiceClient:
         max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
         credentials: TLS credentials, or None for plaintext.
         metadata: Further headers sent with every call.
+        token: Bearer token of a service with token auth on (over TLS only); the identity it
+            proves replaces `caller`.
     """
 
     def __init__(
@@ -38,13 +41,15 @@ class BlockingServiceClient:
         max_attempts: int = 3,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
     ) -> None:
         if timeout_s <= 0 or stream_timeout_s <= 0:
             raise ValueError("timeout_s and stream_timeout_s must be positive")
         self.target = target
         self.timeout_s = timeout_s
         self.stream_timeout_s = stream_timeout_s
-        self._metadata = (*metadata, *(((CALLER_HEADER, caller),) if caller else ()))
+        caller_header = ((CALLER_HEADER, caller),) if caller else ()
+        self._metadata = (*metadata, *caller_header, *bearer_metadata(token))
         arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=64)
         self._channel = open_channel(target, credentials=credentials, arguments=arguments)
 

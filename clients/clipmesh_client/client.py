@@ -23,6 +23,7 @@ from clipmesh_client import messages, models
 from clipmesh_client.channel import channel_arguments, open_aio_channel, open_channel
 from clipmesh_client.errors import typed_errors
 from clipmesh_client.readiness import Readiness
+from clipmesh_client.security import bearer_metadata
 
 DEFAULT_TARGET = "127.0.0.1:50050"
 DEFAULT_TIMEOUT_S = 5.0
@@ -45,6 +46,7 @@ class _ClientBase:
         max_message_mb: int = 64,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
     ) -> None:
         if timeout_s <= 0 or ingest_timeout_s <= 0:
             raise ValueError("timeout_s and ingest_timeout_s must be positive")
@@ -55,7 +57,7 @@ class _ClientBase:
         self.target = target
         self.timeout_s = timeout_s
         self.ingest_timeout_s = ingest_timeout_s
-        self._metadata = tuple(metadata)
+        self._metadata = (*metadata, *bearer_metadata(token))
         arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=max_message_mb)
         self._channel = self._open_channel(target, credentials=credentials, arguments=arguments)
         self._search = search_pb2_grpc.SearchServiceStub(self._channel)
@@ -89,8 +91,11 @@ class Client(_ClientBase):
         ingest_timeout_s: Deadline of an ingest stream that sets no `timeout_s` of its own.
         max_attempts: Most attempts of a call that fails UNAVAILABLE (1 = no retry; capped at 5).
         max_message_mb: Largest message sent or received, in MiB.
-        credentials: TLS credentials (`grpc.ssl_channel_credentials()`); None for plaintext.
-        metadata: Headers sent with every call, for example `[("authorization", "Bearer …")]`.
+        credentials: TLS credentials (`clipmesh_client.tls_credentials(ca_file)`); None for
+            plaintext.
+        metadata: Headers sent with every call.
+        token: Bearer token of a mesh with token auth on, sent as `authorization` metadata
+            (use it over TLS only).
     """
 
     _open_channel = staticmethod(open_channel)

@@ -143,6 +143,7 @@ class GeneratorClient(BlockingServiceClient):
         max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
         credentials: TLS credentials, or None for plaintext.
         metadata: Further headers sent with every call.
+        token: Bearer token, when the gateway has token auth on (over TLS only).
     """
 
     def __init__(
@@ -155,6 +156,7 @@ class GeneratorClient(BlockingServiceClient):
         max_attempts: int = 3,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
     ) -> None:
         super().__init__(
             target,
@@ -164,6 +166,7 @@ class GeneratorClient(BlockingServiceClient):
             max_attempts=max_attempts,
             credentials=credentials,
             metadata=metadata,
+            token=token,
         )
         self._stub = generator_pb2_grpc.GeneratorServiceStub(self._channel)
 

@@ -44,6 +44,7 @@ class PrevisClient(BlockingServiceClient):
         max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
         credentials: TLS credentials, or None for plaintext.
         metadata: Further headers sent with every call.
+        token: Bearer token, when the orchestrator has token auth on (over TLS only).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class PrevisClient(BlockingServiceClient):
         max_attempts: int = 3,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
     ) -> None:
         super().__init__(
             target,
@@ -63,6 +65,7 @@ class PrevisClient(BlockingServiceClient):
             max_attempts=max_attempts,
             credentials=credentials,
             metadata=metadata,
+            token=token,
         )
         self._stub = previs_pb2_grpc.PrevisServiceStub(self._channel)
 

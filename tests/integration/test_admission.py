@@ -11,11 +11,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from clipmesh.encoder.config import EncoderConfig
 from clipmesh.runtime.admission import AdmissionControl
+from clipmesh.runtime.channels import create_channel
+from clipmesh.runtime.config import load_config
 from clipmesh.runtime.errors import RETRY_PUSHBACK_KEY, ErrorInterceptor
+from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_client.blocking import CALLER_HEADER
 from clipmesh_client.errors import ResourceExhaustedError, from_rpc_error
+from tests.support import serve_in_process
 
 
 class HeldEncoder(encoder_pb2_grpc.EncoderServiceServicer):
@@ -91,3 +96,33 @@ async def test_one_caller_cannot_take_every_slot(held_server) -> None:
     await asyncio.wait_for(_until_entered(servicer, 3), timeout=5)
     servicer.release.set()
     await asyncio.gather(*held, other)
+
+
+class HeldApp(Application):
+    def __init__(self) -> None:
+        self.servicer = HeldEncoder()
+
+    def grpc_services(self) -> list[GrpcService]:
+        return [GrpcService.generated(encoder_pb2, encoder_pb2_grpc, self.servicer)]
+
+
+async def test_every_service_applies_its_configured_limits() -> None:
+    config = load_config(
+        EncoderConfig,
+        environ={
+            "CLIPMESH_ENCODER_WEIGHTS": "random:0",
+            "CLIPMESH_ENCODER_MAX_CONCURRENT_RPCS": "1",
+        },
+    )
+    app = HeldApp()
+    async with (
+        serve_in_process(config, app) as service,
+        create_channel(service.target) as channel,
+    ):
+        held = _call(channel, "team-a")
+        await asyncio.wait_for(_until_entered(app.servicer, 1), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _call(channel, "team-b")
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        app.servicer.release.set()
+        await held

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clipmesh.cli.connection import client_options
 from clipmesh.cli.library import one_line_errors, print_json
 from clipmesh_client.generation import GenerationJob, GeneratorClient, JobEvent
 
@@ -37,7 +38,7 @@ def gateway_for(target: str) -> Iterator[GeneratorClient]:
     """A gateway client whose failures end the command with one clear line."""
     with (
         one_line_errors(),
-        GeneratorClient(target, caller=os.environ.get("USER", "")) as client,
+        GeneratorClient(target, caller=os.environ.get("USER", ""), **client_options()) as client,
     ):
         yield client
 

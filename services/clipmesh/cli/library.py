@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from clipmesh.cli.connection import client_options
 from clipmesh_client import Client, ClipmeshError, IngestProgress, IngestSummary
 
 console = Console()
@@ -49,7 +50,7 @@ def one_line_errors() -> Iterator[None]:
 @contextmanager
 def client_for(target: str, timeout_s: float = 10.0) -> Iterator[Client]:
     """An orchestrator client whose failures end the command with one clear line."""
-    with one_line_errors(), Client(target, timeout_s=timeout_s) as client:
+    with one_line_errors(), Client(target, timeout_s=timeout_s, **client_options()) as client:
         yield client
 
 

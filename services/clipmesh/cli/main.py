@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from clipmesh import __version__
+from clipmesh.cli.certs import CLIENT_NAME, dev_certs
+from clipmesh.cli.connection import channel_credentials, connection_options
 from clipmesh.cli.evaluation import eval_command
 from clipmesh.cli.generation import generate, jobs
 from clipmesh.cli.library import ingest, search, videos
@@ -29,6 +31,7 @@ console = Console()
 
 @click.group()
 @click.version_option(__version__, prog_name="clipmesh")
+@connection_options
 def cli() -> None:
     """clipmesh: find videos by image, text or clip; generate video; previs from a script."""
 
@@ -43,6 +46,7 @@ cli.add_command(jobs)
 cli.add_command(previs)
 cli.add_command(review)
 cli.add_command(export)
+cli.add_command(dev_certs)
 
 
 class _Stop(Exception):
@@ -74,6 +78,8 @@ def run_mesh(mesh: LocalMesh, *, startup_timeout_s: float, then=None) -> int:
                 "search results carry no meaning. Set CLIPMESH_ENCODER_WEIGHTS=checkpoint:/path "
                 "to mount real ones."
             )
+        if mesh.tls:
+            console.print(_tls_hint(mesh), soft_wrap=True)  # unwrapped: lines to copy
         if then is not None:
             exit_code = then(mesh)
         else:
@@ -93,6 +99,19 @@ def run_mesh(mesh: LocalMesh, *, startup_timeout_s: float, then=None) -> int:
         unclean = {n: c for n, c in codes.items() if c not in (0, None)}
         console.print("stopped" + (f" (unclean exits: {unclean})" if unclean else " cleanly"))
     return exit_code
+
+
+def _tls_hint(mesh: LocalMesh) -> str:
+    """How to point the CLI at a `--tls` mesh: its CA, client certificate and token."""
+    credentials = mesh.dev_credentials
+    return (
+        "[bold]TLS on[/] (mTLS between services, a token for the public API). For the CLI:\n"
+        f"  export CLIPMESH_CA_FILE={credentials.ca_file}\n"
+        f'  export CLIPMESH_TOKEN="$(cat {credentials.token_file})"\n'
+        "  # and a client certificate, for the generator gateway and `clipmesh status`:\n"
+        f"  export CLIPMESH_CERT_FILE={credentials.cert_file(CLIENT_NAME)}\n"
+        f"  export CLIPMESH_KEY_FILE={credentials.key_file(CLIENT_NAME)}"
+    )
 
 
 def _mesh_table(mesh: LocalMesh, elapsed_s: float) -> Table:
@@ -122,9 +141,15 @@ def _mesh_table(mesh: LocalMesh, elapsed_s: float) -> Table:
     help="How long to wait for every service to report SERVING.",
 )
 @click.option("--log-to-console", is_flag=True, help="Show service logs here instead of files.")
-def up(data_dir: Path, host: str, startup_timeout_s: float, log_to_console: bool) -> None:
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="TLS everywhere, mTLS between services and a token for the public API, from "
+    "development credentials in DATA_DIR/certs (see `clipmesh dev-certs`).",
+)
+def up(data_dir: Path, host: str, startup_timeout_s: float, log_to_console: bool, tls: bool):
     """Run the whole mesh locally with the embedded defaults until Ctrl-C or SIGTERM."""
-    mesh = LocalMesh(data_dir=data_dir.resolve(), host=host, log_to_console=log_to_console)
+    mesh = LocalMesh(data_dir=data_dir.resolve(), host=host, log_to_console=log_to_console, tls=tls)
     sys.exit(run_mesh(mesh, startup_timeout_s=startup_timeout_s))
 
 
@@ -139,9 +164,10 @@ def _service_addresses() -> dict[str, str]:
 def mesh_status(addresses: dict[str, str]) -> list[dict[str, object]]:
     """Health and exposed services of each service at `addresses`."""
     rows = []
+    credentials = channel_credentials()  # --ca/--cert/--key, for a mesh with TLS on
     for name, target in addresses.items():
-        status = health_status(target)
-        services = list_services(target) if status != "UNREACHABLE" else []
+        status = health_status(target, credentials=credentials)
+        services = list_services(target, credentials=credentials) if status != "UNREACHABLE" else []
         rows.append(
             {"service": name, "address": target, "health": status, "grpc_services": services}
         )

@@ -19,9 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
+from clipmesh.cli.certs import CLIENT_NAME, DevCredentials
 from clipmesh.cli.probe import connect_address, health_status
 from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
 from clipmesh.runtime.config import ConfigError, ServiceConfig, load_config
+from clipmesh_client.security import tls_credentials
 
 _PR_SET_PDEATHSIG = 1
 EMBEDDED_DEFAULT_WEIGHTS = "random:0"
@@ -60,12 +64,15 @@ class LocalMesh:
         host: Address every service binds; loopback by default (a laptop, not a cluster).
         environ: The environment the services' settings are read from.
         log_to_console: Let services write their JSON logs to this terminal instead of files.
+        tls: TLS on every port, mTLS between the services, and a bearer token for the public
+            API, all from development credentials in `<data_dir>/certs` (made when missing).
     """
 
     data_dir: Path
     host: str = "127.0.0.1"
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     log_to_console: bool = False
+    tls: bool = False
     services: list[ServiceProcess] = field(default_factory=list)
 
     def plan(self) -> list[ServiceProcess]:
@@ -114,7 +121,49 @@ class LocalMesh:
             env[orchestrator.env_name(f"{dependency}_target")] = connect_address(
                 config.host, config.port
             )
+        if self.tls:
+            env.update(self._tls_environ())
         return env
+
+    @property
+    def dev_credentials(self) -> DevCredentials:
+        """Where `--tls` keeps its development CA, certificates and token."""
+        return DevCredentials(self.data_dir / "certs")
+
+    def _tls_environ(self) -> dict[str, str]:
+        """TLS settings for every service from the development credentials (made if missing).
+
+        The internal services require client certificates; the orchestrator's public port takes
+        callers with the development token instead. Anything the user configured wins.
+        """
+        credentials = self.dev_credentials
+        credentials.ensure()
+        settings: dict[str, str] = {}
+        for name, config_type in CONFIG_TYPES.items():
+            files = {
+                "tls_cert_file": credentials.cert_file(name),
+                "tls_key_file": credentials.key_file(name),
+                "tls_ca_file": credentials.ca_file,
+            }
+            if name == "orchestrator":
+                files["auth_tokens_file"] = credentials.tokens_file
+            else:
+                files["tls_client_auth"] = "true"
+            for setting, value in files.items():
+                env_name = config_type.env_name(setting)
+                settings[env_name] = self.environ.get(env_name) or str(value)
+        return settings
+
+    def probe_credentials(self) -> grpc.ChannelCredentials | None:
+        """What the supervisor's health probes present: the development client certificate."""
+        if not self.tls:
+            return None
+        credentials = self.dev_credentials
+        return tls_credentials(
+            credentials.ca_file,
+            credentials.cert_file(CLIENT_NAME),
+            credentials.key_file(CLIENT_NAME),
+        )
 
     def start(self) -> None:
         """Launches every planned service."""
@@ -139,9 +188,14 @@ class LocalMesh:
         """
         deadline = time.monotonic() + timeout_s
         pending = list(self.services)
+        credentials = self.probe_credentials()
         while pending:
             self.check_alive()
-            pending = [s for s in pending if health_status(s.address, timeout_s=0.5) != "SERVING"]
+            pending = [
+                s
+                for s in pending
+                if health_status(s.address, timeout_s=0.5, credentials=credentials) != "SERVING"
+            ]
             if not pending or should_stop():
                 return
             if time.monotonic() > deadline:

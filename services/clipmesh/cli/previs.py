@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clipmesh.cli.connection import client_options
 from clipmesh.cli.generation import parse_size
 from clipmesh.cli.library import json_option, one_line_errors, target_option
 from clipmesh.orchestrator.paths import path_from_uri
@@ -31,7 +32,7 @@ console = Console()
 @contextmanager
 def previs_for(target: str) -> Iterator[PrevisClient]:
     """A previs client whose failures end the command with one clear line."""
-    with one_line_errors(), PrevisClient(target) as client:
+    with one_line_errors(), PrevisClient(target, **client_options()) as client:
         yield client
 
 

@@ -12,9 +12,24 @@ def connect_address(host: str, port: int) -> str:
     return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
 
 
-def health_status(target: str, *, timeout_s: float = 1.0, service: str = "") -> str:
-    """The health status name of `service` at `target`, or "UNREACHABLE"."""
-    with grpc.insecure_channel(target) as channel:
+def _channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, credentials)
+
+
+def health_status(
+    target: str,
+    *,
+    timeout_s: float = 1.0,
+    service: str = "",
+    credentials: grpc.ChannelCredentials | None = None,
+) -> str:
+    """The health status name of `service` at `target`, or "UNREACHABLE".
+
+    A TLS port probed without `credentials` (or with a certificate it refuses) is UNREACHABLE.
+    """
+    with _channel(target, credentials) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
@@ -24,9 +39,11 @@ def health_status(target: str, *, timeout_s: float = 1.0, service: str = "") -> 
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-def list_services(target: str, *, timeout_s: float = 2.0) -> list[str]:
+def list_services(
+    target: str, *, timeout_s: float = 2.0, credentials: grpc.ChannelCredentials | None = None
+) -> list[str]:
     """The gRPC services `target` lists through server reflection."""
-    with grpc.insecure_channel(target) as channel:
+    with _channel(target, credentials) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         for response in stub.ServerReflectionInfo(iter([request]), timeout=timeout_s):

@@ -31,6 +31,8 @@ _KNOWN_OTHERS = (
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
 )
+# Longest side over shortest; preprocessing scales the shortest side to the model's input.
+MAX_ASPECT_RATIO = 100
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,15 @@ def decode_image(data: bytes, index: int, limits: ImageLimits, min_side: int) ->
             "IMAGE_TOO_MANY_PIXELS",
             f"is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels} "
             "(refused before decoding)",
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        # Preprocessing scales the short side to the model's: a 1x4000 strip would become
+        # 224x896000 pixels, gigabytes from a 100-byte PNG.
+        raise _bad(
+            index,
+            "IMAGE_ASPECT_RATIO_TOO_LARGE",
+            f"is {width}x{height}; the longest side may be at most {MAX_ASPECT_RATIO} times "
+            "the shortest (refused before decoding)",
         )
     if image_format == "JPEG":
         image.draft("RGB", (min_side, min_side))

@@ -30,7 +30,8 @@ NUMERIC_FIELDS = {
 MAX_CLAUSES = 64
 MAX_VALUES = 1024
 MAX_VALUE_CHARS = 1024
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# \Z, not $: `$` also matches before a trailing newline, which let "lang\n" through.
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ _MAX_RESULT_ROWS = 16_384  # Milvus's cap on one search's limit and one query ba
 _INSERT_BATCH_BYTES = 16 << 20  # well under Milvus's 64 MiB gRPC message limit
 _CALL_TIMEOUT_S = 30.0
 _CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 class MilvusBackend(IndexBackend):
@@ -357,7 +357,7 @@ class MilvusBackend(IndexBackend):
                 for name in self.client.list_collections()
                 if name.startswith(self.collection_prefix) and name.endswith(suffix)
             )
-            names = [n for n in names if _NAME.match(n) and self._dimension(n) is not None]
+            names = [n for n in names if _NAME.fullmatch(n) and self._dimension(n) is not None]
         return [self._stats_of(name) for name in names]
 
     def _stats_of(self, collection: str) -> CollectionStats:

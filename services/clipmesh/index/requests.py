@@ -21,7 +21,7 @@ from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2
 
 DEFAULT_COLLECTION = "default"
-_COLLECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _SOURCES = {
     common_pb2.VIDEO_SOURCE_UNSPECIFIED: "",
     common_pb2.VIDEO_SOURCE_INGESTED: "ingested",
@@ -48,7 +48,7 @@ class Limits:
 def collection_name(name: str, where: str = "collection") -> str:
     """The collection name, defaulted and checked."""
     name = name or DEFAULT_COLLECTION
-    if not _COLLECTION.match(name):
+    if not _COLLECTION.fullmatch(name):  # fullmatch: `$` would let "name\n" through
         raise InvalidArgument(
             f"{where} {name!r} must start with a letter or _ and hold at most 64 of A-Z a-z 0-9 _",
             field=where,

@@ -19,6 +19,12 @@ class OrchestratorConfig(ServiceConfig):
     data_dir: Path = setting(
         Path("clipmesh-data/orchestrator"), help="Directory for projects and thumbnails."
     )
+    max_concurrent_rpcs_per_caller: int = setting(
+        128,
+        help="Most RPCs one caller runs at once on the public API (token identity, else the "
+        "x-clipmesh-caller header): one team's batch cannot take every slot. 0 = no limit.",
+        minimum=0,
+    )
     encoder_target: str = setting(
         "127.0.0.1:50051",
         help="Encoder address; `dns:///encoder-headless:50051` on Kubernetes.",
@@ -60,6 +66,27 @@ class OrchestratorConfig(ServiceConfig):
     )
     max_ingest_items: int = setting(
         1000, help="Most videos in one IngestVideos request.", minimum=1, maximum=100_000
+    )
+    ingest_max_file_gb: float = setting(
+        20.0, help="Largest video file ingest reads, in GiB (checked before hashing).", minimum=0
+    )
+    ingest_max_duration_s: float = setting(
+        4 * 3600.0, help="Longest video ingest accepts.", minimum=1
+    )
+    ingest_max_frame_side: int = setting(
+        8192, help="Longest frame side ingest accepts, in pixels.", minimum=16, maximum=65_536
+    )
+    ingest_max_frame_megapixels: float = setting(
+        36.0,
+        help="Most pixels in one frame, in millions (8K is 35.4); the decoders refuse to "
+        "allocate larger frames, whatever the file's header claims.",
+        minimum=0.01,
+    )
+    ingest_max_decode_s: float = setting(
+        1800.0,
+        help="Longest probing and decoding of one file may take, all passes together; a "
+        "file past it fails with MEDIA_TOO_SLOW (raise it for videos of several hours).",
+        minimum=1,
     )
     previs_enabled: bool = setting(
         True,

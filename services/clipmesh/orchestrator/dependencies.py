@@ -2,6 +2,10 @@
 
 Search calls go without wait-for-ready: an absent encoder must give a fast, clear UNAVAILABLE,
 never a hang. Every call carries the time left of the caller's budget as its deadline.
+
+With `tls_ca_file` set the channels use TLS, verifying the services against that CA, and present
+`tls_cert_file`/`tls_key_file` as the orchestrator's client certificate (mTLS): one Secret of
+tls.crt, tls.key and ca.crt serves both the public port and the calls inward.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import grpc
 
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.runtime.channels import ChannelOptions, create_channel
+from clipmesh.runtime.config import ConfigError
 from clipmesh.runtime.errors import (
     ClipmeshError,
     DeadlineExceeded,
@@ -21,6 +26,8 @@ from clipmesh.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from clipmesh.runtime.security import channel_credentials
+from clipmesh.runtime.server import StartupError
 from clipmesh_api.encoder.v1 import encoder_pb2_grpc
 from clipmesh_api.generator.v1 import generator_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2_grpc
@@ -34,10 +41,13 @@ class Dependencies:
         options = ChannelOptions(
             timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb
         )
+        try:
+            credentials = channel_credentials(config)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
         self._channels = [
-            create_channel(config.encoder_target, options),
-            create_channel(config.index_target, options),
-            create_channel(config.generator_target, options),
+            create_channel(target, options, credentials=credentials)
+            for target in (config.encoder_target, config.index_target, config.generator_target)
         ]
         self.encoder = encoder_pb2_grpc.EncoderServiceStub(self._channels[0])
         self.index = index_pb2_grpc.IndexServiceStub(self._channels[1])

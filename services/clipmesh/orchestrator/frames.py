@@ -33,8 +33,10 @@ from PIL import Image
 from clipmesh.orchestrator.media import (
     DEFAULT_LIMITS,
     Clock,
+    Deadline,
     MediaLimits,
     corrupt,
+    decode,
     display_size,
     open_video,
 )
@@ -95,6 +97,7 @@ def analysis_frames(
     max_side: int = 160,
     keyframes_only: bool | None = None,
     limits: MediaLimits = DEFAULT_LIMITS,
+    deadline: Deadline | None = None,
 ) -> Iterator[AnalysisFrame]:
     """Decodes a video quickly at low resolution and rate, for shot detection.
 
@@ -105,27 +108,29 @@ def analysis_frames(
         frame_rate: At most this many frames a second are kept.
         max_side: Longest side of the kept frames, in pixels.
         keyframes_only: Decode keyframes only; `None` decides from the pixel rate.
-        limits: Probe size and read timeout.
+        limits: Probe size, read timeout and pixel cap.
+        deadline: The file's time budget; a fresh one of `limits.max_decode_s` when None.
 
     Yields:
         Frames in display order: the first decoded in each `1 / frame_rate` interval.
 
     Raises:
-        InvalidArgument: `CORRUPT_MEDIA` when decoding fails partway.
+        InvalidArgument: `CORRUPT_MEDIA` when decoding fails partway; `MEDIA_TOO_SLOW`.
     """
     step_s = 1.0 / frame_rate
-    with open_video(path, limits) as (container, stream):
+    deadline = deadline or Deadline(path, limits.max_decode_s)
+    with open_video(path, limits, deadline) as (container, stream):
         codec = stream.codec_context
         if keyframes_only is None:
             rate = float(stream.average_rate or 30)
             keyframes_only = codec.width * codec.height * rate > FULL_DECODE_MAX_PIXELS_PER_S
         codec.skip_frame = "NONKEY" if keyframes_only else "NONREF"
-        codec.options = {"skip_loop_filter": "all"}
+        codec.options = {**codec.options, "skip_loop_filter": "all"}
         stream.thread_type = "AUTO"
         clock = Clock(stream)
         next_s, time_s = 0.0, 0.0
         try:
-            for frame in container.decode(stream):
+            for frame in decode(container, stream, deadline):
                 if frame.pts is None:
                     continue
                 time_s = clock.seconds(frame.pts)
@@ -140,8 +145,8 @@ def analysis_frames(
 class _ForwardDecoder:
     """Finds the frame nearest a time, decoding forward and seeking only to skip work."""
 
-    def __init__(self, container: InputContainer, stream: VideoStream) -> None:
-        self._container, self._stream = container, stream
+    def __init__(self, container: InputContainer, stream: VideoStream, deadline: Deadline) -> None:
+        self._container, self._stream, self._deadline = container, stream, deadline
         self._clock = Clock(stream)
         self._half_frame_s = 0.5 / float(stream.average_rate or 30)
         self._frames: Iterator[av.VideoFrame] = iter(())
@@ -163,7 +168,7 @@ class _ForwardDecoder:
 
     def _restart(self, pts: int) -> av.VideoFrame | None:
         self._container.seek(pts, stream=self._stream, backward=True)
-        self._frames = self._container.decode(self._stream)
+        self._frames = decode(self._container, self._stream, self._deadline)
         return next(self._frames, None)
 
     def _seek(self, time_s: float) -> None:
@@ -207,6 +212,7 @@ def frames_at(
     *,
     max_side: int,
     limits: MediaLimits = DEFAULT_LIMITS,
+    deadline: Deadline | None = None,
 ) -> list[Image.Image]:
     """Decodes the frames shown nearest the given times.
 
@@ -215,14 +221,15 @@ def frames_at(
         times_s: Seconds from the first frame, in any order; times past the end give the
             last frame.
         max_side: Longest side of the returned images, in pixels; frames are never enlarged.
-        limits: Probe size and read timeout.
+        limits: Probe size, read timeout and pixel cap.
+        deadline: The file's time budget; a fresh one of `limits.max_decode_s` when None.
 
     Returns:
         RGB images, as displayed, in the order of `times_s`.
 
     Raises:
         InvalidArgument: `TIME_OUT_OF_RANGE` for a negative or non-finite time;
-            `CORRUPT_MEDIA` when decoding fails.
+            `CORRUPT_MEDIA` when decoding fails; `MEDIA_TOO_SLOW`.
     """
     times_s = list(times_s)
     for time_s in times_s:
@@ -231,9 +238,10 @@ def frames_at(
                 f"{path.name}: no frame at {time_s} s", field="times_s", reason="TIME_OUT_OF_RANGE"
             )
     images: list[Image.Image | None] = [None] * len(times_s)
-    with open_video(path, limits) as (container, stream):
+    deadline = deadline or Deadline(path, limits.max_decode_s)
+    with open_video(path, limits, deadline) as (container, stream):
         stream.thread_type = "AUTO"
-        decoder = _ForwardDecoder(container, stream)
+        decoder = _ForwardDecoder(container, stream, deadline)
         for index in sorted(range(len(times_s)), key=times_s.__getitem__):
             try:
                 frame = decoder.nearest(times_s[index])

@@ -1,12 +1,14 @@
 """IngestVideos: files under the allowed roots → shot-aware segments → vectors → the index.
 
-Per video: resolve the path (symlinks included) inside the allowed roots; hash the content
-(the video id comes from it, so re-ingesting the same bytes is recognised as a duplicate);
-probe; plan segments from a low-resolution analysis pass (shots, windows inside long shots,
-near-identical keyframes collapsed); decode just the keyframes; write thumbnails; embed the
-keyframes on the encoder as background work (search goes first); upsert the video's
-segments in one durable write. A file that fails — outside the roots, not a video, truncated,
-an encoder outage — is reported with its reason and the batch goes on.
+Per video: resolve the path (symlinks included) inside the allowed roots; check its size; hash
+the content (the video id comes from it, so re-ingesting the same bytes is recognised as a
+duplicate); probe; plan segments from a low-resolution analysis pass (shots, windows inside
+long shots, near-identical keyframes collapsed); decode just the keyframes; write thumbnails;
+embed the keyframes on the encoder as background work (search goes first); upsert the video's
+segments in one durable write. Probing and decoding share one time budget per file and every
+decoder has a pixel cap (`MediaLimits`). A file that fails — outside the roots, not a video,
+truncated, too big or too slow to decode, an encoder outage — is reported with its reason and
+the batch goes on.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.dependencies import Dependencies, translate
 from clipmesh.orchestrator.frames import analysis_frames, frames_at
-from clipmesh.orchestrator.media import probe
+from clipmesh.orchestrator.media import Deadline, MediaLimits, check_file_size, probe
 from clipmesh.orchestrator.paths import resolve_media_path, sha256_file
 from clipmesh.orchestrator.shots import plan_segments
 from clipmesh.runtime.errors import ClipmeshError, InvalidArgument
@@ -65,6 +67,13 @@ class IngestPipeline:
         self._config = config
         self._cache = cache
         self._roots = [Path(root) for root in config.allowed_roots]
+        self._limits = MediaLimits(
+            max_file_bytes=int(config.ingest_max_file_gb * (1 << 30)),
+            max_duration_s=config.ingest_max_duration_s,
+            max_side=config.ingest_max_frame_side,
+            max_frame_pixels=int(config.ingest_max_frame_megapixels * 1_000_000),
+            max_decode_s=config.ingest_max_decode_s,
+        )
         self._thumbnails = config.data_dir / "thumbnails"
 
     async def run(
@@ -207,18 +216,24 @@ class IngestPipeline:
         report(Stage.INGEST_STAGE_PROBING, 0.0)
         if path is None:
             path = await asyncio.to_thread(resolve_media_path, item.uri, self._roots)
+        limits = self._limits
+        check_file_size(path, limits)
         digest = await asyncio.to_thread(sha256_file, path)
         video_id = f"v{digest[:20]}"
         report(Stage.INGEST_STAGE_PROBING, 0.05, video_id=video_id)
         if await self._exists(collection, video_id):
             report(Stage.INGEST_STAGE_DUPLICATE, 1.0)
             return IngestOutcome(Stage.INGEST_STAGE_DUPLICATE, video_id=video_id)
+        # One budget for every pass over the file, so a hostile one cannot hold a worker.
+        deadline = Deadline(path, limits.max_decode_s)
         with tracer.start_as_current_span("ingest.plan") as span:
-            info = await asyncio.to_thread(probe, path)
+            info = await asyncio.to_thread(probe, path, limits, deadline)
             report(Stage.INGEST_STAGE_DETECTING_SHOTS, 0.1)
             plan = await asyncio.to_thread(
                 lambda: plan_segments(
-                    analysis_frames(path), info.duration_s, max_window_s=self._config.max_window_s
+                    analysis_frames(path, limits=limits, deadline=deadline),
+                    info.duration_s,
+                    max_window_s=self._config.max_window_s,
                 )
             )
             span.set_attribute("clipmesh.ingest.video_seconds", info.duration_s)
@@ -229,7 +244,13 @@ class IngestPipeline:
             "ingest.keyframes", attributes={"clipmesh.ingest.keyframes": len(plan)}
         ):
             keyframes = await asyncio.to_thread(
-                frames_at, path, [s.keyframe_s for s in plan], max_side=KEYFRAME_SIDE
+                lambda: frames_at(
+                    path,
+                    [s.keyframe_s for s in plan],
+                    max_side=KEYFRAME_SIDE,
+                    limits=limits,
+                    deadline=deadline,
+                )
             )
             encoded = await asyncio.to_thread(self._write_thumbnails, video_id, keyframes)
         report(Stage.INGEST_STAGE_ENCODING, 0.6)

@@ -7,17 +7,28 @@ playlists, image sequences and raw streams are refused by the demuxer whitelist.
 at most `probe_size_bytes`, and a read timeout bounds how long FFmpeg may block on a stalled
 (network) file system.
 
+A hostile file must not wedge a worker or exhaust memory, so `MediaLimits` bounds each file:
+its size (checked before it is hashed or opened), its duration and frame size (checked from the
+headers before any frame is decoded), the pixels any decoder may allocate for one frame
+(FFmpeg's `max_pixels`, so a frame larger than its header claims, a decompression bomb, is
+refused inside the decoder too), and the wall time of all of its probing and decoding: a
+`Deadline` checked before every packet is read and decoded. Each step between two checks is
+one read, bounded by the read timeout, and one frame's decode, bounded by the pixel cap, so a
+file costs at most the limit plus one frame. That keeps the work in the calling thread (PyAV
+releases the GIL while FFmpeg works) instead of a subprocess per file.
+
 `probe` then checks what the orchestrator relies on: one decodable video stream, a known
 duration and frame rate within the limits, and, where the container has an index, that the
 file holds everything the index lists and that its last keyframe decodes. That catches
 `+faststart` files cut short, whose index survives while their media does not. Errors are
-`InvalidArgument` with reasons `NOT_A_VIDEO`, `CORRUPT_MEDIA` or `MEDIA_TOO_LARGE` and a
-message that names the file, e.g. "clip.mp4: no video stream".
+`InvalidArgument` with reasons `NOT_A_VIDEO`, `CORRUPT_MEDIA`, `MEDIA_TOO_LARGE` or
+`MEDIA_TOO_SLOW` and a message that names the file, e.g. "clip.mp4: no video stream".
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,19 +66,53 @@ class MediaLimits:
     """What ingest accepts and how long FFmpeg may take to look.
 
     Attributes:
+        max_file_bytes: Largest file accepted.
         max_duration_s: Longest video accepted.
         max_side: Longest frame side accepted, in pixels (as displayed), whatever the rotation.
+        max_frame_pixels: Most pixels in one frame, whatever the header says: the decoder
+            refuses to allocate a larger one.
+        max_decode_s: Longest all probing and decoding of one file may take, together.
         probe_size_bytes: Most bytes FFmpeg reads to find the streams.
         read_timeout_s: Longest FFmpeg may block opening or reading the file.
     """
 
+    max_file_bytes: int = 20 << 30
     max_duration_s: float = 4 * 3600.0
     max_side: int = 8192
+    max_frame_pixels: int = 36_000_000  # 8K (8192×4320 is 35.4 million)
+    max_decode_s: float = 1800.0
     probe_size_bytes: int = 5_000_000
     read_timeout_s: float = 30.0
 
 
 DEFAULT_LIMITS = MediaLimits()
+
+
+class Deadline:
+    """The wall-clock budget of one file's probing and decoding (`MediaLimits.max_decode_s`).
+
+    One deadline is shared by every pass over a file (probe, analysis, keyframes), so the limit
+    holds for the file as a whole.
+    """
+
+    def __init__(self, path: Path, limit_s: float) -> None:
+        self._path = path
+        self.limit_s = limit_s
+        self._end_s = time.monotonic() + limit_s
+
+    def remaining_s(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self._end_s - time.monotonic())
+
+    def check(self) -> None:
+        """Raises `MEDIA_TOO_SLOW` once the budget is spent."""
+        if time.monotonic() >= self._end_s:
+            raise InvalidArgument(
+                f"{self._path.name}: reading and decoding took longer than the "
+                f"{self.limit_s:g} s limit per file",
+                field="uri",
+                reason="MEDIA_TOO_SLOW",
+            )
 
 
 @dataclass(frozen=True)
@@ -135,40 +180,64 @@ def _video_stream(container: InputContainer, path: Path) -> VideoStream:
     """The first real video stream; cover art (an attached picture) does not count."""
     for stream in container.streams.video:
         if not stream.disposition & Disposition.attached_pic:
+            if stream.codec_context is None:  # what PyAV gives for an unknown codec
+                raise corrupt(path, "FFmpeg has no decoder for its video codec")
             return stream
     raise not_a_video(path, "no video stream")
 
 
 @contextmanager
 def open_video(
-    path: Path, limits: MediaLimits = DEFAULT_LIMITS
+    path: Path, limits: MediaLimits = DEFAULT_LIMITS, deadline: Deadline | None = None
 ) -> Iterator[tuple[InputContainer, VideoStream]]:
     """Opens a local video file for reading, safely; yields the container and its video stream.
 
     Args:
         path: A local regular file, as returned by `resolve_media_path`.
-        limits: Probe size and read timeout.
+        limits: Probe size, read timeout and the pixel cap of the decoders.
+        deadline: The file's time budget, which opening counts against too; a fresh one
+            of `limits.max_decode_s` when None.
 
     Raises:
-        InvalidArgument: `NOT_A_VIDEO` or `CORRUPT_MEDIA`.
+        InvalidArgument: `NOT_A_VIDEO`, `CORRUPT_MEDIA` or `MEDIA_TOO_SLOW`.
         PermissionDenied: `FILE_NOT_READABLE`.
     """
-    options = {
+    deadline = deadline or Deadline(path, limits.max_decode_s)
+    container_options = {
         "protocol_whitelist": "file",
         "format_whitelist": _DEMUXERS,
         "probesize": str(limits.probe_size_bytes),
     }
+    # Finding the streams decodes a few frames; their decoders get the pixel cap too.
+    decoder_options = {"max_pixels": str(limits.max_frame_pixels)}
     try:
         container = av.open(
             str(path),
-            container_options=options,
-            timeout=limits.read_timeout_s,
+            options=decoder_options,
+            container_options=container_options,
+            # FFmpeg gives up opening when the file's budget runs out, reading at any stall.
+            timeout=(min(limits.read_timeout_s, deadline.remaining_s()), limits.read_timeout_s),
             metadata_errors="replace",
         )
     except av.FFmpegError as exc:
+        deadline.check()
         raise _unopenable(path, exc) from None
     with container:
-        yield container, _video_stream(container, path)
+        stream = _video_stream(container, path)
+        stream.codec_context.options = {**stream.codec_context.options, **decoder_options}
+        yield container, stream
+
+
+def decode(
+    container: InputContainer, stream: VideoStream, deadline: Deadline
+) -> Iterator[av.VideoFrame]:
+    """`container.decode(stream)`, checking the file's deadline before each packet."""
+    try:
+        for packet in container.demux(stream):
+            deadline.check()
+            yield from packet.decode()
+    except IndexError:  # PyAV has no stream for a packet of one FLV or MPEG-TS added midway
+        raise corrupt(Path(container.name), "a stream appeared partway through") from None
 
 
 class Clock:
@@ -212,11 +281,11 @@ def _duration_s(container: InputContainer, stream: VideoStream) -> float | None:
 
 
 def _first_keyframe_from(
-    container: InputContainer, stream: VideoStream, pts: int | None
+    container: InputContainer, stream: VideoStream, pts: int | None, deadline: Deadline
 ) -> av.VideoFrame | None:
     if pts is not None:
         container.seek(pts, stream=stream, backward=True)
-    return next(container.decode(stream), None)
+    return next(decode(container, stream, deadline), None)
 
 
 def _cut_short(stream: VideoStream, size_bytes: int) -> bool:
@@ -232,7 +301,22 @@ def _too_large(path: Path, detail: str) -> InvalidArgument:
     return InvalidArgument(f"{path.name}: {detail}", field="uri", reason="MEDIA_TOO_LARGE")
 
 
-def probe(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> VideoInfo:
+def check_file_size(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> int:
+    """The file's size in bytes, or `MEDIA_TOO_LARGE` above `limits.max_file_bytes`.
+
+    Cheap (one `stat`): ingest calls it before reading the file at all.
+    """
+    size_bytes = os.path.getsize(path)
+    if size_bytes > limits.max_file_bytes:
+        raise _too_large(
+            path, f"{size_bytes:,} bytes; the limit is {limits.max_file_bytes:,} bytes per file"
+        )
+    return size_bytes
+
+
+def probe(
+    path: Path, limits: MediaLimits = DEFAULT_LIMITS, deadline: Deadline | None = None
+) -> VideoInfo:
     """Reads a video's streams and checks that it can be decoded from start to end.
 
     Decodes the first keyframe and, where the container has an index, the last one, and
@@ -241,16 +325,18 @@ def probe(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> VideoInfo:
 
     Args:
         path: A local regular file, as returned by `resolve_media_path`.
-        limits: Caps on duration and frame size, probe size and read timeout.
+        limits: Caps on size, duration and frame size, probe size and read timeout.
+        deadline: The file's time budget; a fresh one of `limits.max_decode_s` when None.
 
     Raises:
         InvalidArgument: `NOT_A_VIDEO` (not a video container, or no video stream),
-            `CORRUPT_MEDIA` (damaged, truncated, undecodable, no duration or frame rate) or
-            `MEDIA_TOO_LARGE` (longer or larger than `limits`).
+            `CORRUPT_MEDIA` (damaged, truncated, undecodable, no duration or frame rate),
+            `MEDIA_TOO_LARGE` (bigger, longer or larger than `limits`) or `MEDIA_TOO_SLOW`.
         PermissionDenied: `FILE_NOT_READABLE`.
     """
-    size_bytes = os.path.getsize(path)
-    with open_video(path, limits) as (container, stream):
+    size_bytes = check_file_size(path, limits)
+    deadline = deadline or Deadline(path, limits.max_decode_s)
+    with open_video(path, limits, deadline) as (container, stream):
         codec = stream.codec_context
         duration_s = _duration_s(container, stream)
         rate = stream.average_rate or stream.guessed_rate
@@ -259,7 +345,12 @@ def probe(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> VideoInfo:
         if not rate or rate <= 0:
             raise corrupt(path, "the video stream has no frame rate")
         if not codec.width or not codec.height:
-            raise corrupt(path, "the video stream has no frame size")
+            # FFmpeg clears the size of a stream whose frames its decoder refused to allocate.
+            raise corrupt(
+                path,
+                "the video stream has no readable frame size (frames over "
+                f"{limits.max_frame_pixels:,} pixels are refused unread)",
+            )
         if duration_s > limits.max_duration_s:
             raise _too_large(
                 path, f"{duration_s:.0f} s long; the limit is {limits.max_duration_s:.0f} s"
@@ -270,18 +361,26 @@ def probe(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> VideoInfo:
             raise _too_large(
                 path, f"{width}×{height} pixels; the limit is {limits.max_side} on either side"
             )
+        if codec.width * codec.height > limits.max_frame_pixels:
+            raise _too_large(
+                path,
+                f"{codec.width}×{codec.height} pixels; the limit is "
+                f"{limits.max_frame_pixels:,} pixels a frame",
+            )
         if _cut_short(stream, size_bytes):
             raise corrupt(path, "truncated: the file ends before the media its index lists")
         # Keyframes are all the checks below need; skipping the rest keeps probing cheap.
         codec.skip_frame = "NONKEY"
         try:
-            first = _first_keyframe_from(container, stream, None)
+            first = _first_keyframe_from(container, stream, None, deadline)
             if first is None:
                 raise corrupt(path, "no frame could be decoded")
             # Only an index makes a seek land on a keyframe; without one (MPEG-TS, PS) a seek to
             # the end finds none after it however whole the file is.
             if stream.index_entries:
-                last = _first_keyframe_from(container, stream, Clock(stream).pts(duration_s))
+                last = _first_keyframe_from(
+                    container, stream, Clock(stream).pts(duration_s), deadline
+                )
                 if last is None:
                     raise corrupt(
                         path, f"truncated: no frame decodes near the end ({duration_s:.1f} s)"

@@ -88,10 +88,16 @@ def _detect(
     cuts: list[FrameTimecode] = []
     samples: list[_Sample] = []
     timecode = None
+    shape = None
     for frame in frames:
         # The rate only converts to frame numbers, which nothing here uses; times are exact.
         timecode = FrameTimecode(frame.time_s, fps=30.0)
-        bgr = np.ascontiguousarray(frame.rgb[..., ::-1])
+        rgb, shape = frame.rgb, shape or frame.rgb.shape
+        if rgb.shape != shape:
+            # A stream may change frame size midway (FLV, H.264 in MPEG-TS); the detector
+            # compares consecutive frames pixel by pixel, so keep them all the first's size.
+            rgb = cv2.resize(rgb, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
         cuts.extend(detector.process_frame(timecode, bgr))
         samples.append(_sample(frame))
     if timecode is not None:

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
+from clipmesh.runtime.identity import current_caller
 from clipmesh_client.blocking import CALLER_HEADER
 
 __all__ = ["AdmissionControl"]
@@ -51,6 +52,11 @@ def caller_from_header(context: grpc.aio.ServicerContext) -> str:
         if key == CALLER_HEADER:
             return str(value)[:128]
     return ""
+
+
+def authenticated_or_declared_caller(context: grpc.aio.ServicerContext) -> str:
+    """The token identity of the call when auth is on, else the caller its header names."""
+    return current_caller() or caller_from_header(context)
 
 
 class AdmissionControl(grpc.aio.ServerInterceptor):

@@ -35,6 +35,9 @@ class ChannelOptions:
         max_message_mb: Largest message sent or received, in MiB.
         keepalive_time_s: Seconds between keepalive pings while calls are active.
         keepalive_timeout_s: Seconds to wait for a ping's answer before dropping the connection.
+        max_reconnect_backoff_s: Longest pause between attempts to reconnect to a dependency
+            that went away. gRPC's default grows to 120 s, so a dependency down for a minute
+            would be unused for up to a minute more after it returned.
     """
 
     timeout_s: float = 5.0
@@ -46,6 +49,7 @@ class ChannelOptions:
     max_message_mb: int = 64
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
+    max_reconnect_backoff_s: float = 2.0
 
 
 def service_config(options: ChannelOptions) -> str:
@@ -76,6 +80,7 @@ def channel_arguments(options: ChannelOptions) -> list[tuple[str, object]]:
         ("grpc.max_receive_message_length", options.max_message_mb * _MIB),
         ("grpc.keepalive_time_ms", int(options.keepalive_time_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(options.keepalive_timeout_s * 1000)),
+        ("grpc.max_reconnect_backoff_ms", int(options.max_reconnect_backoff_s * 1000)),
         # Re-resolve DNS soon after a connection drops so new replicas are found quickly.
         ("grpc.dns_min_time_between_resolutions_ms", 1000),
     ]
@@ -116,16 +121,25 @@ class DefaultDeadline(
         return await continuation(self._with_deadline(details), request_iterator)
 
 
-def create_channel(target: str, options: ChannelOptions | None = None) -> grpc.aio.Channel:
-    """Opens an insecure asyncio channel to another clipmesh service.
+def create_channel(
+    target: str,
+    options: ChannelOptions | None = None,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """Opens an asyncio channel to another clipmesh service.
 
     Args:
         target: `host:port`, or `dns:///name.namespace.svc:port` for a headless service.
         options: Deadline, retry and transport settings; defaults suit a fast internal call.
+        credentials: TLS (or mTLS) credentials, see `runtime.security.channel_credentials`;
+            None for plaintext.
     """
     options = options or ChannelOptions()
-    return grpc.aio.insecure_channel(
-        target,
-        options=channel_arguments(options),
-        interceptors=[DefaultDeadline(options.timeout_s), *client_interceptors()],
+    arguments = channel_arguments(options)
+    interceptors = [DefaultDeadline(options.timeout_s), *client_interceptors()]
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=arguments, interceptors=interceptors)
+    return grpc.aio.secure_channel(
+        target, credentials, options=arguments, interceptors=interceptors
     )

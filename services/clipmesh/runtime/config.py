@@ -91,6 +91,42 @@ class ServiceConfig:
         help="OTLP/gRPC collector for traces: http://host:port (plaintext, in-cluster), "
         "https://host:port or host:port (TLS); empty disables export.",
     )
+    # Transport security and identity (runtime/security.py, runtime/auth.py, docs/security.md).
+    # On Kubernetes the three TLS files are the tls.crt, tls.key and ca.crt of one Secret.
+    tls_cert_file: str = setting(
+        "",
+        help="PEM certificate chain this service presents, as a server and (the orchestrator) "
+        "as its client certificate to the other services; empty = plaintext. Re-read when it "
+        "changes on disk.",
+    )
+    tls_key_file: str = setting("", help="PEM private key of tls_cert_file.")
+    tls_ca_file: str = setting(
+        "",
+        help="PEM CA bundle: client certificates must chain to it (tls_client_auth), and the "
+        "orchestrator verifies the encoder, index and generator against it (set = TLS to them).",
+    )
+    tls_client_auth: bool = setting(
+        False,
+        help="Refuse connections without a client certificate signed by tls_ca_file (mTLS; "
+        "for the internal services).",
+    )
+    max_concurrent_rpcs: int = setting(
+        1000,
+        help="Most RPCs served at once (health checks excluded); beyond it calls are refused at "
+        "once with RESOURCE_EXHAUSTED and a retry hint. 0 = no limit.",
+        minimum=0,
+    )
+    max_concurrent_rpcs_per_caller: int = setting(
+        0,
+        help="Most RPCs one caller (token identity, else the x-clipmesh-caller header) runs at "
+        "once; 0 = no per-caller limit.",
+        minimum=0,
+    )
+    auth_tokens_file: str = setting(
+        "",
+        help="Bearer tokens accepted, one `caller:sha256:<hex>` (or `caller:<token>`) a line; "
+        "empty = token auth off. Re-read when it changes on disk.",
+    )
 
     def validate(self) -> None:
         """Cross-field checks; subclasses extend. Raises ConfigError."""

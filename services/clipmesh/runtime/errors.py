@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, NoReturn
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry import trace
 
@@ -25,6 +26,18 @@ log = logging.getLogger(__name__)
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+
+MAX_MESSAGE_CHARS = 512
+MAX_METADATA_VALUE_CHARS = 256
+"""Errors travel in the trailers, the message twice (`grpc-message`, percent-encoded, and the
+status details), and gRPC drops trailers past 8–16 KiB: a message that echoes a 10 MB input
+would reach the caller as a broken stream instead of its status."""
+
+
+def _shortened(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}… [{len(text):,} characters in all]"
 
 
 class ClipmeshError(Exception):
@@ -42,10 +55,13 @@ class ClipmeshError(Exception):
     def __init__(
         self, message: str, *, reason: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> None:
+        message = _shortened(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
-        self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
+        self.metadata = {
+            k: _shortened(str(v), MAX_METADATA_VALUE_CHARS) for k, v in (metadata or {}).items()
+        }
 
 
 class InvalidArgument(ClipmeshError):
@@ -176,8 +192,38 @@ def trailing_metadata_for(error: ClipmeshError, *, domain: str) -> tuple[tuple[s
     return tuple(entries)
 
 
+class _Malformed:
+    """Stands in for a request whose bytes do not parse, so the RPC refuses it like any other bad
+    input; left to gRPC, it would be answered UNKNOWN, naming the parser's exception."""
+
+    def __init__(self, error: InvalidArgument) -> None:
+        self.error = error
+
+
+def _parse_or_mark(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """`deserializer`, returning a `_Malformed` where it would raise `DecodeError`."""
+    message_class = getattr(deserializer, "__self__", None)  # FromString's class
+    name = getattr(getattr(message_class, "DESCRIPTOR", None), "full_name", "request message")
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _Malformed(
+                InvalidArgument(
+                    f"the request is not a valid {name}: its bytes do not parse (a string "
+                    "that is not UTF-8, nesting deeper than 100, or a field cut short)",
+                    reason="MALFORMED_REQUEST",
+                )
+            )
+
+    return parse
+
+
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps exceptions escaping a servicer to status codes, once, for every RPC.
+
+    A request that does not parse is refused as INVALID_ARGUMENT (`MALFORMED_REQUEST`).
 
     Args:
         domain: The `ErrorInfo.domain` of this service (e.g. "encoder.clipmesh").
@@ -195,6 +241,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def wrap_unary(behavior: Behavior):
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
+                    if isinstance(request, _Malformed):
+                        raise request.error
                     return await call_unary(behavior, request, context)
                 except Exception as exc:
                     await self._abort(exc, context, method)
@@ -204,6 +252,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         def wrap_stream(behavior: Behavior):
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
+                    if isinstance(request, _Malformed):
+                        raise request.error
                     async for response in iterate_stream(behavior, request, context):
                         yield response
                 except Exception as exc:
@@ -211,7 +261,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return stream
 
-        return rewrap(handler, wrap_unary, wrap_stream)
+        deserializer = handler.request_deserializer
+        if handler.request_streaming or deserializer is None:
+            return rewrap(handler, wrap_unary, wrap_stream)
+        return rewrap(
+            handler, wrap_unary, wrap_stream, request_deserializer=_parse_or_mark(deserializer)
+        )
 
     async def _abort(
         self, exc: Exception, context: grpc.aio.ServicerContext, method: str

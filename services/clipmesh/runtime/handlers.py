@@ -44,11 +44,16 @@ async def iterate_stream(
 
 
 def rewrap(
-    handler: grpc.RpcMethodHandler, wrap_unary: UnaryWrapper, wrap_stream: StreamWrapper
+    handler: grpc.RpcMethodHandler,
+    wrap_unary: UnaryWrapper,
+    wrap_stream: StreamWrapper,
+    *,
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler:
-    """Returns `handler` with its behaviour wrapped according to its response shape."""
+    """Returns `handler` with its behaviour wrapped according to its response shape, and its
+    request deserializer replaced when one is given."""
     common = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": request_deserializer or handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:

@@ -2,6 +2,7 @@
 
 Every record carries `service` and, when a span is active, `trace_id` and `span_id`, so a log
 line can be joined to its trace. Keyword context goes in `extra={...}` and becomes JSON fields.
+Lines logged while serving an authenticated call carry its `caller` (runtime/identity.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from typing import Any
 
 from opentelemetry import trace
+
+from clipmesh.runtime.identity import current_caller
 
 # Attributes every LogRecord has; anything else came from `extra=` and is emitted as a field.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -38,6 +41,8 @@ class JsonFormatter(logging.Formatter):
         if span_context.is_valid:
             entry["trace_id"] = format(span_context.trace_id, "032x")
             entry["span_id"] = format(span_context.span_id, "016x")
+        if (caller := current_caller()) is not None:
+            entry["caller"] = caller
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

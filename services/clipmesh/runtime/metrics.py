@@ -27,7 +27,7 @@ from clipmesh.runtime.handlers import (
     split_method,
 )
 
-__all__ = ["LATENCY_BUCKETS_S", "REGISTRY", "MetricsServer", "ServerMetricsInterceptor"]
+__all__ = ["LATENCY_BUCKETS_S", "REGISTRY", "MetricsServer", "ServerMetricsInterceptor", "code_of"]
 
 # Fine around the 500 ms search budget, coarse beyond it (generation streams run for minutes).
 LATENCY_BUCKETS_S = (
@@ -96,7 +96,7 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     response = await call_unary(behavior, request, context)
                 except BaseException as exc:
-                    finish(started_at, _code_of(exc, context))
+                    finish(started_at, code_of(exc, context))
                     raise
                 finish(started_at, context.code() or grpc.StatusCode.OK)
                 return response
@@ -113,7 +113,7 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
                         sent.inc()
                         yield response
                 except BaseException as exc:
-                    finish(started_at, _code_of(exc, context))
+                    finish(started_at, code_of(exc, context))
                     raise
                 finish(started_at, context.code() or grpc.StatusCode.OK)
 
@@ -122,7 +122,8 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
         return rewrap(handler, wrap_unary, wrap_stream)
 
 
-def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+def code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The status code an RPC ends with when `exc` escapes its (already error-mapped) handler."""
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         return grpc.StatusCode.CANCELLED
     if isinstance(exc, grpc.aio.AbortError):

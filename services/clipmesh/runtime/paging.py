@@ -24,7 +24,8 @@ def parse_page(
         )
     if not page.page_token:
         return 0, size
-    if not page.page_token.isdigit() or len(page.page_token) > 12:
+    # ASCII only: str.isdigit() accepts "²" and "٣", which int() then refuses or reads.
+    if not (page.page_token.isascii() and page.page_token.isdigit()) or len(page.page_token) > 12:
         raise InvalidArgument(
             "page.page_token was not issued by this service",
             field="page.page_token",

@@ -1,8 +1,9 @@
 """Server bootstrap shared by the four services.
 
 `create_server()` builds a `grpc.aio` server with the standard health service, reflection,
-interceptors (tracing → metrics → errors), explicit message-size and keepalive limits, and
-binds it. `serve()` runs an `Application` on it: health reports NOT_SERVING until the
+interceptors (tracing → metrics → auth when configured → errors), explicit message-size and
+keepalive limits, and binds it: plaintext by default, TLS or mTLS from the `tls_*` settings
+(runtime/security.py). `serve()` runs an `Application` on it: health reports NOT_SERVING until the
 application's `start()` has finished (models loaded, stores opened), then SERVING; on SIGTERM
 or SIGINT it reports NOT_SERVING, waits `drain_delay_s`, lets in-flight RPCs finish within
 `grace_s`, and closes the application.
@@ -22,9 +23,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from clipmesh.runtime.config import ServiceConfig, describe
+from clipmesh.runtime.admission import AdmissionControl, authenticated_or_declared_caller
+from clipmesh.runtime.auth import auth_interceptors
+from clipmesh.runtime.config import ConfigError, ServiceConfig, describe
 from clipmesh.runtime.errors import ErrorInterceptor
 from clipmesh.runtime.metrics import MetricsServer, ServerMetricsInterceptor
+from clipmesh.runtime.security import add_port, log_transport_security
 from clipmesh.runtime.tracing import server_interceptor
 
 log = logging.getLogger(__name__)
@@ -117,11 +121,22 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Builds and binds the gRPC server for `app`; returns (server, bound port, health)."""
     domain = f"{config.SERVICE}.clipmesh"
+    try:
+        auth = auth_interceptors(config, domain)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from exc
     server = grpc.aio.server(
         interceptors=[
             server_interceptor(config.SERVICE),
             ServerMetricsInterceptor(),
+            *auth,
             ErrorInterceptor(domain),
+            # Innermost: sees the caller auth established; its refusals are mapped above.
+            AdmissionControl(
+                config.max_concurrent_rpcs,
+                config.max_concurrent_rpcs_per_caller,
+                caller_of=authenticated_or_declared_caller,
+            ),
         ],
         options=server_options(config),
     )
@@ -141,7 +156,9 @@ def create_server(
     )
     address = f"{config.host}:{config.port}"
     try:
-        port = server.add_insecure_port(address)
+        port = add_port(server, address, config)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from exc
     except RuntimeError as exc:
         raise BindError(f"cannot bind gRPC server to {address}: {exc}") from exc
     if port == 0:
@@ -180,13 +197,15 @@ async def serve(
         # Off the main thread (in-process tests) signals can't be handled: `stop` is the trigger.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, _request_stop, stop, signum)
-    metrics = MetricsServer(config.metrics_host, config.metrics_port, config.SERVICE)
+    # The server first: a bad TLS file or a taken port then leaves no metrics thread behind.
     server, port, health_servicer = create_server(config, app)
+    metrics = MetricsServer(config.metrics_host, config.metrics_port, config.SERVICE)
     await set_health(health_servicer, app, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     log.info(
         "starting", extra={"port": port, "metrics_port": metrics.port, "config": describe(config)}
     )
+    log_transport_security(config)
     try:
         if on_bound is not None:
             on_bound(port, metrics.port)

@@ -28,6 +28,12 @@ from pathlib import Path
 from clipmesh.runtime.errors import InvalidArgument
 from clipmesh_api.generator.v1 import generator_pb2
 
+MAX_LABELS = 64
+MAX_LABEL_KEY_CHARS = 128
+MAX_LABEL_VALUE_CHARS = 4096
+"""Labels ride on every event and listing of a job, and on the library's clips: keep them small
+(the index takes the same sizes)."""
+
 
 @dataclass(frozen=True)
 class ModelLimits:
@@ -185,6 +191,7 @@ def fill_and_check(
             reason="UNSUPPORTED_MODEL",
         )
     _check_prompts(filled, limits)
+    _check_labels(filled)
     if (filled.width, filled.height) == (0, 0):
         filled.width, filled.height = limits.default_size
     _check_size(filled, limits)
@@ -219,6 +226,23 @@ def _check_prompts(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> N
         if "\x00" in text:
             raise InvalidArgument(
                 f"spec.{name} contains a NUL character", field=f"spec.{name}", reason="BAD_PROMPT"
+            )
+
+
+def _check_labels(spec: generator_pb2.GenerationSpec) -> None:
+    if len(spec.labels) > MAX_LABELS:
+        raise InvalidArgument(
+            f"spec.labels has {len(spec.labels)} entries; the limit is {MAX_LABELS}",
+            field="spec.labels",
+            reason="TOO_MANY_LABELS",
+        )
+    for key, value in spec.labels.items():
+        if not key or len(key) > MAX_LABEL_KEY_CHARS or len(value) > MAX_LABEL_VALUE_CHARS:
+            raise InvalidArgument(
+                f"spec.labels[{key[:40]!r}]: keys take 1 to {MAX_LABEL_KEY_CHARS} characters "
+                f"and values at most {MAX_LABEL_VALUE_CHARS}",
+                field="spec.labels",
+                reason="LABEL_TOO_LONG",
             )
 
 

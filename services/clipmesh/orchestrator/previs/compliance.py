@@ -37,6 +37,8 @@ FACE = "face"
 MAX_IMAGE_PIXELS = 40_000_000
 """Reference images larger than this are refused before decoding."""
 
+_IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
+
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 # A word character of a spaced script: `\w` minus CJK, so "Ann说" still counts "Ann" as a word.
 _WORD = r"[^\W\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]"
@@ -150,7 +152,9 @@ class CompliancePolicy:
 
     def _grey(self, image_bytes: bytes, field: str) -> np.ndarray:
         try:
-            image = Image.open(io.BytesIO(image_bytes))
+            # The formats the encoder embeds, and no others: Pillow's other plugins (EPS runs
+            # Ghostscript) have no business parsing a caller's bytes.
+            image = Image.open(io.BytesIO(image_bytes), formats=_IMAGE_FORMATS)
             width, height = image.size
             if width * height > self._max_image_pixels:
                 raise InvalidArgument(
@@ -159,9 +163,17 @@ class CompliancePolicy:
                     reason="IMAGE_TOO_MANY_PIXELS",
                 )
             return np.asarray(image.convert("L"))
+        except Image.DecompressionBombError as exc:  # Pillow's own cap, above ours
+            raise InvalidArgument(
+                f"{field}: declares too many pixels; the limit is {self._max_image_pixels}",
+                field=field,
+                reason="IMAGE_TOO_MANY_PIXELS",
+            ) from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidArgument(
-                f"{field}: not a readable image ({exc})", field=field, reason="CORRUPT_IMAGE"
+                f"{field}: not a readable JPEG, PNG or WebP image ({exc})",
+                field=field,
+                reason="CORRUPT_IMAGE",
             ) from exc
 
     def check_reference_image(

@@ -23,7 +23,7 @@ MAX_TITLE_CHARS = 200
 MAX_NOTE_CHARS = 500
 MAX_SIDE_PX = 4096
 MAX_FPS = 120.0
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _FORMATS = {
     previs_pb2.SCRIPT_FORMAT_UNSPECIFIED: "auto",
     previs_pb2.SCRIPT_FORMAT_PLAIN: "plain",
@@ -118,7 +118,7 @@ def _variants(value: int, limit: int) -> int:
 
 
 def _name(value: str, field: str) -> str:
-    if value and not _NAME_RE.match(value):
+    if value and not _NAME_RE.fullmatch(value):  # fullmatch: `$` lets "name\n" through
         raise InvalidArgument(f"{field} {value!r} is not a valid name", field=field)
     return value
 

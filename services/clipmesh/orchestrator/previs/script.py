@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from screenplain import types as ftypes
@@ -36,8 +37,11 @@ FORMATS = ("auto", "plain", "fountain")
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _CJK_RE = re.compile(f"[{_CJK}]")
 _WORD_RE = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
-_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
-_SENTENCE_END_RE = re.compile(r"(?:[。！？!?…]+|\.+(?=\s|$))[\"”」』’)）]*\s*")
+# Last-resort cuts go before each word or CJK character, the units `estimate_s` counts, so
+# the pieces' durations add up ("0.0.0…" is one run of text but many words).
+_TOKEN_RE = re.compile(rf"[{_CJK}]|[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+# (?<!\.): a run of dots is tried from its first dot only, else a long run is quadratic.
+_SENTENCE_END_RE = re.compile(r"(?:[。！？!?…]+|(?<!\.)\.+(?=\s|$))[\"”」』’)）]*\s*")
 _CLAUSE_END_RE = re.compile(r"[，,；;、：:]\s*")
 
 # Camera language → normalised hint. Ambiguous English words ("pan", "wide") only count in
@@ -88,7 +92,8 @@ _SPEAKER_RE = re.compile(
 )
 _QUOTE_RE = re.compile(
     r"(?:(?P<name>[\u4e00-\u9fff]{1,4})(?:低声|轻声|大声)?(?:说|问|道|喊|答|叫道)[：:，,]?)?"
-    r"(?:“(?P<a>[^”]+)”|\"(?P<b>[^\"]+)\"|「(?P<c>[^」]+)」)"
+    # An opening mark ends the search for a close: "“" * n would otherwise be quadratic.
+    r"(?:“(?P<a>[^“”]+)”|\"(?P<b>[^\"]+)\"|「(?P<c>[^「」]+)」)"
 )
 _META_KEYS = {"人物", "角色", "出场人物", "时间", "地点", "场景", "Characters", "Cast"}
 _FOUNTAIN_HINT_RE = re.compile(
@@ -97,6 +102,9 @@ _FOUNTAIN_HINT_RE = re.compile(
     re.MULTILINE,
 )
 _CUE_EXTENSION_RE = re.compile(r"\s*\([^)]*\)|\s*\^$|^@")
+# The only characters that `re`'s case-insensitive matching equates with ASCII letters but
+# `str.lower` does not lower to them.
+_ASCII_FOLD = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
 
 
 class ScriptError(ValueError):
@@ -404,7 +412,7 @@ def _add_plain_line(scene: _SceneDraft, line: str) -> None:
 
 
 def _build(format: str, drafts: list[_SceneDraft], max_s: float) -> Script:
-    cast = list(dict.fromkeys(name for draft in drafts for name in draft.cast))
+    cast = _cast_patterns(dict.fromkeys(name for draft in drafts for name in draft.cast))
     scenes: list[Scene] = []
     index = 0
     for draft in drafts:
@@ -451,7 +459,7 @@ def _group(
         else:
             for piece in _fit(text, speech=True, max_s=max_s):
                 piece_s = estimate_s(piece, speech=True)
-                if used_s + piece_s > max_s:
+                if not shots or used_s + piece_s > max_s:  # a silent "…" line takes 0 s
                     shots.append(("", [], pending_hints.strip()))
                     pending_hints, used_s = "", 0.0
                 shots[-1][1].append(DialogueLine(speaker, piece))
@@ -459,12 +467,27 @@ def _group(
     return shots
 
 
-def _characters(description: str, dialogue: list[DialogueLine], cast: list[str]) -> list[str]:
+def _cast_patterns(cast: Iterable[str]) -> list[tuple[str, re.Pattern[str]]]:
+    """Each name with its pattern, compiled once: a long cast would overflow `re`'s cache."""
+    # Latin names match whole words in any case ("ANNA" cue, "Anna" in action).
+    return [
+        (name, re.compile(rf"(?i:\b{re.escape(name)}\b)" if name.isascii() else re.escape(name)))
+        for name in cast
+    ]
+
+
+def _characters(
+    description: str, dialogue: list[DialogueLine], cast: list[tuple[str, re.Pattern[str]]]
+) -> list[str]:
     found = []
-    for name in cast:
-        # Latin names match whole words in any case ("ANNA" cue, "Anna" in action).
-        pattern = rf"(?i:\b{re.escape(name)}\b)" if name.isascii() else re.escape(name)
-        match = re.search(pattern, description)
+    # A substring test before each search keeps a cast of thousands to seconds, not hours.
+    # `lowered` keeps every case-insensitive match of an ASCII name (see `_ASCII_FOLD`).
+    lowered = description.translate(_ASCII_FOLD).lower()
+    for name, pattern in cast:
+        text, needle = (lowered, name.lower()) if name.isascii() else (description, name)
+        if needle not in text:
+            continue
+        match = pattern.search(description)
         if match:
             found.append((match.start(), name))
     named = [name for _, name in sorted(found)]

@@ -1,0 +1,5 @@
+
+
+source
+ingested
+	generated

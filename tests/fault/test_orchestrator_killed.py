@@ -1,0 +1,63 @@
+"""SIGKILL the orchestrator in the middle of an ingest, start it again, and re-run the same
+ingest: it finishes, every video reported done before the kill is recognised as a duplicate,
+and the index holds each video exactly once with exactly the segments of one ingest.
+
+The duplicate check itself (re-ingesting a finished batch) is in
+tests/integration/test_orchestrator_ingest.py; here the first run dies half-way.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clipmesh.demo.library import make_library
+from clipmesh_client import Client, ClipmeshError, IngestProgress, IngestSummary
+
+VIDEOS = 4
+
+
+@pytest.mark.timeout(120)
+def test_rerunning_an_ingest_cut_by_a_sigkill_finishes_without_duplicates(
+    start_services, clips_dir
+) -> None:
+    specs = make_library(clips_dir, count=VIDEOS, seed=11, size=(160, 90))
+    paths = [spec.path for spec in specs]
+    _, _, orchestrator = start_services("encoder", "index", "orchestrator")
+
+    done_before_kill: dict[str, int] = {}  # video id → segments, as reported before the kill
+    with Client(orchestrator.target, max_attempts=1) as client:
+        try:
+            for event in client.ingest(paths, timeout_s=60):
+                if isinstance(event, IngestProgress) and event.stage == "done":
+                    done_before_kill[event.video_id] = event.segments
+                    orchestrator.kill()  # the other video in flight dies half-way
+        except ClipmeshError:
+            pass  # the stream ends with the orchestrator
+    assert 0 < len(done_before_kill) < VIDEOS, "the kill did not land mid-ingest"
+
+    orchestrator.start()
+    orchestrator.wait_serving()
+    with Client(orchestrator.target, max_attempts=1) as client:
+        events = list(client.ingest(paths, timeout_s=60))
+        videos = list(client.list_videos())
+        stored = {v.video_id: client.get_video(v.video_id).segments for v in videos}
+    summary = events[-1]
+    ended = {e.video_id: e for e in events if isinstance(e, IngestProgress)}  # last per video
+    duplicates = {video_id for video_id, e in ended.items() if e.stage == "duplicate"}
+    reported = {video_id: e.segments for video_id, e in ended.items() if e.stage == "done"}
+    reported |= done_before_kill
+
+    survived = len(done_before_kill.keys() & duplicates)
+    print(
+        f"videos: {VIDEOS}, done before the kill (acknowledged): {len(done_before_kill)}, "
+        f"survived as duplicates on the re-run: {survived}, "
+        f"lost: {len(done_before_kill) - survived}, ingested on the re-run: {summary.ingested}, "
+        f"in the index: {len(videos)} videos, {sum(stored.values())} segments"
+    )
+    assert isinstance(summary, IngestSummary)
+    assert summary.failed == 0
+    assert summary.ingested + summary.duplicates == VIDEOS
+    assert survived == len(done_before_kill)
+    assert len(videos) == VIDEOS
+    assert len({v.content_sha256 for v in videos}) == VIDEOS
+    assert stored == reported  # each video's segments come from one ingest, none doubled
