@@ -25,6 +25,9 @@ _MAX_BACKOFF_S = 1.0
 _BACKOFF_MULTIPLIER = 2.0
 _KEEPALIVE_TIME_S = 30.0
 _KEEPALIVE_TIMEOUT_S = 10.0
+# gRPC's default reconnect backoff grows to 120 s, so a client that saw the orchestrator down
+# for a while kept failing long after it came back; the services' channels cap it the same way.
+_MAX_RECONNECT_BACKOFF_S = 2.0
 
 
 def service_config(*, max_attempts: int) -> str:
@@ -54,6 +57,7 @@ def channel_arguments(*, max_attempts: int, max_message_mb: int) -> list[tuple[s
         ("grpc.keepalive_timeout_ms", int(_KEEPALIVE_TIMEOUT_S * 1000)),
         # Re-resolve DNS soon after a connection drops so new replicas are found quickly.
         ("grpc.dns_min_time_between_resolutions_ms", 1000),
+        ("grpc.max_reconnect_backoff_ms", int(_MAX_RECONNECT_BACKOFF_S * 1000)),
     ]
 
 

@@ -309,6 +309,7 @@ def test_channel_balances_round_robin_and_retries_only_unavailable() -> None:
     args = dict(channel_arguments(max_attempts=3, max_message_mb=8))
     assert args["grpc.max_receive_message_length"] == 8 * 1024 * 1024
     assert args["grpc.max_send_message_length"] == 8 * 1024 * 1024
+    assert args["grpc.max_reconnect_backoff_ms"] <= 5000  # back within seconds of a restart
 
 
 @pytest.mark.parametrize("options", [{"timeout_s": 0}, {"max_attempts": 0}, {"max_message_mb": 0}])
