@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -68,6 +69,17 @@ class HarnessRun:
         return self.exit_code != 0 or bool(self.artifacts)
 
 
+def _with_own_peak_rss(command: list[str]) -> list[str]:
+    """`command`, started through a shell that forks it rather than exec'ing it.
+
+    libFuzzer's memory cap reads the peak RSS (`getrusage`), and Linux carries a process's
+    peak over fork and exec: a fuzzer started straight from a large parent (a pytest process
+    that has loaded models: 3 GB) would begin "out of memory". A child forked by the small
+    shell starts its count afresh.
+    """
+    return ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]
+
+
 def run_harness(
     harness: str,
     *,
@@ -119,15 +131,21 @@ def run_harness(
     log = folder / "fuzz.log"
     started = time.monotonic()
     with log.open("wb") as output:
-        process = subprocess.run(
-            command,
+        # Its own process group: on a timeout the fuzzer under the shell is killed too.
+        process = subprocess.Popen(
+            _with_own_peak_rss(command),
             cwd=REPO,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
-            timeout=seconds + timeout_s + _STARTUP_GRACE_S,
-            check=False,
+            start_new_session=True,
         )
+        try:
+            process.wait(timeout=seconds + timeout_s + _STARTUP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
     elapsed_s = time.monotonic() - started
     stats = {name: int(value) for name, value in _STAT.findall(log.read_text(errors="replace"))}
     found = sorted(
