@@ -6,11 +6,10 @@ import asyncio
 
 from clipmesh.generator.gateway import Gateway
 from clipmesh.runtime.errors import InvalidArgument
-from clipmesh.runtime.identity import current_caller
+from clipmesh.runtime.identity import caller_of
 from clipmesh.runtime.paging import parse_page
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
-from clipmesh_client.blocking import CALLER_HEADER
 
 _MAX_ID_CHARS = 64
 
@@ -82,20 +81,5 @@ def _job_id(job_id: str) -> str:
 
 
 def _caller(context) -> str:
-    """Who is submitting: the authenticated caller, else the caller header."""
-    # With token auth on, the identity the token proves wins and the header is ignored: a
-    # caller must not be able to claim another's share of the per-caller limits. Without it
-    # (plaintext, or mTLS where the orchestrator names its previs projects), the header is
-    # trusted as before.
-    if (authenticated := current_caller()) is not None:
-        return authenticated
-    for key, value in context.invocation_metadata() or ():
-        if key == CALLER_HEADER:
-            if not value or len(value) > 128 or not value.isprintable():
-                raise InvalidArgument(
-                    f"the {CALLER_HEADER} header must be 1–128 printable characters",
-                    field=CALLER_HEADER,
-                    reason="BAD_CALLER",
-                )
-            return value
-    return "anonymous"
+    """Who is submitting (see `caller_of`); "anonymous" when nobody says."""
+    return caller_of(context) or "anonymous"

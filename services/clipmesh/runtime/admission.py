@@ -8,8 +8,8 @@ long calls have recently taken. Health checks and reflection are never refused: 
 service must not look dead to its probes.
 
 The per-caller bound keeps one team's batch job from taking every slot of the public API;
-callers are told apart by the identity the auth interceptor established (or the
-x-clipmesh-caller header when auth is off: see `caller_from_header`).
+callers are told apart by `identity.caller_of`: the identity the auth interceptor established,
+or the x-clipmesh-caller header when auth is off.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
-from clipmesh.runtime.identity import current_caller
-from clipmesh_client.blocking import CALLER_HEADER
+from clipmesh.runtime.identity import caller_of
 
 __all__ = ["AdmissionControl"]
 
@@ -40,23 +39,6 @@ REFUSED = Counter(
     "RPCs refused at admission, by limit (service or caller).",
     ["grpc_service", "grpc_method", "limit"],
 )
-
-
-def caller_from_header(context: grpc.aio.ServicerContext) -> str:
-    """The caller a call names in its x-clipmesh-caller header ("" when none).
-
-    Self-declared, so only good for fairness between cooperating callers; with token auth on,
-    the authenticated identity is used instead.
-    """
-    for key, value in context.invocation_metadata() or ():
-        if key == CALLER_HEADER:
-            return str(value)[:128]
-    return ""
-
-
-def authenticated_or_declared_caller(context: grpc.aio.ServicerContext) -> str:
-    """The token identity of the call when auth is on, else the caller its header names."""
-    return current_caller() or caller_from_header(context)
 
 
 class AdmissionControl(grpc.aio.ServerInterceptor):
@@ -76,11 +58,11 @@ class AdmissionControl(grpc.aio.ServerInterceptor):
         self,
         max_in_flight: int,
         max_per_caller: int = 0,
-        caller_of: Callable[[grpc.aio.ServicerContext], str] | None = None,
+        caller_of: Callable[[grpc.aio.ServicerContext], str] = caller_of,
     ) -> None:
         self.max_in_flight = max_in_flight
         self.max_per_caller = max_per_caller
-        self._caller_of = caller_of or caller_from_header
+        self._caller_of = caller_of
         self.in_flight = 0
         self._per_caller: Tally[str] = Tally()
         self._typical_call_s = 0.1  # moving average of finished calls, for the retry hint

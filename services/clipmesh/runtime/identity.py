@@ -11,6 +11,11 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+import grpc
+
+from clipmesh.runtime.errors import InvalidArgument
+from clipmesh_client.blocking import CALLER_HEADER
+
 # The span attribute OpenTelemetry's semantic conventions name for an authenticated user.
 SPAN_ATTRIBUTE = "enduser.id"
 
@@ -20,6 +25,31 @@ _CALLER: ContextVar[str | None] = ContextVar("clipmesh_caller", default=None)
 def current_caller() -> str | None:
     """The authenticated caller of the RPC being served, or None when auth is off."""
     return _CALLER.get()
+
+
+def caller_of(context: grpc.aio.ServicerContext) -> str:
+    """Who a call is for: the authenticated caller, else the one its x-clipmesh-caller header
+    declares, else "".
+
+    With token auth on, the identity the token proves wins and the header is ignored: a caller
+    must not claim another's share of per-caller limits. Without auth (plaintext, or mTLS where
+    the orchestrator names its previs projects) the header is trusted.
+
+    Raises:
+        InvalidArgument: the header is empty, longer than 128 characters or not printable.
+    """
+    if (authenticated := current_caller()) is not None:
+        return authenticated
+    for key, value in context.invocation_metadata() or ():
+        if key == CALLER_HEADER:
+            if not value or len(value) > 128 or not value.isprintable():
+                raise InvalidArgument(
+                    f"the {CALLER_HEADER} header must be 1–128 printable characters",
+                    field=CALLER_HEADER,
+                    reason="BAD_CALLER",
+                )
+            return value
+    return ""
 
 
 @contextlib.contextmanager

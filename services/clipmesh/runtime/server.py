@@ -23,7 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from clipmesh.runtime.admission import AdmissionControl, authenticated_or_declared_caller
+from clipmesh.runtime.admission import AdmissionControl
 from clipmesh.runtime.auth import auth_interceptors
 from clipmesh.runtime.config import ConfigError, ServiceConfig, describe
 from clipmesh.runtime.errors import ErrorInterceptor
@@ -132,11 +132,7 @@ def create_server(
             *auth,
             ErrorInterceptor(domain),
             # Innermost: sees the caller auth established; its refusals are mapped above.
-            AdmissionControl(
-                config.max_concurrent_rpcs,
-                config.max_concurrent_rpcs_per_caller,
-                caller_of=authenticated_or_declared_caller,
-            ),
+            AdmissionControl(config.max_concurrent_rpcs, config.max_concurrent_rpcs_per_caller),
         ],
         options=server_options(config),
     )
