@@ -33,10 +33,11 @@ from clipmesh.encoder.server import create_app as create_encoder
 from clipmesh.index.config import IndexConfig
 from clipmesh.index.server import create_app as create_index
 from clipmesh.orchestrator.config import OrchestratorConfig
+from clipmesh.orchestrator.dependencies import Dependencies
 from clipmesh.orchestrator.server import create_app as create_orchestrator
 from clipmesh.runtime.auth import token_digest
 from clipmesh.runtime.channels import create_channel
-from clipmesh.runtime.config import load_config
+from clipmesh.runtime.config import ConfigError, load_config
 from clipmesh.runtime.logs import JsonFormatter
 from clipmesh.runtime.security import channel_credentials
 from clipmesh.runtime.server import StartupError, create_server
@@ -147,6 +148,33 @@ async def test_with_client_auth_only_certificates_of_the_mesh_ca_get_in(
         foreign = client_cert(other_ca, trust=mesh_ca)
         assert await health_code(index.target, foreign) == "UNAVAILABLE"
         assert await health_code(index.target, client_cert(mesh_ca, trust=mesh_ca)) == "OK"
+
+
+async def test_the_health_port_answers_plaintext_probes_and_serves_nothing_else(
+    tmp_path, mesh_ca, free_ports
+) -> None:
+    health_port = free_ports()
+    config = index_config(
+        tmp_path,
+        CLIPMESH_INDEX_HEALTH_PORT=str(health_port),
+        **tls_env("index", mesh_ca, client_auth=True),
+    )
+    probe_target = f"127.0.0.1:{health_port}"
+    async with serve_in_process(config, create_index(config)) as index:
+        assert await health_code(index.target, None) == "UNAVAILABLE"  # main port: mTLS only
+        assert await health_code(probe_target, None) == "OK"  # what a kubelet probe does
+        async with grpc.aio.insecure_channel(probe_target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await index_pb2_grpc.IndexServiceStub(channel).GetStats(
+                    index_pb2.GetStatsRequest(), timeout=5
+                )
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert await health_code(probe_target, None) == "UNAVAILABLE"  # closed with the service
+
+
+async def test_a_health_port_equal_to_the_grpc_port_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="CLIPMESH_INDEX_HEALTH_PORT=50052 is also the gRPC"):
+        index_config(tmp_path, CLIPMESH_INDEX_PORT="50052", CLIPMESH_INDEX_HEALTH_PORT="50052")
 
 
 async def test_a_renewed_certificate_is_served_to_new_connections_without_restart(
@@ -336,6 +364,53 @@ async def test_an_orchestrator_without_a_client_certificate_cannot_reach_the_enc
         ):
             await asyncio.to_thread(client.search, text="a harbour", timeout_s=20)
     assert refused.value.reason == "ENCODER_UNAVAILABLE"
+
+
+async def test_renewed_client_certificates_reach_the_orchestrators_channels_without_restart(
+    secured, mesh_ca, other_ca, tmp_path, caplog
+) -> None:
+    live = tmp_path / "live"
+    live.mkdir()
+
+    def install(credentials: DevCredentials, *names: str) -> None:
+        """Swaps files in as a Secret update does: written aside, renamed over."""
+        for name in names:
+            shutil.copy(credentials.directory / name, live / f".{name}.new")
+            os.replace(live / f".{name}.new", live / name)
+
+    install(other_ca, "orchestrator.crt", "orchestrator.key")  # not trusted by the index
+    config = load_config(
+        OrchestratorConfig,
+        environ={
+            "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": secured.dependencies["encoder"],
+            "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": secured.dependencies["index"],
+            "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path),
+            "CLIPMESH_ORCHESTRATOR_TLS_CERT_FILE": str(live / "orchestrator.crt"),
+            "CLIPMESH_ORCHESTRATOR_TLS_KEY_FILE": str(live / "orchestrator.key"),
+            "CLIPMESH_ORCHESTRATOR_TLS_CA_FILE": str(mesh_ca.ca_file),
+        },
+    )
+
+    async def stats_code(deps: Dependencies) -> str:
+        try:
+            await deps.index.GetStats(index_pb2.GetStatsRequest(), timeout=5)
+        except grpc.aio.AioRpcError as error:
+            return error.code().name
+        return "OK"
+
+    deps = Dependencies(config)
+    try:
+        assert await stats_code(deps) == "UNAVAILABLE"
+        assert not deps.reload_credentials()  # nothing changed
+        install(mesh_ca, "orchestrator.crt")  # half a rotation: the key is still the old one
+        with caplog.at_level(logging.ERROR, logger="clipmesh.orchestrator"):
+            assert not deps.reload_credentials()
+        assert any("do not load" in r.getMessage() for r in caplog.records)
+        install(mesh_ca, "orchestrator.key")  # the rotation completes
+        assert deps.reload_credentials()
+        assert await stats_code(deps) == "OK"
+    finally:
+        await deps.close()
 
 
 async def test_health_checks_need_no_token(secured, mesh_ca) -> None:

@@ -76,6 +76,7 @@ class EncoderConfig(ServiceConfig):
     )
 
     def validate(self) -> None:
+        super().validate()
         try:
             WeightsSpec.parse(self.weights)
         except ValueError as exc:

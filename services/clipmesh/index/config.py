@@ -59,6 +59,7 @@ class IndexConfig(ServiceConfig):
     )
 
     def validate(self) -> None:
+        super().validate()
         if self.backend == "milvus" and not self.milvus_uri:
             raise ConfigError(
                 f"{self.env_name('milvus_uri')} must be set when {self.env_name('backend')}=milvus"

@@ -143,6 +143,7 @@ class OrchestratorConfig(ServiceConfig):
     )
 
     def validate(self) -> None:
+        super().validate()
         for name in ("encoder_target", "index_target", "generator_target"):
             if not getattr(self, name).strip():
                 raise ConfigError(

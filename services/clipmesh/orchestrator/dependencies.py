@@ -5,11 +5,16 @@ never a hang. Every call carries the time left of the caller's budget as its dea
 
 With `tls_ca_file` set the channels use TLS, verifying the services against that CA, and present
 `tls_cert_file`/`tls_key_file` as the orchestrator's client certificate (mTLS): one Secret of
-tls.crt, tls.key and ca.crt serves both the public port and the calls inward.
+tls.crt, tls.key and ca.crt serves both the public port and the calls inward. gRPC cannot
+change a channel's credentials, so when those files change (cert-manager renewed them) the
+channels are replaced: new calls take the new ones, calls in flight finish on the old ones.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 
 import grpc
@@ -26,36 +31,101 @@ from clipmesh.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from clipmesh.runtime.security import channel_credentials
+from clipmesh.runtime.security import channel_credentials, file_signature, tls_file_paths
 from clipmesh.runtime.server import StartupError
 from clipmesh_api.encoder.v1 import encoder_pb2_grpc
 from clipmesh_api.generator.v1 import generator_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2_grpc
 from clipmesh_client.errors import from_rpc_error
 
+log = logging.getLogger(__name__)
+
+# How often the TLS files are looked at; cert-manager renews days before expiry.
+CREDENTIALS_CHECK_S = 10.0
+# How long calls begun on replaced channels may still run (ingest streams take a while).
+RETIRED_CHANNEL_GRACE_S = 120.0
+
 
 class Dependencies:
-    """Stubs for the encoder, the index and the generator over the runtime's channels."""
+    """Stubs for the encoder, the index and the generator over the runtime's channels.
+
+    Read `encoder`, `index` and `generator` at each call rather than keeping them: they are
+    replaced when the TLS files change.
+    """
 
     def __init__(self, config: OrchestratorConfig) -> None:
-        options = ChannelOptions(
+        self._config = config
+        self._options = ChannelOptions(
             timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb
         )
+        self._paths = tls_file_paths(config)
+        self._signature = file_signature(self._paths)
         try:
-            credentials = channel_credentials(config)
+            self._open(channel_credentials(config))
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
+        self._retiring: set[asyncio.Task] = set()
+        self._watch: asyncio.Task | None = None
+        if config.tls_ca_file:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_credentials())
+
+    def _open(self, credentials: grpc.ChannelCredentials | None) -> None:
+        config = self._config
         self._channels = [
-            create_channel(target, options, credentials=credentials)
+            create_channel(target, self._options, credentials=credentials)
             for target in (config.encoder_target, config.index_target, config.generator_target)
         ]
         self.encoder = encoder_pb2_grpc.EncoderServiceStub(self._channels[0])
         self.index = index_pb2_grpc.IndexServiceStub(self._channels[1])
         self.generator = generator_pb2_grpc.GeneratorServiceStub(self._channels[2])
 
+    def reload_credentials(self) -> bool:
+        """Opens new channels when the TLS files changed and load; True when it did.
+
+        A changed set that does not load (a key written before its certificate) is logged and
+        left until the next change; the channels in use stay.
+        """
+        signature = file_signature(self._paths)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        try:
+            credentials = channel_credentials(self._config)
+        except ConfigError as exc:
+            log.error("TLS files changed but do not load; keeping the old channels: %s", exc)
+            return False
+        retired = self._channels
+        self._open(credentials)
+        task = asyncio.get_running_loop().create_task(_retire(retired))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        log.info("TLS files changed: channels to the encoder, index and generator renewed")
+        return True
+
+    async def _watch_credentials(self) -> None:
+        while True:
+            await asyncio.sleep(CREDENTIALS_CHECK_S)
+            self.reload_credentials()
+
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         for channel in self._channels:
             await channel.close()
+
+
+async def _retire(channels: list[grpc.aio.Channel]) -> None:
+    """Closes replaced channels once their calls had `RETIRED_CHANNEL_GRACE_S` to finish."""
+    try:
+        await asyncio.gather(*(c.close(grace=RETIRED_CHANNEL_GRACE_S) for c in channels))
+    except asyncio.CancelledError:
+        await asyncio.gather(*(c.close() for c in channels))
+        raise
 
 
 def remaining_s(deadline: float, service: str) -> float:

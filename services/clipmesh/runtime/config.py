@@ -53,6 +53,14 @@ class ServiceConfig:
 
     host: str = setting("0.0.0.0", help="Address the gRPC server binds (0.0.0.0 = all).")
     port: int = setting(0, help="gRPC port (0 = any free port).", minimum=0, maximum=65535)
+    health_port: int = setting(
+        0,
+        help="Extra plaintext port serving only the gRPC health service, for Kubernetes gRPC "
+        "probes (which cannot speak TLS or send tokens) when the main port uses TLS; "
+        "0 = none.",
+        minimum=0,
+        maximum=65535,
+    )
     metrics_host: str = setting("0.0.0.0", help="Address the Prometheus metrics server binds.")
     metrics_port: int = setting(
         0, help="Prometheus metrics HTTP port (0 = any free port).", minimum=0, maximum=65535
@@ -130,6 +138,11 @@ class ServiceConfig:
 
     def validate(self) -> None:
         """Cross-field checks; subclasses extend. Raises ConfigError."""
+        if self.health_port and self.health_port in (self.port, self.metrics_port):
+            raise ConfigError(
+                f"{self.env_name('health_port')}={self.health_port} is also the gRPC or the "
+                "metrics port; give the health-only server a port of its own"
+            )
 
     @classmethod
     def env_name(cls, field_name: str) -> str:

@@ -9,7 +9,8 @@ before each new handshake, connections already open keep the certificate they be
 
 Client side, `channel_credentials()` gives the orchestrator's channels to the other services
 the same files: `tls_ca_file` to verify them and `tls_cert_file`/`tls_key_file` as its client
-certificate. They are read once, when the channels open (a restart picks up new ones).
+certificate. gRPC's channel credentials are fixed once made, so the orchestrator watches the
+files (`file_signature`) and opens new channels when they change (orchestrator/dependencies.py).
 
 Every file is checked at start: one that is missing, unreadable, not PEM, a key that does not
 match its certificate, or an expired certificate stops the service with a message naming the
@@ -52,6 +53,30 @@ def check_tls_settings(config: ServiceConfig) -> None:
         )
 
 
+FileSignature = tuple[tuple[int, int, int] | None, ...]
+
+
+def file_signature(paths: list[str]) -> FileSignature:
+    """Modification time, size and inode of each path (None: unset or absent).
+
+    A Kubernetes Secret update swaps a symlink to a new directory and cert-manager rewrites the
+    files: either way one of the three changes.
+    """
+    signature = []
+    for path in paths:
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        signature.append(None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(signature)
+
+
+def tls_file_paths(config: ServiceConfig) -> list[str]:
+    """The certificate, key and CA settings' paths, in that order."""
+    return [config.tls_cert_file, config.tls_key_file, config.tls_ca_file]
+
+
 @dataclass(frozen=True)
 class _Material:
     """The PEM bytes gRPC takes, and the parsed leaf certificate for the logs."""
@@ -73,16 +98,16 @@ class ServerCertificates:
 
     def __init__(self, config: ServiceConfig) -> None:
         self._config = config
-        self._paths = [config.tls_cert_file, config.tls_key_file, config.tls_ca_file]
+        self._paths = tls_file_paths(config)
         self._lock = threading.Lock()
-        self._signature = self._stat()
+        self._signature = file_signature(self._paths)
         material = _load_server_material(config)
         self.initial = _certificate_configuration(material)
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """The new configuration when the files changed since the last look, else None."""
         with self._lock:
-            signature = self._stat()
+            signature = file_signature(self._paths)
             if signature == self._signature:
                 return None
             self._signature = signature
@@ -94,15 +119,6 @@ class ServerCertificates:
         log.info("TLS certificate reloaded", extra=_certificate_fields(material.leaf))
         return _certificate_configuration(material)
 
-    def _stat(self) -> tuple[tuple[int, int, int] | None, ...]:
-        signature = []
-        for path in self._paths:
-            try:
-                st = os.stat(path) if path else None
-            except OSError:
-                st = None
-            signature.append(None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
-        return tuple(signature)
 
 
 def add_port(server: grpc.aio.Server, address: str, config: ServiceConfig) -> int:

@@ -3,7 +3,8 @@
 `create_server()` builds a `grpc.aio` server with the standard health service, reflection,
 interceptors (tracing → metrics → auth when configured → errors), explicit message-size and
 keepalive limits, and binds it: plaintext by default, TLS or mTLS from the `tls_*` settings
-(runtime/security.py). `serve()` runs an `Application` on it: health reports NOT_SERVING until the
+(runtime/security.py); `health_port` adds a plaintext, health-only port for Kubernetes probes,
+which cannot speak TLS. `serve()` runs an `Application` on it: health reports NOT_SERVING until the
 application's `start()` has finished (models loaded, stores opened), then SERVING; on SIGTERM
 or SIGINT it reports NOT_SERVING, waits `drain_delay_s`, lets in-flight RPCs finish within
 `grace_s`, and closes the application.
@@ -162,6 +163,36 @@ def create_server(
     return server, port, health_servicer
 
 
+# Probes are unary Checks a few seconds apart; the bound keeps Watch streams from piling up on a
+# port that needs no credentials.
+HEALTH_PORT_MAX_RPCS = 32
+
+
+def create_health_server(
+    config: ServiceConfig, health_servicer: health.aio.HealthServicer
+) -> grpc.aio.Server | None:
+    """A plaintext server with nothing but `health_servicer`, on `health_port` (0 = none).
+
+    Kubernetes gRPC probes cannot speak TLS nor send a token, so with TLS on the main port they
+    probe this one. It shares the main server's servicer, so both always report the same
+    status, and it exposes nothing else: no reflection, no application service.
+    """
+    if not config.health_port:
+        return None
+    server = grpc.aio.server(
+        options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=HEALTH_PORT_MAX_RPCS
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    address = f"{config.host}:{config.health_port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise BindError(f"cannot bind the health port to {address}: {exc}") from exc
+    if port == 0:
+        raise BindError(f"cannot bind the health port to {address} (address in use?)")
+    return server
+
+
 async def set_health(
     health_servicer: health.aio.HealthServicer, app: Application, status: int
 ) -> None:
@@ -195,11 +226,20 @@ async def serve(
             loop.add_signal_handler(signum, _request_stop, stop, signum)
     # The server first: a bad TLS file or a taken port then leaves no metrics thread behind.
     server, port, health_servicer = create_server(config, app)
+    health_server = create_health_server(config, health_servicer)
     metrics = MetricsServer(config.metrics_host, config.metrics_port, config.SERVICE)
     await set_health(health_servicer, app, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     log.info(
-        "starting", extra={"port": port, "metrics_port": metrics.port, "config": describe(config)}
+        "starting",
+        extra={
+            "port": port,
+            "health_port": config.health_port or None,
+            "metrics_port": metrics.port,
+            "config": describe(config),
+        },
     )
     log_transport_security(config)
     try:
@@ -219,6 +259,8 @@ async def serve(
         await server.stop(config.grace_s)
     finally:
         await server.stop(0)
+        if health_server is not None:
+            await health_server.stop(0)
         await app.stop()
         metrics.close()
         log.info("stopped")

@@ -92,7 +92,7 @@ class PrevisEngine:
             ),
         )
         self._maker = ClipMaker(
-            deps.generator,
+            deps,
             asyncio.Semaphore(config.previs_parallel_clips),
             config.previs_clip_timeout_s,
         )

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import grpc
 
-from clipmesh.orchestrator.dependencies import translate
-from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
+from clipmesh.orchestrator.dependencies import Dependencies, translate
+from clipmesh_api.generator.v1 import generator_pb2
 from clipmesh_client.blocking import CALLER_HEADER
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,19 @@ class ClipMaker:
     """Makes clips on the gateway for one orchestrator.
 
     Args:
-        stub: The gateway's stub.
+        deps: The orchestrator's dependencies; the gateway's stub is looked up per call, so
+            channels renewed with a new client certificate are used at once.
         gate: Bounds the clips in flight from this orchestrator across all projects.
         job_timeout_s: Longest one clip may take, queueing included.
     """
 
     def __init__(
         self,
-        stub: generator_pb2_grpc.GeneratorServiceStub,
+        deps: Dependencies,
         gate: asyncio.Semaphore,
         job_timeout_s: float,
     ) -> None:
-        self._stub, self._gate, self._timeout_s = stub, gate, job_timeout_s
+        self._deps, self._gate, self._timeout_s = deps, gate, job_timeout_s
 
     async def make(
         self,
@@ -99,7 +100,9 @@ class ClipMaker:
         while True:
             job = None
             try:
-                call = self._stub.Generate(request, timeout=self._timeout_s, metadata=metadata)
+                call = self._deps.generator.Generate(
+                    request, timeout=self._timeout_s, metadata=metadata
+                )
                 async for response in call:
                     job = response.event.job
                     if on_event is not None:
@@ -141,7 +144,7 @@ class ClipMaker:
         digest = hashlib.sha256()
         try:
             with partial.open("wb") as out:
-                call = self._stub.DownloadJobOutput(
+                call = self._deps.generator.DownloadJobOutput(
                     generator_pb2.DownloadJobOutputRequest(job_id=job.job_id),
                     timeout=self._timeout_s,
                 )
