@@ -18,6 +18,9 @@ from typing import Any
 
 import yaml
 
+from clipmesh.cli.services import CONFIG_TYPES
+from clipmesh.runtime.config import ServiceConfig, load_config
+
 K8S_DIR = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 BASE = K8S_DIR / "base"
 DEV = K8S_DIR / "overlays" / "dev"
@@ -360,3 +363,36 @@ def _ports_admit(rule_ports: list[Mapping[str, Any]] | None, connection: Connect
         if first <= connection.port <= entry.get("endPort", first):
             return True
     return False
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def service_of(container: dict[str, Any]) -> str:
+    """The clipmesh service a container runs: `clipmesh serve <service>`, from its args."""
+    return container["args"][0]
+
+
+def settings_of(objects: list[Manifest], container: dict[str, Any]) -> dict[str, str]:
+    """The environment the container gets from ConfigMaps and literal values. Values from
+    Secrets are left out: they are not in the manifests."""
+    environ: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            config_map = find(objects, "ConfigMap", source["configMapRef"]["name"])
+            environ.update(config_map.get("data", {}))
+    for var in container.get("env", []):
+        if "value" in var:
+            environ[var["name"]] = var["value"]
+    return environ
+
+
+def loaded_configs(objects: list[Manifest]) -> list[tuple[Manifest, dict, ServiceConfig]]:
+    """(workload, container, the service config its settings give) for every container."""
+    configs = []
+    for workload in workloads(objects):
+        for container in containers(workload):
+            environ = settings_of(objects, container)
+            config = load_config(CONFIG_TYPES[service_of(container)], environ=environ)
+            configs.append((workload, container, config))
+    return configs

@@ -1,5 +1,5 @@
 """The kustomize manifests (deploy/k8s) render, pass Kubernetes 1.30's schemas, and say what
-the services need: probes on the gRPC port, a locked-down security context, settings each
+the services need: gRPC probes the kubelet can make, a locked-down security context, settings each
 service accepts, Services and budgets that find their pods, every referenced object, and
 network policies that allow the mesh's calls and nothing else.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import kubernetes_validate
 import pytest
@@ -35,6 +35,7 @@ from tests.deploy.manifests import (
     describe,
     exists,
     find,
+    loaded_configs,
     mount_holding,
     of_kind,
     pod_endpoint,
@@ -45,6 +46,8 @@ from tests.deploy.manifests import (
     render,
     selected_workloads,
     selector_matches,
+    service_of,
+    settings_of,
     volume_of_mount,
     workload_of,
     workloads,
@@ -52,11 +55,18 @@ from tests.deploy.manifests import (
 )
 
 KUBERNETES_VERSION = "1.30.0"
-# Prometheus Operator kinds of components/observability; their own tests validate them.
-MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+# Custom resources (Prometheus Operator's of components/observability, cert-manager's of
+# components/tls); tests/deploy/test_custom_resources.py validates them against their CRDs.
+CUSTOM_KINDS = {
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "PodMonitor": "monitoring.coreos.com/v1",
+    "PrometheusRule": "monitoring.coreos.com/v1",
+    "Certificate": "cert-manager.io/v1",
+    "Issuer": "cert-manager.io/v1",
+}
 COMPONENTS = {"orchestrator", "previs", "encoder", "index", "generator"}
 # Secrets an SRE creates in the namespace (deploy/k8s/README.md); never committed.
-EXTERNAL_SECRETS = {"clipmesh-generator-provider", "clipmesh-milvus"}
+EXTERNAL_SECRETS = {"clipmesh-generator-provider", "clipmesh-milvus", "clipmesh-api-tokens"}
 UID = 10001
 REGISTRY = "registry.example.com/clipmesh/"
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
@@ -101,8 +111,8 @@ def dev() -> list[Manifest]:
 def test_objects_pass_the_strict_schemas_of_kubernetes_1_30(objects: list[Manifest]) -> None:
     problems = []
     for obj in objects:
-        if obj["kind"] in MONITORING_KINDS:
-            assert obj["apiVersion"] == "monitoring.coreos.com/v1", describe(obj)
+        if obj["kind"] in CUSTOM_KINDS:
+            assert obj["apiVersion"] == CUSTOM_KINDS[obj["kind"]], describe(obj)
             continue
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -112,7 +122,7 @@ def test_objects_pass_the_strict_schemas_of_kubernetes_1_30(objects: list[Manife
         except kubernetes_validate.SchemaNotFoundError:
             problems.append(
                 f"{describe(obj)} ({obj['apiVersion']}) is no built-in kind of Kubernetes "
-                f"{KUBERNETES_VERSION}, nor one of {sorted(MONITORING_KINDS)}"
+                f"{KUBERNETES_VERSION}, nor one of {sorted(CUSTOM_KINDS)}"
             )
     assert not problems, "\n".join(problems)
 
@@ -148,18 +158,21 @@ def test_the_services_objects_carry_the_label_contract(objects: list[Manifest]) 
     assert not problems, "\n".join(problems)
 
 
-def test_workloads_probe_health_on_their_grpc_port(objects: list[Manifest]) -> None:
+def test_workloads_probe_health_over_grpc_where_the_kubelet_can(objects: list[Manifest]) -> None:
+    """On the gRPC port while it is plaintext; with TLS on the health-only port, as kubelet
+    gRPC probes speak neither TLS nor tokens."""
     problems = []
-    for workload in workloads(objects):
-        for container in containers(workload):
-            ports = container_ports(container)
-            if set(ports) != {"grpc", "metrics"}:
-                problems.append(f"{describe(workload)}: ports are {sorted(ports)}")
-                continue
-            for probe in PROBES:
-                grpc = container.get(probe, {}).get("grpc")
-                if grpc is None or grpc.get("port") != ports["grpc"]:
-                    problems.append(f"{describe(workload)}: {probe} is not gRPC on grpc port")
+    for workload, container, config in loaded_configs(objects):
+        ports = container_ports(container)
+        expected = {"grpc", "metrics", "health"} if config.health_port else {"grpc", "metrics"}
+        if set(ports) != expected:
+            problems.append(f"{describe(workload)}: ports are {sorted(ports)}")
+            continue
+        probed = "health" if config.tls_cert_file else "grpc"
+        for probe in PROBES:
+            grpc = container.get(probe, {}).get("grpc")
+            if grpc is None or grpc.get("port") != ports[probed]:
+                problems.append(f"{describe(workload)}: {probe} is not gRPC on the {probed} port")
     assert not problems, "\n".join(problems)
 
 
@@ -230,40 +243,10 @@ def test_tmp_and_home_are_writable(objects: list[Manifest]) -> None:
 # --- settings -------------------------------------------------------------------------------
 
 
-def service_of(container: dict[str, Any]) -> str:
-    """The clipmesh service a container runs: `clipmesh serve <service>`, from its args."""
-    return container["args"][0]
-
-
-def settings_of(objects: list[Manifest], container: dict[str, Any]) -> dict[str, str]:
-    """The environment the container gets from ConfigMaps and literal values. Values from
-    Secrets are left out: they are not in the manifests."""
-    environ: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        if "configMapRef" in source:
-            config_map = find(objects, "ConfigMap", source["configMapRef"]["name"])
-            environ.update(config_map.get("data", {}))
-    for var in container.get("env", []):
-        if "value" in var:
-            environ[var["name"]] = var["value"]
-    return environ
-
-
 def unknown_settings(config_type: type[ServiceConfig], environ: dict[str, str]) -> list[str]:
     """CLIPMESH_* names that are no setting of the service (a typo, or another service's)."""
     known = {config_type.env_name(field.name) for field in fields_of(config_type)}
     return sorted(name for name in environ if name.startswith("CLIPMESH_") and name not in known)
-
-
-def loaded_configs(objects: list[Manifest]) -> list[tuple[Manifest, dict, ServiceConfig]]:
-    """(workload, container, the service config its settings give) for every container."""
-    configs = []
-    for workload in workloads(objects):
-        for container in containers(workload):
-            environ = settings_of(objects, container)
-            config = load_config(CONFIG_TYPES[service_of(container)], environ=environ)
-            configs.append((workload, container, config))
-    return configs
 
 
 def test_settings_are_a_valid_config_of_each_service(objects: list[Manifest]) -> None:
@@ -290,6 +273,7 @@ def test_configured_ports_are_the_container_ports(objects: list[Manifest]) -> No
         assert (config.port, config.metrics_port) == (ports["grpc"], ports["metrics"]), describe(
             workload
         )
+        assert config.health_port == ports.get("health", 0), describe(workload)
 
 
 def test_pods_get_time_to_drain_before_they_are_killed(objects: list[Manifest]) -> None:
@@ -323,6 +307,8 @@ def read_paths(config: ServiceConfig) -> list[str]:
     key_file = str(getattr(config, "dashscope_api_key_file", ""))
     if key_file not in ("", "."):
         paths.append(key_file)
+    tls_files = (config.tls_cert_file, config.tls_key_file, config.tls_ca_file)
+    paths += [path for path in (*tls_files, config.auth_tokens_file) if path]
     return paths
 
 
@@ -408,11 +394,15 @@ def test_autoscalers_target_workloads_that_leave_replicas_to_them(objects: list[
 
 
 def test_everything_the_pods_reference_is_rendered(objects: list[Manifest]) -> None:
+    """Or created outside the manifests: a Secret an SRE makes, or one cert-manager issues for
+    a rendered Certificate."""
+    issued = {c["spec"]["secretName"] for c in of_kind(objects, "Certificate")}
     missing = [
         f"{describe(workload)} uses {kind}/{name}"
         for workload in workloads(objects)
         for kind, name in sorted(referenced(workload))
-        if not exists(objects, kind, name) and not (kind == "Secret" and name in EXTERNAL_SECRETS)
+        if not exists(objects, kind, name)
+        and not (kind == "Secret" and name in EXTERNAL_SECRETS | issued)
     ]
     assert not missing, "\n".join(missing)
 

@@ -1,6 +1,7 @@
-"""The prometheus-operator objects the prod overlay ships (PodMonitor, PrometheusRule) validate
-against the operator's CRD schemas, offline (tools/validate_crds.mjs), and the PodMonitor
-really scrapes every clipmesh workload's metrics port."""
+"""The custom resources the prod overlay ships validate against their CRD schemas, offline
+(tools/validate_crds.mjs): prometheus-operator's PodMonitor and PrometheusRule, cert-manager's
+Certificates and Issuers. The PodMonitor really scrapes every clipmesh workload's metrics port;
+what the certificates say is checked in test_tls_manifests.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.deploy.promql import ROOT
 
 VALIDATOR = ROOT / "tools" / "validate_crds.mjs"
 OPERATOR_GROUP = "monitoring.coreos.com/"
+CERT_MANAGER_GROUP = "cert-manager.io/"
 
 
 def _validate(objects: list[dict]) -> subprocess.CompletedProcess[str]:
@@ -41,6 +43,11 @@ def operator_objects(prod_objects) -> list[dict]:
     return [o for o in prod_objects if o["apiVersion"].startswith(OPERATOR_GROUP)]
 
 
+@pytest.fixture(scope="module")
+def cert_manager_objects(prod_objects) -> list[dict]:
+    return [o for o in prod_objects if o["apiVersion"].startswith(CERT_MANAGER_GROUP)]
+
+
 def test_prod_ships_a_pod_monitor_and_the_rules(operator_objects) -> None:
     assert sorted(o["kind"] for o in operator_objects) == ["PodMonitor", "PrometheusRule"]
 
@@ -49,6 +56,22 @@ def test_operator_objects_validate_against_the_crd_schemas(operator_objects) -> 
     result = _validate(operator_objects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == len(operator_objects)
+
+
+def test_cert_manager_objects_validate_against_the_crd_schemas(cert_manager_objects) -> None:
+    kinds = sorted(o["kind"] for o in cert_manager_objects)
+    assert kinds == ["Certificate"] * 6 + ["Issuer"] * 2  # the CA and one per workload
+    result = _validate(cert_manager_objects)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok ") == len(cert_manager_objects)
+
+
+def test_the_validator_rejects_what_cert_manager_would_reject(cert_manager_objects) -> None:
+    certificate = next(o for o in cert_manager_objects if o["kind"] == "Certificate")
+    broken = json.loads(json.dumps(certificate))
+    broken["spec"]["duration"] = 2160  # must be a duration string
+    result = _validate([broken])
+    assert result.returncode == 1 and "duration must be string" in result.stdout
 
 
 def test_the_validator_rejects_what_the_operator_would_reject(operator_objects) -> None:
