@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
 
 from clipmesh.cli.certs import CLIENT_NAME, DevCredentials, make_dev_credentials
 from clipmesh.cli.main import cli
@@ -65,8 +66,9 @@ def mesh_ca(tmp_path_factory) -> DevCredentials:
 
 @pytest.fixture(scope="module")
 def other_ca(tmp_path_factory) -> DevCredentials:
-    """Credentials from an unrelated CA, which the mesh must not trust."""
-    return make_dev_credentials(tmp_path_factory.mktemp("other-certs"))
+    """Credentials from an unrelated CA, which the mesh must not trust (30 days, so that its
+    certificates' expiry differs from the mesh's)."""
+    return make_dev_credentials(tmp_path_factory.mktemp("other-certs"), valid_days=30)
 
 
 def tls_env(service: str, credentials: DevCredentials, *, client_auth: bool) -> dict[str, str]:
@@ -81,6 +83,14 @@ def tls_env(service: str, credentials: DevCredentials, *, client_auth: bool) -> 
 
 def index_config(tmp_path: Path, **environ: str) -> IndexConfig:
     return load_config(IndexConfig, environ={"CLIPMESH_INDEX_DATA_DIR": str(tmp_path), **environ})
+
+
+EXPIRY_METRIC = "clipmesh_tls_certificate_expiry_timestamp_seconds"
+
+
+def not_after(certificate: Path) -> float:
+    """The certificate's expiry as a Unix time."""
+    return x509.load_pem_x509_certificate(certificate.read_bytes()).not_valid_after_utc.timestamp()
 
 
 def client_cert(credentials: DevCredentials, *, trust: DevCredentials) -> grpc.ChannelCredentials:
@@ -197,6 +207,14 @@ async def test_a_renewed_certificate_is_served_to_new_connections_without_restar
             os.replace(live / f".{name}.new", live / name)
         assert await health_code(index.target, tls_credentials(other_ca.ca_file)) == "OK"
         assert await health_code(index.target, tls_credentials(mesh_ca.ca_file)) == "UNAVAILABLE"
+        # What the alert on expiry reads: the certificate now served, not the first one.
+        samples = await scrape_metrics(index.metrics_port)
+        in_use = samples[(EXPIRY_METRIC, (("usage", "serving"),))]
+        assert (
+            in_use
+            == not_after(other_ca.cert_file("index"))
+            != not_after(mesh_ca.cert_file("index"))
+        )
 
 
 async def test_unusable_tls_files_stop_the_service_with_the_setting_and_file_named(
@@ -409,6 +427,8 @@ async def test_renewed_client_certificates_reach_the_orchestrators_channels_with
         install(mesh_ca, "orchestrator.key")  # the rotation completes
         assert deps.reload_credentials()
         assert await stats_code(deps) == "OK"
+        expiry = REGISTRY.get_sample_value(EXPIRY_METRIC, {"usage": "client"})  # this process
+        assert expiry == not_after(mesh_ca.cert_file("orchestrator"))
     finally:
         await deps.close()
 

@@ -30,11 +30,25 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from prometheus_client import Gauge
 
 from clipmesh.runtime.config import ConfigError, ServiceConfig
 from clipmesh_client.security import tls_credentials
 
 log = logging.getLogger(__name__)
+
+# What is in use, not what is on disk: a renewal that a pod never picked up keeps the old date
+# here, which is what the ClipmeshCertificateExpiresSoon alert watches.
+CERTIFICATE_EXPIRY = Gauge(
+    "clipmesh_tls_certificate_expiry_timestamp_seconds",
+    "When the certificate in use expires (Unix time), by usage: serving (this service's TLS "
+    "port) or client (the orchestrator's channels to the other services).",
+    ("usage",),
+)
+
+
+def _record_expiry(usage: str, leaf: x509.Certificate) -> None:
+    CERTIFICATE_EXPIRY.labels(usage).set(leaf.not_valid_after_utc.timestamp())
 
 
 def check_tls_settings(config: ServiceConfig) -> None:
@@ -103,6 +117,7 @@ class ServerCertificates:
         self._signature = file_signature(self._paths)
         material = _load_server_material(config)
         self.initial = _certificate_configuration(material)
+        _record_expiry("serving", material.leaf)
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """The new configuration when the files changed since the last look, else None."""
@@ -117,8 +132,9 @@ class ServerCertificates:
                 log.error("TLS files changed but do not load; keeping the old ones: %s", exc)
                 return None
         log.info("TLS certificate reloaded", extra=_certificate_fields(material.leaf))
+        # Recorded as handed to gRPC: it serves the next handshake with it.
+        _record_expiry("serving", material.leaf)
         return _certificate_configuration(material)
-
 
 
 def add_port(server: grpc.aio.Server, address: str, config: ServiceConfig) -> int:
@@ -154,7 +170,8 @@ def channel_credentials(config: ServiceConfig) -> grpc.ChannelCredentials | None
     _read_certificates(config, "tls_ca_file")
     if not config.tls_cert_file:
         return tls_credentials(config.tls_ca_file)
-    _load_server_material(config)  # the same checks as the server's: readable, matching
+    material = _load_server_material(config)  # the server's checks: readable, matching
+    _record_expiry("client", material.leaf)
     return tls_credentials(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
 
 
