@@ -16,6 +16,7 @@ from clipmesh.encoder.images import MAX_ASPECT_RATIO, ImageLimits, decode_image
 from clipmesh.index.filters import parse_filter
 from clipmesh.orchestrator.frames import analysis_frames, frames_at
 from clipmesh.orchestrator.media import probe
+from clipmesh.orchestrator.previs.compliance import CompliancePolicy
 from clipmesh.orchestrator.previs.script import (
     MAX_SCRIPT_CHARS,
     MIN_SHOT_S,
@@ -153,3 +154,22 @@ def test_a_stream_that_appears_partway_through_is_corrupt_media() -> None:
     with pytest.raises(InvalidArgument) as raised:
         frames_at(path, [info.duration_s / 2], max_side=64)
     assert raised.value.reason == "CORRUPT_MEDIA"
+
+
+def test_a_frame_larger_than_its_header_said_is_refused_once_decoded() -> None:
+    """An MPEG-PS whose header passes the size check but whose first frame decodes 32x8224,
+    over the 8192-pixel side: probe accepted it."""
+    path = REGRESSIONS / "video_probe" / "mpeg-frame-taller-than-header.mpg"
+    with pytest.raises(InvalidArgument) as raised:
+        probe(path)
+    assert raised.value.reason == "MEDIA_TOO_LARGE"
+    assert "32×8224" in raised.value.message
+
+
+def test_a_tall_animated_webp_reference_image_is_refused_before_face_detection() -> None:
+    """42x458753 pixels, under the pixel cap: face detection at full size took 1 GB (OOM)."""
+    data = (REGRESSIONS / "images" / "webp-animated-42x458753.webp").read_bytes()
+    with pytest.raises(InvalidArgument) as refused:
+        CompliancePolicy({}).check_reference_image(data, field="references[0].image")
+    assert refused.value.reason == "IMAGE_ASPECT_RATIO_TOO_LARGE"
+    assert "42x458753" in refused.value.message and refused.value.field == "references[0].image"

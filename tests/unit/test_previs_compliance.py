@@ -119,3 +119,25 @@ def test_an_oversized_image_is_refused_before_decoding() -> None:
     with pytest.raises(InvalidArgument) as error:
         policy.check_reference_image(png(drawn_face()))
     assert error.value.reason == "IMAGE_TOO_MANY_PIXELS"
+
+
+def face_box(finding) -> tuple[int, int, int, int]:
+    """(x, y, width, height) from a face finding's "face WxH px at (X, Y)"."""
+    size, at = finding.term.removeprefix("face ").split(" px at ")
+    width, height = (int(v) for v in size.split("x"))
+    x, y = (int(v) for v in at.strip("()").split(", "))
+    return x, y, width, height
+
+
+def test_a_face_in_a_large_image_is_found_and_reported_in_the_callers_pixels(
+    policy: CompliancePolicy,
+) -> None:
+    """Detection runs on a copy scaled to fit 1024 px; the finding is in the original's."""
+    [small] = policy.check_reference_image(png(drawn_face(200)))
+    large = cv2.resize(drawn_face(200), (3000, 3000), interpolation=cv2.INTER_LINEAR)
+    [finding] = policy.check_reference_image(png(large))
+    # The same face, 15 times larger: its box scales with it (to the detector's step).
+    for at_200, at_3000 in zip(face_box(small), face_box(finding), strict=True):
+        assert abs(at_3000 - 15 * at_200) <= 0.15 * 15 * max(at_200, 10), (small, finding)
+    x, _, width, _ = face_box(finding)
+    assert (finding.start, finding.end) == (x, x + width)

@@ -314,6 +314,25 @@ def check_file_size(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> int:
     return size_bytes
 
 
+def _check_frame_size(
+    path: Path, stream: VideoStream, rotation: int, limits: MediaLimits
+) -> tuple[int, int]:
+    """The frame size as displayed; MEDIA_TOO_LARGE when a side or the pixels exceed limits."""
+    codec = stream.codec_context
+    width, height = display_size(stream, rotation)
+    if max(width, height) > limits.max_side:
+        raise _too_large(
+            path, f"{width}×{height} pixels; the limit is {limits.max_side} on either side"
+        )
+    if codec.width * codec.height > limits.max_frame_pixels:
+        raise _too_large(
+            path,
+            f"{codec.width}×{codec.height} pixels; the limit is "
+            f"{limits.max_frame_pixels:,} pixels a frame",
+        )
+    return width, height
+
+
 def probe(
     path: Path, limits: MediaLimits = DEFAULT_LIMITS, deadline: Deadline | None = None
 ) -> VideoInfo:
@@ -356,17 +375,7 @@ def probe(
                 path, f"{duration_s:.0f} s long; the limit is {limits.max_duration_s:.0f} s"
             )
         # Checked before decoding anything, so a huge frame is never allocated.
-        width, height = display_size(stream, 0)
-        if max(width, height) > limits.max_side:
-            raise _too_large(
-                path, f"{width}×{height} pixels; the limit is {limits.max_side} on either side"
-            )
-        if codec.width * codec.height > limits.max_frame_pixels:
-            raise _too_large(
-                path,
-                f"{codec.width}×{codec.height} pixels; the limit is "
-                f"{limits.max_frame_pixels:,} pixels a frame",
-            )
+        _check_frame_size(path, stream, 0, limits)
         if _cut_short(stream, size_bytes):
             raise corrupt(path, "truncated: the file ends before the media its index lists")
         # Keyframes are all the checks below need; skipping the rest keeps probing cheap.
@@ -388,7 +397,8 @@ def probe(
         except av.FFmpegError as exc:
             raise corrupt(path, f"decoding failed ({exc.strerror})") from None
         fps = float(rate)
-        width, height = display_size(stream, first.rotation)
+        # Again as decoded: the bitstream may declare another size (or aspect) than the header.
+        width, height = _check_frame_size(path, stream, first.rotation, limits)
         return VideoInfo(
             duration_s=duration_s,
             fps=fps,

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from clipmesh.encoder.images import MAX_ASPECT_RATIO
 from clipmesh.runtime.errors import InvalidArgument
 
 DATA_DIR = Path(__file__).with_name("compliance_lists")
@@ -44,6 +45,10 @@ _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _WORD = r"[^\W\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 # Faces smaller than this are texture, not a likeness worth flagging.
 _MIN_FACE_PX = 24
+# Face detection runs on the image scaled to fit this square: a likeness worth flagging fills
+# a good part of a reference image, and the detector's time and memory grow with the pixels
+# (a 42x458753 WebP took 1 GB at full size).
+_DETECTION_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,8 @@ class CompliancePolicy:
         ]
         return sorted(findings, key=lambda f: (f.start, f.end))
 
-    def _grey(self, image_bytes: bytes, field: str) -> np.ndarray:
+    def _grey(self, image_bytes: bytes, field: str) -> tuple[np.ndarray, float]:
+        """The image in grey, scaled to fit `_DETECTION_SIDE`, and the scale it was shrunk by."""
         try:
             # The formats the encoder embeds, and no others: Pillow's other plugins (EPS runs
             # Ghostscript) have no business parsing a caller's bytes.
@@ -162,7 +168,17 @@ class CompliancePolicy:
                     field=field,
                     reason="IMAGE_TOO_MANY_PIXELS",
                 )
-            return np.asarray(image.convert("L"))
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise InvalidArgument(
+                    f"{field}: {width}x{height}; the longest side may be at most "
+                    f"{MAX_ASPECT_RATIO} times the shortest",
+                    field=field,
+                    reason="IMAGE_ASPECT_RATIO_TOO_LARGE",
+                )
+            image.draft("L", (_DETECTION_SIDE, _DETECTION_SIDE))  # JPEG: decode scaled down
+            grey = image.convert("L")
+            grey.thumbnail((_DETECTION_SIDE, _DETECTION_SIDE))
+            return np.asarray(grey), width / grey.width
         except Image.DecompressionBombError as exc:  # Pillow's own cap, above ours
             raise InvalidArgument(
                 f"{field}: declares too many pixels; the limit is {self._max_image_pixels}",
@@ -183,12 +199,18 @@ class CompliancePolicy:
 
         Raises:
             InvalidArgument: `CORRUPT_IMAGE` when the bytes do not decode;
-                `IMAGE_TOO_MANY_PIXELS` when the image is over the pixel cap.
+                `IMAGE_TOO_MANY_PIXELS` when the image is over the pixel cap;
+                `IMAGE_ASPECT_RATIO_TOO_LARGE` for a strip (the encoder's rule).
         """
-        grey = cv2.equalizeHist(self._grey(image_bytes, field))
+        grey, scale = self._grey(image_bytes, field)
         boxes = self._faces.detectMultiScale(
-            grey, scaleFactor=1.1, minNeighbors=5, minSize=(_MIN_FACE_PX, _MIN_FACE_PX)
+            cv2.equalizeHist(grey),
+            scaleFactor=1.1,
+            minNeighbors=5,
+            minSize=(_MIN_FACE_PX, _MIN_FACE_PX),
         )
+        # Reported in the caller's pixels, not the scaled copy's.
+        boxes = [tuple(round(v * scale) for v in box) for box in boxes]
         return [
             Finding(FACE, f"face {w}x{h} px at ({x}, {y})", field, int(x), int(x + w))
             for x, y, w, h in boxes
