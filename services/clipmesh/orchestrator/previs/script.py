@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -105,6 +106,7 @@ _CUE_EXTENSION_RE = re.compile(r"\s*\([^)]*\)|\s*\^$|^@")
 # The only characters that `re`'s case-insensitive matching equates with ASCII letters but
 # `str.lower` does not lower to them.
 _ASCII_FOLD = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
+_NAME_WORD_RE = re.compile(r"\w+")
 
 
 class ScriptError(ValueError):
@@ -412,7 +414,7 @@ def _add_plain_line(scene: _SceneDraft, line: str) -> None:
 
 
 def _build(format: str, drafts: list[_SceneDraft], max_s: float) -> Script:
-    cast = _cast_patterns(dict.fromkeys(name for draft in drafts for name in draft.cast))
+    cast = _Cast(dict.fromkeys(name for draft in drafts for name in draft.cast))
     scenes: list[Scene] = []
     index = 0
     for draft in drafts:
@@ -467,28 +469,52 @@ def _group(
     return shots
 
 
-def _cast_patterns(cast: Iterable[str]) -> list[tuple[str, re.Pattern[str]]]:
-    """Each name with its pattern, compiled once: a long cast would overflow `re`'s cache."""
-    # Latin names match whole words in any case ("ANNA" cue, "Anna" in action).
-    return [
-        (name, re.compile(rf"(?i:\b{re.escape(name)}\b)" if name.isascii() else re.escape(name)))
-        for name in cast
-    ]
+class _Cast:
+    """The script's characters, each with its pattern compiled once (a long cast would overflow
+    `re`'s cache), indexed so that a shot tests only the names it could mention: looking for
+    every name in every shot made a 200 K script naming tens of thousands of characters take
+    half a minute.
+
+    Latin names match whole words in any case ("ANNA" cue, "Anna" in action), so they are
+    indexed by their first word: a match holds that word as a whole word of the text. Other
+    names match as written and are indexed by their first two characters.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._by_word: dict[str, list[tuple[str, re.Pattern[str]]]] = defaultdict(list)
+        self._by_start: dict[str, list[tuple[str, re.Pattern[str]]]] = defaultdict(list)
+        self._always: list[tuple[str, re.Pattern[str]]] = []  # Latin names without a word
+        for name in names:
+            if name.isascii():
+                entry = (name, re.compile(rf"(?i:\b{re.escape(name)}\b)"))
+                words = _NAME_WORD_RE.findall(name.lower())
+                (self._by_word[words[0]] if words else self._always).append(entry)
+            else:
+                self._by_start[name[:2]].append((name, re.compile(re.escape(name))))
+
+    def named_in(self, description: str) -> list[str]:
+        """The characters `description` names, in the order it first names them."""
+        # `lowered` keeps every case-insensitive match of a Latin name (see `_ASCII_FOLD`).
+        lowered = description.translate(_ASCII_FOLD).lower()
+        # Every one- and two-character run: a one-character name is its own start.
+        starts = set(description) | {description[i : i + 2] for i in range(len(description))}
+        candidates = [
+            *self._always,
+            *(
+                e
+                for word in set(_NAME_WORD_RE.findall(lowered))
+                for e in self._by_word.get(word, ())
+            ),
+            *(e for start in starts for e in self._by_start.get(start, ())),
+        ]
+        found = []
+        for name, pattern in candidates:
+            match = pattern.search(description)
+            if match:
+                found.append((match.start(), name))
+        return [name for _, name in sorted(found)]
 
 
-def _characters(
-    description: str, dialogue: list[DialogueLine], cast: list[tuple[str, re.Pattern[str]]]
-) -> list[str]:
-    found = []
-    # A substring test before each search keeps a cast of thousands to seconds, not hours.
-    # `lowered` keeps every case-insensitive match of an ASCII name (see `_ASCII_FOLD`).
-    lowered = description.translate(_ASCII_FOLD).lower()
-    for name, pattern in cast:
-        text, needle = (lowered, name.lower()) if name.isascii() else (description, name)
-        if needle not in text:
-            continue
-        match = pattern.search(description)
-        if match:
-            found.append((match.start(), name))
-    named = [name for _, name in sorted(found)]
-    return list(dict.fromkeys([*(d.speaker for d in dialogue if d.speaker), *named]))
+def _characters(description: str, dialogue: list[DialogueLine], cast: _Cast) -> list[str]:
+    speakers = [d.speaker for d in dialogue if d.speaker]
+    return list(dict.fromkeys([*speakers, *cast.named_in(description)]))
