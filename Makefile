@@ -36,11 +36,11 @@ system-deps:  ## Install the system tools the tests use (promtool, kubectl), whe
 
 generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api and the Grafana dashboards.
 	$(PY) tools/generate_protos.py
-	$(PY) tools/generate_dashboards.py
+	$(PY) -m tools.generate_dashboards
 
 check-generated: $(VENV)/.installed  ## Fail if generated code or dashboards are out of date.
 	$(PY) tools/generate_protos.py --check
-	$(PY) tools/generate_dashboards.py --check
+	$(PY) -m tools.generate_dashboards --check
 
 check-rules: $(VENV)/.installed system-deps  ## promtool check + unit tests of the alert rules.
 	$(PY) tools/check_rules.py
