@@ -46,6 +46,13 @@ class OrchestratorConfig(ServiceConfig):
     max_top_k: int = setting(
         100, help="Most videos one search may return.", minimum=1, maximum=1000
     )
+    max_query_image_mb: float = setting(
+        16.0,
+        help="Largest query image of a search, in MiB, refused here before it costs a call "
+        "to the encoder; keep it at the encoder's max_image_mb.",
+        minimum=0.01,
+        maximum=1024,
+    )
     cache_entries: int = setting(
         1024, help="Hot-query cache size (0 disables the cache).", minimum=0, maximum=1_000_000
     )

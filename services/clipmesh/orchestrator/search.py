@@ -56,7 +56,7 @@ class SearchEngine:
         collection = request.collection or self._config.default_collection
         top_k = request.top_k or 10
         moments = request.max_moments_per_video or 3
-        kind = _validate(request, top_k, moments, self._config.max_top_k)
+        kind = _validate(request, top_k, moments, self._config)
         # On the RPC's server span: what was asked, never the query's texts or images.
         span = trace.get_current_span()
         span.set_attributes(
@@ -233,9 +233,10 @@ class SearchEngine:
 
 
 def _validate(
-    request: search_pb2.SearchVideosRequest, top_k: int, moments: int, max_top_k: int
+    request: search_pb2.SearchVideosRequest, top_k: int, moments: int, config: OrchestratorConfig
 ) -> str:
     """Checks the query; returns its kind for metrics (image, text, clip or mixed)."""
+    max_image_bytes = int(config.max_query_image_mb * 1024 * 1024)
     if not request.parts:
         raise InvalidArgument(
             "parts is empty: give an image, a text or a clip", field="parts", reason="EMPTY_QUERY"
@@ -255,6 +256,20 @@ def _validate(
                 field=f"parts[{index}]",
                 reason="EMPTY_PART",
             )
+        # The encoder refuses these too, but only after the bytes crossed to it: on a busy
+        # machine a 17 MiB image could spend the whole budget on the way there.
+        if kind == "image" and not part.image:
+            raise InvalidArgument(
+                f"parts[{index}].image is empty",
+                field=f"parts[{index}].image",
+                reason="EMPTY_IMAGE",
+            )
+        if kind == "image" and len(part.image) > max_image_bytes:
+            raise InvalidArgument(
+                f"parts[{index}].image is {len(part.image)} bytes; the limit is {max_image_bytes}",
+                field=f"parts[{index}].image",
+                reason="IMAGE_TOO_LARGE",
+            )
         if not math.isfinite(part.weight):
             raise InvalidArgument(
                 f"parts[{index}].weight must be finite",
@@ -272,9 +287,9 @@ def _validate(
             field="budget_ms",
             reason="BAD_BUDGET",
         )
-    if not 1 <= top_k <= max_top_k:
+    if not 1 <= top_k <= config.max_top_k:
         raise InvalidArgument(
-            f"top_k must be 0 (default 10) to {max_top_k}", field="top_k", reason="BAD_TOP_K"
+            f"top_k must be 0 (default 10) to {config.max_top_k}", field="top_k", reason="BAD_TOP_K"
         )
     if not 1 <= moments <= MAX_MOMENTS:
         raise InvalidArgument(
