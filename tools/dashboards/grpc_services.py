@@ -105,4 +105,19 @@ def grpc_dashboard() -> dashboard_builders.Dashboard:
                 query(f"process_resident_memory_bytes{{{NS}}}", "{{component}} {{pod}}"),
             )
         )
+        .with_panel(
+            panel(
+                "TLS certificates: days left",
+                "Days until each pod's certificate in use expires: serving (its TLS port) and "
+                "client (the orchestrator's calls inward). cert-manager renews at 30 days left "
+                "and pods pick renewals up within seconds, so lines should jump back to about "
+                "90; ClipmeshCertificateExpiresSoon opens a ticket under 14. Empty without TLS.",
+                "d",
+                query(
+                    "min by (component, pod, usage) (("
+                    f"clipmesh_tls_certificate_expiry_timestamp_seconds{{{NS}}} - time()) / 86400)",
+                    "{{component}} {{pod}} {{usage}}",
+                ),
+            )
+        )
     )
