@@ -63,6 +63,20 @@ def grpc_dashboard() -> dashboard_builders.Dashboard:
         )
         .with_panel(
             panel(
+                "Requests by caller",
+                "Authenticated calls to the public API per second, by caller (the names of the "
+                "token file) and status code. Empty while token auth is off.",
+                "reqps",
+                query(
+                    f"sum by (caller, grpc_code) (rate(clipmesh_caller_requests_total{{{NS}}}"
+                    f"[{RATE}]))",
+                    "{{caller}} {{grpc_code}}",
+                ),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            panel(
                 "Unary p99 by method",
                 "Server-side handling time of unary RPCs.",
                 "s",
