@@ -1,0 +1,147 @@
+"""The prod overlay's network policies, evaluated on the rendered objects: each flow the mesh
+needs is allowed (egress on the caller and ingress on the callee), and everything it never
+does is denied, starting from default-deny both ways. kubelet probes come from the node and
+are not subject to them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+
+from tests.deploy.manifests import (
+    PROD,
+    Connection,
+    Endpoint,
+    Manifest,
+    connection_allowed,
+    find,
+    of_kind,
+    pod_endpoint,
+    render,
+    workload_of,
+)
+
+COMPONENTS = {"orchestrator", "previs", "encoder", "index", "generator"}
+
+
+@pytest.fixture(scope="module")
+def prod() -> list[Manifest]:
+    return render(PROD)
+
+
+OUTSIDE = {
+    "ingress-controller": Endpoint("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}),
+    "prometheus": Endpoint("monitoring", {"app.kubernetes.io/name": "prometheus"}),
+    "kube-dns": Endpoint("kube-system", {"k8s-app": "kube-dns"}),
+    "milvus-proxy": Endpoint(
+        "milvus",
+        {
+            "app.kubernetes.io/name": "milvus",
+            "app.kubernetes.io/instance": "milvus",
+            "component": "proxy",
+        },
+    ),
+    "otel-collector": Endpoint("observability", {"app.kubernetes.io/name": "otel-collector"}),
+    "dashscope": Endpoint(ip="47.88.1.10"),  # a public address
+    "vpc-database": Endpoint(ip="10.20.0.5"),
+    "cloud-metadata": Endpoint(ip="169.254.169.254"),
+}
+METRICS_PORTS = {
+    "orchestrator": 9150,
+    "previs": 9150,
+    "encoder": 9151,
+    "index": 9152,
+    "generator": 9153,
+}
+CALLEES = {"encoder": 50051, "index": 50052, "generator": 50053}
+
+
+class Edge(NamedTuple):
+    """A flow by endpoint names: mesh components or names of OUTSIDE."""
+
+    source: str
+    destination: str
+    port: int
+    protocol: str = "TCP"
+
+    def __str__(self) -> str:
+        return f"{self.source}->{self.destination}:{self.port}/{self.protocol}"
+
+    def connection(self, objects: list[Manifest]) -> Connection:
+        return Connection(
+            endpoint(objects, self.source),
+            endpoint(objects, self.destination),
+            self.port,
+            self.protocol,
+        )
+
+
+def endpoint(objects: list[Manifest], name: str) -> Endpoint:
+    """A mesh component's pods, or a named endpoint outside the mesh."""
+    if name in COMPONENTS:
+        return pod_endpoint(workload_of(objects, name))
+    return OUTSIDE[name]
+
+
+ALLOWED = [
+    *[
+        Edge(caller, callee, port)
+        for caller in ("orchestrator", "previs")
+        for callee, port in CALLEES.items()
+    ],
+    Edge("ingress-controller", "orchestrator", 50050),
+    Edge("ingress-controller", "previs", 50050),
+    Edge("index", "milvus-proxy", 19530),
+    Edge("generator", "dashscope", 443),
+    *[Edge("prometheus", name, port) for name, port in METRICS_PORTS.items()],
+    *[Edge(name, "kube-dns", 53, "UDP") for name in sorted(COMPONENTS)],
+    *[Edge(name, "kube-dns", 53, "TCP") for name in sorted(COMPONENTS)],
+    *[Edge(name, "otel-collector", 4317) for name in sorted(COMPONENTS)],
+]
+DENIED = [
+    # The mesh's services never call each other; only the orchestrator and previs call them.
+    Edge("encoder", "index", 50052),
+    Edge("index", "encoder", 50051),
+    Edge("generator", "encoder", 50051),
+    Edge("encoder", "generator", 50053),
+    Edge("index", "generator", 50053),
+    Edge("generator", "index", 50052),
+    Edge("orchestrator", "previs", 50050),
+    Edge("orchestrator", "encoder", 9151),
+    # From outside: the public API only, metrics only for Prometheus.
+    Edge("ingress-controller", "encoder", 50051),
+    Edge("ingress-controller", "index", 50052),
+    Edge("ingress-controller", "generator", 50053),
+    Edge("ingress-controller", "orchestrator", 9150),
+    Edge("prometheus", "encoder", 50051),
+    # Out of the mesh: Milvus for the index only, the internet for the generator only and
+    # only over HTTPS, never private addresses or the cloud metadata endpoint.
+    Edge("orchestrator", "milvus-proxy", 19530),
+    Edge("encoder", "dashscope", 443),
+    Edge("orchestrator", "dashscope", 443),
+    Edge("generator", "dashscope", 80),
+    Edge("generator", "vpc-database", 443),
+    Edge("generator", "cloud-metadata", 443),
+    Edge("generator", "cloud-metadata", 80),
+    Edge("encoder", "kube-dns", 443),
+]
+
+
+@pytest.mark.parametrize("edge", ALLOWED, ids=str)
+def test_prod_network_allows_the_mesh_flow(prod: list[Manifest], edge: Edge) -> None:
+    assert connection_allowed(of_kind(prod, "NetworkPolicy"), edge.connection(prod))
+
+
+@pytest.mark.parametrize("edge", DENIED, ids=str)
+def test_prod_network_denies_what_the_mesh_never_does(prod: list[Manifest], edge: Edge) -> None:
+    assert not connection_allowed(of_kind(prod, "NetworkPolicy"), edge.connection(prod))
+
+
+def test_prod_denies_by_default(prod: list[Manifest]) -> None:
+    """Every flow above is allowed by a rule of its own: default-deny alone blocks them all."""
+    deny = find(prod, "NetworkPolicy", "clipmesh-default-deny")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    for edge in ALLOWED:
+        assert not connection_allowed([deny], edge.connection(prod)), edge
