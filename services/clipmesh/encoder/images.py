@@ -64,6 +64,12 @@ def _bad(index: int, reason: str, message: str) -> InvalidArgument:
     return InvalidArgument(f"images[{index}]: {message}", field=f"images[{index}]", reason=reason)
 
 
+def too_elongated(width: int, height: int) -> bool:
+    """True when the longest side is over `MAX_ASPECT_RATIO` times the shortest: a strip that
+    scaling to the model's (or a detector's) side would blow up. Every image intake refuses it."""
+    return max(width, height) > MAX_ASPECT_RATIO * min(width, height)
+
+
 def decode_image(data: bytes, index: int, limits: ImageLimits, min_side: int) -> Image.Image:
     """Decodes one untrusted image to RGB, or raises InvalidArgument naming `images[index]`.
 
@@ -106,7 +112,7 @@ def decode_image(data: bytes, index: int, limits: ImageLimits, min_side: int) ->
             f"is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels} "
             "(refused before decoding)",
         )
-    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+    if too_elongated(width, height):
         # Preprocessing scales the short side to the model's: a 1x4000 strip would become
         # 224x896000 pixels, gigabytes from a 100-byte PNG.
         raise _bad(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import threading
 import time
@@ -47,6 +46,7 @@ from clipmesh.runtime.errors import Unauthenticated, trailing_metadata_for
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh.runtime.identity import SPAN_ATTRIBUTE, acting_for
 from clipmesh.runtime.metrics import code_of
+from clipmesh.runtime.security import file_signature
 from clipmesh_client.security import AUTHORIZATION_HEADER
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class TokenFile:
         self._check_interval_s = check_interval_s
         self._lock = threading.Lock()
         self._checked_at = time.monotonic()
-        self._signature = self._stat()
+        self._signature = file_signature([str(self._path)])
         self._entries = self._load()
 
     @property
@@ -160,7 +160,7 @@ class TokenFile:
             return
         with self._lock:
             self._checked_at = now
-            signature = self._stat()
+            signature = file_signature([str(self._path)])
             if signature == self._signature:
                 return
             self._signature = signature
@@ -178,13 +178,6 @@ class TokenFile:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: cannot be read ({exc})") from exc
         return parse_tokens(text, source)
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self._path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

@@ -71,7 +71,8 @@ FileSignature = tuple[tuple[int, int, int] | None, ...]
 
 
 def file_signature(paths: list[str]) -> FileSignature:
-    """Modification time, size and inode of each path (None: unset or absent).
+    """Modification time, size and inode of each path (None: unset or absent): how the TLS
+    files and the tokens file notice a change without reading them.
 
     A Kubernetes Secret update swaps a symlink to a new directory and cert-manager rewrites the
     files: either way one of the three changes.

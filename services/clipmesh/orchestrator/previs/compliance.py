@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from clipmesh.encoder.images import MAX_ASPECT_RATIO
+from clipmesh.encoder.images import MAX_ASPECT_RATIO, too_elongated
 from clipmesh.runtime.errors import InvalidArgument
 
 DATA_DIR = Path(__file__).with_name("compliance_lists")
@@ -168,7 +168,7 @@ class CompliancePolicy:
                     field=field,
                     reason="IMAGE_TOO_MANY_PIXELS",
                 )
-            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            if too_elongated(width, height):
                 raise InvalidArgument(
                     f"{field}: {width}x{height}; the longest side may be at most "
                     f"{MAX_ASPECT_RATIO} times the shortest",
