@@ -21,7 +21,7 @@ with atheris.instrument_imports(include=INSTRUMENTED):
     from PIL import Image
 
     from clipmesh.encoder.images import ImageLimits, PixelTransform, decode_image
-    from clipmesh.orchestrator.previs.compliance import CompliancePolicy
+    from clipmesh.previs.compliance import CompliancePolicy
     from clipmesh.runtime.errors import InvalidArgument
 
 # The encoder's defaults (16 MiB, 40 megapixels) and ViT-B-32's preprocessing.

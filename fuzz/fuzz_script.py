@@ -26,8 +26,8 @@ import atheris
 from fuzz.common import INSTRUMENTED, expect, fuzz
 
 with atheris.instrument_imports(include=INSTRUMENTED):
-    from clipmesh.orchestrator.previs.planning import shots_of
-    from clipmesh.orchestrator.previs.script import (
+    from clipmesh.previs.planning import shots_of
+    from clipmesh.previs.script import (
         MIN_SHOT_S,
         Script,
         ScriptError,

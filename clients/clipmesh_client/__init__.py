@@ -45,7 +45,7 @@ from clipmesh_client.models import (
     Video,
     VideoHit,
 )
-from clipmesh_client.security import tls_credentials
+from clipmesh_client.wire import tls_credentials
 
 __all__ = [
     "AlreadyExistsError",

@@ -8,12 +8,8 @@ from typing import Any, Self
 
 import grpc
 
-from clipmesh_client.channel import channel_arguments, open_channel
 from clipmesh_client.errors import typed_errors
-from clipmesh_client.security import bearer_metadata
-
-# Who is submitting, for the gateway's per-caller limits; a token's identity wins over it.
-CALLER_HEADER = "x-clipmesh-caller"
+from clipmesh_client.wire import CALLER_HEADER, ChannelPolicy, bearer_metadata, open_channel
 
 
 class BlockingServiceClient:
@@ -50,8 +46,8 @@ class BlockingServiceClient:
         self.stream_timeout_s = stream_timeout_s
         caller_header = ((CALLER_HEADER, caller),) if caller else ()
         self._metadata = (*metadata, *caller_header, *bearer_metadata(token))
-        arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=64)
-        self._channel = open_channel(target, credentials=credentials, arguments=arguments)
+        policy = ChannelPolicy(timeout_s=timeout_s, max_attempts=max_attempts)
+        self._channel = open_channel(target, policy, credentials=credentials)
 
     def __enter__(self) -> Self:
         return self

@@ -20,10 +20,9 @@ from grpc_health.v1 import health_pb2_grpc
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
 from clipmesh_client import messages, models
-from clipmesh_client.channel import channel_arguments, open_aio_channel, open_channel
 from clipmesh_client.errors import typed_errors
 from clipmesh_client.readiness import Readiness
-from clipmesh_client.security import bearer_metadata
+from clipmesh_client.wire import ChannelPolicy, bearer_metadata, open_aio_channel, open_channel
 
 DEFAULT_TARGET = "127.0.0.1:50050"
 DEFAULT_TIMEOUT_S = 5.0
@@ -58,8 +57,10 @@ class _ClientBase:
         self.timeout_s = timeout_s
         self.ingest_timeout_s = ingest_timeout_s
         self._metadata = (*metadata, *bearer_metadata(token))
-        arguments = channel_arguments(max_attempts=max_attempts, max_message_mb=max_message_mb)
-        self._channel = self._open_channel(target, credentials=credentials, arguments=arguments)
+        policy = ChannelPolicy(
+            timeout_s=timeout_s, max_attempts=max_attempts, max_message_mb=max_message_mb
+        )
+        self._channel = self._open_channel(target, policy, credentials=credentials)
         self._search = search_pb2_grpc.SearchServiceStub(self._channel)
         self._ingest = ingest_pb2_grpc.IngestServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)

@@ -1,4 +1,5 @@
-"""Typed client errors, mapped from gRPC status codes and the services' `ErrorInfo`.
+"""The SDK's typed exceptions, raised to callers for failed calls (`clipmesh_client.wire`
+decodes the status they are built from).
 
 Match on the exception class (or `.reason`), never on message text: messages are for people
 and may change; codes and reasons are the contract.
@@ -10,8 +11,8 @@ import contextlib
 from collections.abc import Iterator
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+
+from clipmesh_client.wire import decode_status
 
 
 class ClipmeshError(Exception):
@@ -147,32 +148,15 @@ def from_rpc_error(error: grpc.RpcError) -> ClipmeshError:
 
     Use as `raise from_rpc_error(exc) from exc` so the transport error stays chained.
     """
-    code = error.code()  # type: ignore[attr-defined]
-    message = error.details() or code.name  # type: ignore[attr-defined]
-    reason, domain, metadata, retry_after_s = "", "", {}, None
-    try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    except ValueError:
-        # The trailer's status disagrees with the call's own code or message (a proxy
-        # rewrote one of them): keep the call's code and message, drop the details.
-        status = None
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            detail.Unpack(retry)
-            retry_after_s = retry.retry_delay.ToMilliseconds() / 1000
-    error_type = _BY_CODE.get(code, ClipmeshError)
+    details = decode_status(error)
+    error_type = _BY_CODE.get(details.code, ClipmeshError)
     return error_type(
-        message,
-        code=code,
-        reason=reason,
-        domain=domain,
-        metadata=metadata,
-        retry_after_s=retry_after_s,
+        details.message,
+        code=details.code,
+        reason=details.reason,
+        domain=details.domain,
+        metadata=details.metadata,
+        retry_after_s=details.retry_after_s,
     )
 
 

@@ -1,8 +1,8 @@
-"""`PrevisClient`: a film script to a reviewed previs cut, on the orchestrator.
+"""`PrevisClient`: a film script to a reviewed previs cut, on the previs service.
 
     from clipmesh_client.previs import PrevisClient
 
-    with PrevisClient("127.0.0.1:50050") as previs:
+    with PrevisClient("127.0.0.1:50054") as previs:
         for progress in previs.create_project(open("scene.fountain").read(), variants=3):
             print(progress.stage, progress.shots_done, "/", progress.shots_total, progress.eta_s)
         project = progress.project
@@ -26,7 +26,7 @@ from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
 from clipmesh_client.blocking import BlockingServiceClient
 from clipmesh_client.errors import typed_errors
 
-DEFAULT_TARGET = "127.0.0.1:50050"
+DEFAULT_TARGET = "127.0.0.1:50054"
 FORMATS = {
     "auto": previs_pb2.SCRIPT_FORMAT_UNSPECIFIED,
     "plain": previs_pb2.SCRIPT_FORMAT_PLAIN,
@@ -38,13 +38,13 @@ class PrevisClient(BlockingServiceClient):
     """A blocking client of PrevisService.
 
     Args:
-        target: `host:port` of the orchestrator.
+        target: `host:port` of the previs service.
         timeout_s: Deadline of each unary call that sets none of its own.
         stream_timeout_s: Deadline of a project's or review's progress stream.
         max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
         credentials: TLS credentials, or None for plaintext.
         metadata: Further headers sent with every call.
-        token: Bearer token, when the orchestrator has token auth on (over TLS only).
+        token: Bearer token, when previs has token auth on (over TLS only).
     """
 
     def __init__(

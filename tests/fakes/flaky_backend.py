@@ -16,7 +16,7 @@ import numpy as np
 
 from clipmesh.generator.backends.animatic import AnimaticBackend
 from clipmesh.generator.backends.base import RenderedVideo, TaskContext
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.generator.jobs import GenerationSpec
 
 BLUR_SIGMA_PX = 4.0
 
@@ -31,7 +31,7 @@ class BlurryFirstTryBackend(AnimaticBackend):
         self.seen_prompts: set[str] = set()
         self.blurred_jobs: list[str] = []
 
-    async def run(self, spec: generator_pb2.GenerationSpec, ctx: TaskContext) -> RenderedVideo:
+    async def run(self, spec: GenerationSpec, ctx: TaskContext) -> RenderedVideo:
         video = await super().run(spec, ctx)
         if spec.prompt not in self.seen_prompts:
             self.seen_prompts.add(spec.prompt)

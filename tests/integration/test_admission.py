@@ -18,7 +18,7 @@ from clipmesh.runtime.config import load_config
 from clipmesh.runtime.errors import RETRY_PUSHBACK_KEY, ErrorInterceptor
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
-from clipmesh_client.blocking import CALLER_HEADER
+from clipmesh_client.wire import CALLER_HEADER
 from clipmesh_client.errors import ResourceExhaustedError, from_rpc_error
 from tests.support import serve_in_process
 

@@ -17,7 +17,7 @@ from clipmesh.demo.library import make_video
 from clipmesh.generator.backends.base import GenerationFailed, TaskContext
 from clipmesh.generator.backends.dashscope import DashScopeBackend, request_body
 from clipmesh.runtime.errors import InvalidArgument
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.generator.jobs import GenerationSpec
 from tests.fakes.dashscope_server import FakeDashScope, check_submission
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,7 +85,7 @@ async def backend_for(base_url: str, **options) -> AsyncIterator[DashScopeBacken
 def spec(prompt: str = "a red fox trotting through fresh snow", **fields):
     """A validated 480P spec (the cheapest size for the fake to render)."""
     fields = {"width": 832, "height": 480, **fields}
-    unchecked = generator_pb2.GenerationSpec(prompt=prompt, **fields)
+    unchecked = GenerationSpec(prompt=prompt, **fields)
     return OFFLINE.validate(unchecked)
 
 
@@ -146,7 +146,7 @@ async def test_provider_errors_fail_the_job_with_a_stable_reason(
 
 async def test_the_providers_parameter_check_reaches_the_caller(fake, tmp_path) -> None:
     server = fake()
-    unvalidated = generator_pb2.GenerationSpec(
+    unvalidated = GenerationSpec(
         prompt="a fox", model="wan2.2-t2v-plus", width=1280, height=720, duration_s=5
     )
     async with backend_for(server.base_url) as backend:
@@ -363,7 +363,7 @@ def test_every_size_and_duration_the_backend_offers_is_accepted_by_the_provider(
             (size, d) for size in limits.sizes for d in limits.durations_s
         ):
             checked = OFFLINE.validate(
-                generator_pb2.GenerationSpec(
+                GenerationSpec(
                     prompt="a fox", model=model, width=width, height=height, duration_s=duration_s
                 )
             )

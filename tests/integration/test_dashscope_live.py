@@ -13,7 +13,7 @@ import pytest
 
 from clipmesh.generator.backends.base import TaskContext
 from clipmesh.generator.backends.dashscope import DashScopeBackend
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.generator.jobs import GenerationSpec
 
 API_KEY = os.environ.get("DASHSCOPE_API_KEY", "")
 BASE_URL = os.environ.get(
@@ -41,7 +41,7 @@ async def test_a_480p_clip_is_generated_downloaded_and_probed(tmp_path) -> None:
         base_url=BASE_URL, api_key=API_KEY, submissions_per_s=1, max_concurrent=1
     )
     spec = backend.validate(
-        generator_pb2.GenerationSpec(
+        GenerationSpec(
             prompt="A paper boat drifts down a rain-filled gutter, close-up, overcast light",
             model="wan2.2-t2v-plus",
             width=832,

@@ -22,7 +22,7 @@ from clipmesh.encoder.server import create_app as create_encoder
 from clipmesh.index.config import IndexConfig
 from clipmesh.index.server import create_app as create_index
 from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.frames import frames_at
+from clipmesh.ingest.frames import frames_at
 from clipmesh.orchestrator.server import create_app as create_orchestrator
 from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config

@@ -21,7 +21,7 @@ from clipmesh.generator.server import GeneratorApp
 from clipmesh.index.config import IndexConfig
 from clipmesh.index.server import create_app as create_index
 from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.paths import path_from_uri
+from clipmesh.ingest.paths import path_from_uri
 from clipmesh.orchestrator.server import create_app as create_orchestrator
 from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config

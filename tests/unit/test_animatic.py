@@ -20,7 +20,7 @@ from clipmesh.generator.backends.shot_language import (
     read_shot_language,
 )
 from clipmesh.runtime.errors import InvalidArgument
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.generator.jobs import GenerationSpec
 
 # Small clips keep the suite fast; 128 is the smallest side the model accepts.
 SMALL = {"width": 160, "height": 128, "duration_s": 1.0, "fps": 12.0}
@@ -48,7 +48,7 @@ async def _render(
     scratch_dir: Path, prompt: str, recorder: Recorder | None = None, **fields
 ) -> RenderedVideo:
     backend = AnimaticBackend()
-    spec = backend.validate(generator_pb2.GenerationSpec(prompt=prompt, **{**SMALL, **fields}))
+    spec = backend.validate(GenerationSpec(prompt=prompt, **{**SMALL, **fields}))
     return await backend.run(spec, _context(scratch_dir, recorder or Recorder()))
 
 
@@ -242,7 +242,7 @@ async def test_a_cancel_mid_render_fails_as_cancelled_and_leaves_no_file(tmp_pat
         ctx.cancel_requested.set()
 
     ctx = TaskContext("job-1", tmp_path, cancel_on_first_report, Recorder().submitted)
-    spec = backend.validate(generator_pb2.GenerationSpec(prompt="a long pan left", **SMALL))
+    spec = backend.validate(GenerationSpec(prompt="a long pan left", **SMALL))
     with pytest.raises(GenerationFailed) as failure:
         await backend.run(spec, ctx)
     assert failure.value.reason == "CANCELLED"
@@ -276,14 +276,14 @@ async def test_a_cancelled_task_leaves_no_file(tmp_path: Path) -> None:
 def test_validate_refuses_what_the_model_does_not_accept(
     fields: dict, field_name: str, reason: str
 ) -> None:
-    spec = generator_pb2.GenerationSpec(**{"prompt": "a lighthouse", **fields})
+    spec = GenerationSpec(**{"prompt": "a lighthouse", **fields})
     with pytest.raises(InvalidArgument) as refusal:
         AnimaticBackend().validate(spec)
     assert (refusal.value.field, refusal.value.reason) == (field_name, reason)
 
 
 def test_validate_fills_the_defaults() -> None:
-    spec = AnimaticBackend().validate(generator_pb2.GenerationSpec(prompt="x" * 800))
+    spec = AnimaticBackend().validate(GenerationSpec(prompt="x" * 800))
     assert (spec.backend, spec.model) == ("animatic", "animatic-v1")
     assert (spec.width, spec.height, spec.duration_s, spec.fps) == (832, 480, 5.0, 24.0)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from clipmesh_client import (
     models,
     not_,
 )
-from clipmesh_client.channel import channel_arguments, service_config
 from clipmesh_client.errors import LOCAL_DOMAIN
 
 # Nothing listens on port 1; a call that reached the network would fail UNAVAILABLE instead.
@@ -295,21 +293,6 @@ def test_stages_unknown_to_this_sdk_read_as_empty() -> None:
     assert models.stage_name(ingest_pb2.INGEST_STAGE_UNSPECIFIED) == ""
     assert models.stage_name(99) == ""
     assert models.stage_name(ingest_pb2.INGEST_STAGE_DUPLICATE) == "duplicate"
-
-
-def test_channel_balances_round_robin_and_retries_only_unavailable() -> None:
-    config = json.loads(service_config(max_attempts=9))
-    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
-    (method,) = config["methodConfig"]
-    assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
-    assert method["retryPolicy"]["maxAttempts"] == 5  # gRPC's cap
-    # Deadlines are set per call: a service-config timeout would cap long ingest streams.
-    assert "timeout" not in method
-    assert "retryPolicy" not in json.loads(service_config(max_attempts=1))["methodConfig"][0]
-    args = dict(channel_arguments(max_attempts=3, max_message_mb=8))
-    assert args["grpc.max_receive_message_length"] == 8 * 1024 * 1024
-    assert args["grpc.max_send_message_length"] == 8 * 1024 * 1024
-    assert args["grpc.max_reconnect_backoff_ms"] <= 5000  # back within seconds of a restart
 
 
 @pytest.mark.parametrize("options", [{"timeout_s": 0}, {"max_attempts": 0}, {"max_message_mb": 0}])

@@ -7,14 +7,13 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from clipmesh.runtime.errors import (
-    STATUS_DETAILS_KEY,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
-    to_status,
     trailing_metadata_for,
 )
 from clipmesh_client import errors as client_errors
+from clipmesh_client.wire import STATUS_DETAILS_HEADER
 
 
 class FakeRpcError(grpc.RpcError):
@@ -37,7 +36,9 @@ def test_invalid_argument_carries_reason_domain_and_field() -> None:
     error = InvalidArgument(
         "images[2]: not a JPEG, PNG or WebP", field="images[2]", reason="BAD_IMAGE"
     )
-    status = to_status(error, domain="encoder.clipmesh")
+    status = status_pb2.Status.FromString(
+        dict(trailing_metadata_for(error, domain="encoder.clipmesh"))[STATUS_DETAILS_HEADER]
+    )
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info)
@@ -85,7 +86,7 @@ def test_a_plain_grpc_error_without_details_still_maps() -> None:
 def test_status_details_key_is_the_grpc_standard() -> None:
     status = status_pb2.Status()
     status.ParseFromString(
-        dict(trailing_metadata_for(NotFound("x"), domain="d"))[STATUS_DETAILS_KEY]
+        dict(trailing_metadata_for(NotFound("x"), domain="d"))[STATUS_DETAILS_HEADER]
     )
     assert status.message == "x"
 

@@ -14,16 +14,16 @@ import pytest
 
 from clipmesh.encoder.images import MAX_ASPECT_RATIO, ImageLimits, decode_image
 from clipmesh.index.filters import parse_filter
-from clipmesh.orchestrator.frames import analysis_frames, frames_at
-from clipmesh.orchestrator.media import probe
-from clipmesh.orchestrator.previs.compliance import CompliancePolicy
-from clipmesh.orchestrator.previs.script import (
+from clipmesh.ingest.frames import analysis_frames, frames_at
+from clipmesh.ingest.media import probe
+from clipmesh.previs.compliance import CompliancePolicy
+from clipmesh.previs.script import (
     MAX_SCRIPT_CHARS,
     MIN_SHOT_S,
     estimate_s,
     parse_script,
 )
-from clipmesh.orchestrator.shots import plan_segments
+from clipmesh.ingest.shots import plan_segments
 from clipmesh.runtime.errors import InvalidArgument
 from clipmesh_api.common.v1 import common_pb2
 from tests.media import encode, gradient_image

@@ -8,11 +8,23 @@ import time
 
 import pytest
 
+import dataclasses
+import sqlite3
+
 from clipmesh.generator.cache import ContentCache, cache_key
+from clipmesh.generator.convert import job_to_proto, result_to_proto
+from clipmesh.generator.jobs import (
+    GenerationResult,
+    GenerationSpec,
+    Job,
+    JobError,
+    JobState,
+    request_digest,
+)
 from clipmesh.generator.outputs import OutputStore
 from clipmesh.generator.ratelimit import SubmissionRate
-from clipmesh.generator.store import JobStore
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.generator.store import SCHEMA_VERSION, JobStore
+from clipmesh.runtime.server import StartupError
 
 
 @pytest.fixture
@@ -26,22 +38,26 @@ def _stored_result(outputs: OutputStore, scratch, payload: bytes):
     source = scratch / f"{len(payload)}-{payload[:4].hex()}.mp4"
     source.write_bytes(payload)
     sha256, path, size = outputs.put(source)
-    return generator_pb2.GenerationResult(uri=path.as_uri(), sha256=sha256, size_bytes=size)
+    return GenerationResult(
+        uri=path.as_uri(),
+        duration_s=1.0,
+        fps=12.0,
+        width=256,
+        height=144,
+        size_bytes=size,
+        sha256=sha256,
+    )
 
 
 def test_only_seeded_specs_have_a_key_and_every_field_counts() -> None:
-    spec = generator_pb2.GenerationSpec(
+    spec = GenerationSpec(
         prompt="p", backend="animatic", model="m", width=256, height=144, duration_s=1, fps=12
     )
     assert cache_key(spec) == ""
-    spec.seed = 1
+    spec = dataclasses.replace(spec, seed=1)
     keys = {cache_key(spec)}
     for change in ({"prompt": "q"}, {"seed": 2}, {"fps": 24}, {"negative_prompt": "n"}):
-        changed = generator_pb2.GenerationSpec()
-        changed.CopyFrom(spec)
-        for name, value in change.items():
-            setattr(changed, name, value)
-        keys.add(cache_key(changed))
+        keys.add(cache_key(dataclasses.replace(spec, **change)))
     assert len(keys) == 5
 
 
@@ -75,7 +91,7 @@ def test_an_evicted_entry_keeps_a_file_a_job_still_holds(stores) -> None:
     store, outputs, scratch = stores
     cache = ContentCache(store, outputs, memory_entries=8, max_bytes=150)
     held = _stored_result(outputs, scratch, b"h" * 100)
-    job = generator_pb2.Job(job_id="j1", backend="animatic", caller="c", result=held)
+    job = Job(job_id="j1", spec=GenerationSpec("p"), backend="animatic", caller="c", result=held)
     store.insert(job, request_sha256="r", output_sha256=held.sha256)
     cache.put("held", held)
     cache.put("other", _stored_result(outputs, scratch, b"o" * 100))
@@ -98,3 +114,82 @@ async def test_a_submission_holds_its_slot_until_it_lands() -> None:
     gaps = [b - a for a, b in itertools.pairwise(landed)]
     assert all(gap >= 0.5 - 0.01 for gap in gaps)
     assert landed[0] - started >= 0.3
+
+
+def _job(job_id: str, **fields) -> Job:
+    spec = GenerationSpec(
+        prompt="一座灯塔 at dusk",
+        backend="animatic",
+        model="m",
+        seed=7,
+        labels={"b": "2", "a": "1"},
+    )
+    return Job(job_id=job_id, spec=spec, backend="animatic", caller="team-a", **fields)
+
+
+def test_a_job_record_survives_a_reopen_field_for_field(tmp_path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    job = _job(
+        "j1",
+        state=JobState.FAILED,
+        error=JobError("CONTENT_REJECTED", "refused", "DataInspectionFailed"),
+        create_time_s=1_700_000_000.25,
+        idempotency_key="shot-1",
+    )
+    store.insert(job, request_sha256=request_digest(job.spec))
+    store.close()
+    reopened = JobStore(tmp_path / "jobs.sqlite3")
+    stored = reopened.get("j1")
+    assert stored.job == job
+    assert reopened.by_idempotency_key("shot-1").job.job_id == "j1"
+    assert [
+        s.job.job_id
+        for s in reopened.page(states=(JobState.FAILED,), backend="", before_seq=None, limit=10)
+    ] == ["j1"]
+
+
+def test_a_store_written_by_the_protobuf_release_is_converted_once(tmp_path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    # What releases up to 0.1 wrote: the API's protobuf bytes, schema version 0.
+    result = GenerationResult("file:///o.mp4", 2.0, 12.0, 256, 144, 10, "ab" * 32)
+    old = _job("j1", state=JobState.SUCCEEDED, result=result, create_time_s=1_700_000_000.5)
+    legacy = sqlite3.connect(path)
+    legacy.executescript(
+        """
+        CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL UNIQUE,
+            idempotency_key TEXT UNIQUE, request_sha256 TEXT NOT NULL, backend TEXT NOT NULL,
+            state INTEGER NOT NULL, caller TEXT NOT NULL, submitting INTEGER NOT NULL DEFAULT 0,
+            output_sha256 TEXT, job BLOB NOT NULL);
+        CREATE TABLE cache (cache_key TEXT PRIMARY KEY, sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL, result BLOB NOT NULL, last_used REAL NOT NULL);
+        """
+    )
+    legacy.execute(
+        "INSERT INTO jobs (job_id, idempotency_key, request_sha256, backend, state, caller, job)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ("j1", "k1", "old-digest", "animatic", 3, "team-a", job_to_proto(old).SerializeToString()),
+    )
+    legacy.execute(
+        "INSERT INTO cache VALUES (?, ?, ?, ?, ?)",
+        ("c1", result.sha256, 10, result_to_proto(result).SerializeToString(), 1.0),
+    )
+    legacy.commit()
+    legacy.close()
+    store = JobStore(path)
+    converted = store.get("j1")
+    assert converted.job == old
+    # The idempotency key now answers to the digest of the record's spec.
+    assert converted.request_sha256 == request_digest(old.spec)
+    assert store.cache_get("c1") == result
+    store.close()
+    (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
+    assert version == SCHEMA_VERSION
+
+
+def test_a_store_from_a_newer_release_is_refused_not_misread(tmp_path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    newer = sqlite3.connect(path)
+    newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer.close()
+    with pytest.raises(StartupError, match="newer than this release"):
+        JobStore(path)

@@ -19,10 +19,10 @@ from clipmesh.demo.library import (
     write_not_a_video,
     write_truncated_mp4,
 )
-from clipmesh.orchestrator.frames import AnalysisFrame, analysis_frames, frames_at
-from clipmesh.orchestrator.media import DEFAULT_LIMITS, MediaLimits, probe
-from clipmesh.orchestrator.paths import resolve_media_path, sha256_file
-from clipmesh.orchestrator.shots import PlannedSegment, plan_segments
+from clipmesh.ingest.frames import AnalysisFrame, analysis_frames, frames_at
+from clipmesh.ingest.media import DEFAULT_LIMITS, MediaLimits, probe
+from clipmesh.ingest.paths import resolve_media_path, sha256_file
+from clipmesh.ingest.shots import PlannedSegment, plan_segments
 from clipmesh.runtime.errors import InvalidArgument, NotFound, PermissionDenied
 from tests.media import encode, gradient_image
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from clipmesh.index.requests import collection_name
-from clipmesh.orchestrator.previs.requests import _name
+from clipmesh.previs.requests import _name
 from clipmesh.runtime.errors import InvalidArgument
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipmesh.orchestrator.previs.compliance import FACE, REAL_PEOPLE, CompliancePolicy
+from clipmesh.previs.compliance import FACE, REAL_PEOPLE, CompliancePolicy
 from clipmesh.runtime.errors import InvalidArgument
 
 

@@ -8,14 +8,14 @@ import shutil
 
 import pytest
 
-from clipmesh.orchestrator.previs.prompts import (
+from clipmesh.previs.prompts import (
     ShotBrief,
     TemplateError,
     TemplateLibrary,
     build_prompt,
 )
-from clipmesh.orchestrator.previs.revisions import revise
-from clipmesh.orchestrator.previs.templates import TEMPLATES_DIR
+from clipmesh.previs.revisions import revise
+from clipmesh.previs.templates import TEMPLATES_DIR
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from clipmesh.demo.library import make_video
-from clipmesh.orchestrator.previs.quality import (
+from clipmesh.previs.quality import (
     ClipScores,
     QualityThresholds,
     adjacent_frames,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipmesh.orchestrator.previs.script import (
+from clipmesh.previs.script import (
     MAX_SCRIPT_CHARS,
     MIN_SHOT_S,
     DialogueLine,

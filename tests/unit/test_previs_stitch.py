@@ -11,8 +11,8 @@ import opentimelineio as otio
 import pytest
 
 from clipmesh.demo.library import make_video, write_not_a_video
-from clipmesh.orchestrator.media import probe
-from clipmesh.orchestrator.previs.stitch import CutClip, stitch
+from clipmesh.ingest.media import probe
+from clipmesh.previs.stitch import CutClip, stitch
 from clipmesh.runtime.errors import InvalidArgument
 
 FPS = 24

@@ -1,38 +1,52 @@
-"""The previs project store: projects survive a reopen, one shot is rewritten alone, and the
-note chain behind a revision follows `based_on` (so a restored revision is revised from)."""
+"""The previs project store: projects survive a reopen, one shot is rewritten alone, stores of
+the protobuf release are converted once, and the note chain behind a revision follows
+`based_on` (so a restored revision is revised from)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from clipmesh.orchestrator.previs.planning import note_chain
-from clipmesh.orchestrator.previs.store import ProjectNotFound, ProjectStore
-from clipmesh_api.orchestrator.v1 import previs_pb2
+from clipmesh.previs.convert import project_to_proto, shot_to_proto
+from clipmesh.previs.planning import note_chain
+from clipmesh.previs.records import (
+    Clip,
+    Cut,
+    Project,
+    ProjectState,
+    QualityScores,
+    Shot,
+    ShotRevision,
+    ShotState,
+)
+from clipmesh.previs.store import SCHEMA_VERSION, ProjectNotFound, ProjectStore
+from clipmesh.runtime.server import StartupError
 
 
-def _project() -> previs_pb2.Project:
-    project = previs_pb2.Project(project_id="p1", title="雨中咖啡馆")
-    for order in range(3):
-        project.shots.add(shot_id=f"s{order + 1:03d}", order=order, description=f"shot {order}")
-    return project
+def _project() -> Project:
+    shots = [
+        Shot(shot_id=f"s{order + 1:03d}", order=order, description=f"shot {order}")
+        for order in range(3)
+    ]
+    return Project(project_id="p1", title="雨中咖啡馆", shots=shots)
 
 
 def test_a_project_survives_a_reopen_with_its_shots_in_order(tmp_path: Path) -> None:
     store = ProjectStore(tmp_path / "previs.sqlite3")
     store.create(_project(), "script text", {"s002": b"\x89PNG..."})
     shot = store.load("p1").shots[1]
-    shot.revisions.add(revision=1, prompt="p", selected_clip=-1)
-    shot.state = previs_pb2.SHOT_STATE_READY
+    shot.revisions.append(ShotRevision(revision=1, prompt="p", selected_clip=-1))
+    shot.state = ShotState.READY
     store.save_shot("p1", shot)
     store.close()
     reopened = ProjectStore(tmp_path / "previs.sqlite3")
     project = reopened.load("p1")
     assert [s.shot_id for s in project.shots] == ["s001", "s002", "s003"]
-    assert project.shots[1].state == previs_pb2.SHOT_STATE_READY
+    assert project.shots[1].state == ShotState.READY
     assert project.shots[1].revisions[0].prompt == "p"
-    assert project.shots[0].state == previs_pb2.SHOT_STATE_UNSPECIFIED
+    assert project.shots[0].state == ShotState.PENDING
     assert reopened.reference_image("p1", "s002") == b"\x89PNG..."
     assert reopened.reference_image("p1", "s001") is None
 
@@ -40,12 +54,12 @@ def test_a_project_survives_a_reopen_with_its_shots_in_order(tmp_path: Path) -> 
 def test_headers_and_states_are_listed_and_unknown_ids_are_refused(tmp_path: Path) -> None:
     store = ProjectStore(tmp_path / "previs.sqlite3")
     project = _project()
-    project.state = previs_pb2.PROJECT_STATE_RUNNING
+    project.state = ProjectState.RUNNING
     store.create(project, "", {})
-    assert store.list_ids(previs_pb2.PROJECT_STATE_RUNNING) == ["p1"]
-    project.state = previs_pb2.PROJECT_STATE_DONE
+    assert store.list_ids(ProjectState.RUNNING) == ["p1"]
+    project.state = ProjectState.DONE
     store.save_header(project)
-    assert store.list_ids(previs_pb2.PROJECT_STATE_RUNNING) == []
+    assert store.list_ids(ProjectState.RUNNING) == []
     assert len(store.load("p1").shots) == 3  # the header write leaves the shots alone
     with pytest.raises(ProjectNotFound):
         store.load("nope")
@@ -63,12 +77,80 @@ def test_a_failed_create_leaves_nothing_behind(tmp_path: Path) -> None:
         store.load("p1")
 
 
+def _finished_project() -> Project:
+    project = _project()
+    project.state = ProjectState.DONE
+    project.create_time_s = 1_700_000_000.5
+    project.notices = ["text_match is reported but not enforced"]
+    project.cut = Cut("file:///cut.mp4", "file:///cut.otio", 9.5, 1_700_000_100.25)
+    clip = Clip(
+        uri="file:///c.mp4",
+        seed=42,
+        scores=QualityScores(sharpness=120.5, passed=True, failures=[]),
+        consistency=0.71,
+        prompt="雨夜，咖啡馆",
+    )
+    project.shots[0].revisions.append(
+        ShotRevision(revision=1, clips=[clip], selected_clip=0, create_time_s=1_700_000_050.75)
+    )
+    project.shots[0].state = ShotState.READY
+    project.shots[0].current_revision = 1
+    return project
+
+
+def test_a_store_written_by_the_protobuf_release_is_converted_once(tmp_path: Path) -> None:
+    path = tmp_path / "previs.sqlite3"
+    project = _finished_project()
+    # What releases up to 0.1 wrote: the API's protobuf bytes, schema version 0.
+    legacy = sqlite3.connect(path)
+    legacy.executescript(
+        """
+        CREATE TABLE projects (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            project_id TEXT NOT NULL UNIQUE, state INTEGER NOT NULL, script TEXT NOT NULL,
+            project BLOB NOT NULL);
+        CREATE TABLE shots (project_id TEXT NOT NULL, shot_id TEXT NOT NULL,
+            position INTEGER NOT NULL, reference_image BLOB, shot BLOB NOT NULL,
+            PRIMARY KEY (project_id, shot_id));
+        """
+    )
+    header = project_to_proto(project)
+    del header.shots[:]
+    legacy.execute(
+        "INSERT INTO projects (project_id, state, script, project) VALUES (?, ?, ?, ?)",
+        ("p1", 2, "script", header.SerializeToString()),
+    )
+    for shot in project.shots:
+        legacy.execute(
+            "INSERT INTO shots VALUES (?, ?, ?, ?, ?)",
+            ("p1", shot.shot_id, shot.order, None, shot_to_proto(shot).SerializeToString()),
+        )
+    legacy.commit()
+    legacy.close()
+    store = ProjectStore(path)
+    assert store.load("p1") == project
+    assert store.list_ids(ProjectState.DONE) == ["p1"]
+    store.close()
+    (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
+    assert version == SCHEMA_VERSION
+
+
+def test_a_store_from_a_newer_release_is_refused_not_misread(tmp_path: Path) -> None:
+    path = tmp_path / "previs.sqlite3"
+    newer = sqlite3.connect(path)
+    newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer.close()
+    with pytest.raises(StartupError, match="newer than this release"):
+        ProjectStore(path)
+
+
 def test_the_note_chain_follows_based_on_through_a_restore() -> None:
-    shot = previs_pb2.Shot(shot_id="s001")
-    shot.revisions.add(revision=1)
-    shot.revisions.add(revision=2, note="slower", based_on=1)
-    shot.revisions.add(revision=3, note="darker", based_on=2)
-    shot.revisions.add(revision=4, note="closer", based_on=2)  # after restoring revision 2
+    shot = Shot(shot_id="s001")
+    shot.revisions = [
+        ShotRevision(revision=1),
+        ShotRevision(revision=2, note="slower", based_on=1),
+        ShotRevision(revision=3, note="darker", based_on=2),
+        ShotRevision(revision=4, note="closer", based_on=2),  # after restoring revision 2
+    ]
     assert note_chain(shot, 3) == ["slower", "darker"]
     assert note_chain(shot, 4) == ["slower", "closer"]
     assert note_chain(shot, 1) == []

@@ -11,6 +11,7 @@ CLIPMESH_TOKEN. Prefer the variable for the token: a flag's value shows in the p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import click
 import grpc
 
-from clipmesh_client.security import tls_credentials
+from clipmesh_client.wire import tls_credentials
 
 _META_PREFIX = "clipmesh.connection."
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -66,6 +67,16 @@ _OPTIONS = (
         help="Bearer token for a mesh with token auth on [env CLIPMESH_TOKEN, preferred].",
     ),
 )
+
+
+def target_option(env_var: str, default: str, service: str) -> Callable[[CommandT], CommandT]:
+    """A `--target` option for the address of `service`, from `env_var` when set."""
+    return click.option(
+        "--target",
+        default=lambda: os.environ.get(env_var, default),
+        show_default=default,
+        help=f"{service} address (env {env_var}).",
+    )
 
 
 def connection_options(command: CommandT) -> CommandT:

@@ -54,8 +54,7 @@ def show(title: str, result: SearchResult, expected: str = "") -> None:
 def run_demo(library_dir: Path, mesh: LocalMesh) -> int:
     """Ingests the library into the running mesh and searches it; returns an exit code."""
     specs = sorted(library_dir.glob("*.mp4"))
-    target = mesh.services[-1].address
-    with Client(target, timeout_s=30) as client:
+    with Client(mesh.address("orchestrator"), timeout_s=30) as client:
         client.wait_until_ready(timeout_s=60)
         console.rule("ingest")
         summary = None
@@ -91,7 +90,7 @@ def run_demo(library_dir: Path, mesh: LocalMesh) -> int:
         queries = load_queries(DEMO_QUERIES, media_root=library_dir)
         outcomes = run_queries(client, queries)
         render(report_by_category(outcomes), outcomes, console)
-    return run_previs_demo(target)
+    return run_previs_demo(mesh.address("previs"))
 
 
 def run_previs_demo(target: str) -> int:

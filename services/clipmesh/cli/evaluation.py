@@ -34,8 +34,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from clipmesh.cli.connection import target_option
 from clipmesh.demo.library import still_from
-from clipmesh.runtime.errors import ClipmeshError as ServiceError
+from clipmesh.runtime.errors import ServiceError
 from clipmesh_client import Client, ClipmeshError, SearchResult, VideoHit
 
 RECALL_AT = (1, 5, 10)
@@ -369,7 +370,7 @@ def as_json(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the JSON report here.",
 )
-@click.option("--target", default=None, help="Orchestrator address (env CLIPMESH_TARGET).")
+@target_option("CLIPMESH_TARGET", "127.0.0.1:50050", "Orchestrator")
 @click.option("--json", "as_json_flag", is_flag=True, help="Print JSON for scripts.")
 def eval_command(
     *,
@@ -378,17 +379,17 @@ def eval_command(
     top_k: int,
     collection: str,
     output: Path | None,
-    target: str | None,
+    target: str,
     as_json_flag: bool,
 ) -> None:
     """Recall@1/5/10, moment accuracy and latency of a labelled query set, per category."""
-    from clipmesh.cli.library import DEFAULT_TARGET, client_for
+    from clipmesh.cli.library import client_for
 
     try:
         queries = load_queries(queries_file, media_root=media_root)
     except QueryFileError as exc:
         raise click.UsageError(str(exc)) from exc
-    with client_for(target or DEFAULT_TARGET) as client:
+    with client_for(target) as client:
         outcomes = run_queries(client, queries, top_k=top_k, collection=collection)
     reports = report_by_category(outcomes)
     document = as_json(reports, outcomes, top_k=top_k)

@@ -18,17 +18,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clipmesh.cli import connection
 from clipmesh.cli.connection import client_options
 from clipmesh.cli.library import one_line_errors, print_json
 from clipmesh_client.generation import GenerationJob, GeneratorClient, JobEvent
 
 console = Console()
 _SIZE = re.compile(r"^(\d{2,5})[x*×](\d{2,5})$")
-target_option = click.option(
-    "--target",
-    default=lambda: os.environ.get("CLIPMESH_GENERATOR_TARGET", "127.0.0.1:50053"),
-    show_default="127.0.0.1:50053",
-    help="Generator gateway address (env CLIPMESH_GENERATOR_TARGET).",
+target_option = connection.target_option(
+    "CLIPMESH_GENERATOR_TARGET", "127.0.0.1:50053", "Generator gateway"
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 

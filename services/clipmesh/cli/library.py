@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -21,18 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from clipmesh.cli import connection
 from clipmesh.cli.connection import client_options
 from clipmesh_client import Client, ClipmeshError, IngestProgress, IngestSummary
 
 console = Console()
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-DEFAULT_TARGET = os.environ.get("CLIPMESH_TARGET", "127.0.0.1:50050")
-target_option = click.option(
-    "--target",
-    default=DEFAULT_TARGET,
-    show_default=True,
-    help="Orchestrator address (env CLIPMESH_TARGET).",
-)
+DEFAULT_TARGET = "127.0.0.1:50050"
+target_option = connection.target_option("CLIPMESH_TARGET", DEFAULT_TARGET, "Orchestrator")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 

@@ -1,4 +1,4 @@
-"""`clipmesh up`: the whole mesh on one machine, as four supervised processes.
+"""`clipmesh up`: the whole mesh on one machine, as five supervised processes.
 
 Each service runs as `python -m clipmesh serve <name>` with its settings passed through
 `CLIPMESH_<SERVICE>_*` variables (so anything the user exported still applies), its state
@@ -25,10 +25,17 @@ from clipmesh.cli.certs import CLIENT_NAME, DevCredentials
 from clipmesh.cli.probe import connect_address, health_status
 from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
 from clipmesh.runtime.config import ConfigError, ServiceConfig, load_config
-from clipmesh_client.security import tls_credentials
+from clipmesh_client.wire import tls_credentials
 
 _PR_SET_PDEATHSIG = 1
 EMBEDDED_DEFAULT_WEIGHTS = "random:0"
+# Who calls whom: each caller's `<dependency>_target` settings point at the mesh's own.
+DEPENDENCIES = {
+    "orchestrator": ("encoder", "index"),
+    "previs": ("encoder", "index", "generator"),
+}
+# The front doors: callers present a token there, not a client certificate.
+PUBLIC_SERVICES = ("orchestrator", "previs")
 
 
 class MeshError(RuntimeError):
@@ -115,12 +122,12 @@ class LocalMesh:
                 config_type.env_name("metrics_host"), self.host
             )
             env[config_type.env_name("data_dir")] = str(self.data_dir / name)
-        orchestrator = CONFIG_TYPES["orchestrator"]
-        for dependency in ("encoder", "index", "generator"):
-            config = load_config(CONFIG_TYPES[dependency], environ={**self.environ, **env})
-            env[orchestrator.env_name(f"{dependency}_target")] = connect_address(
-                config.host, config.port
-            )
+        for caller, dependencies in DEPENDENCIES.items():
+            for dependency in dependencies:
+                config = load_config(CONFIG_TYPES[dependency], environ={**self.environ, **env})
+                env[CONFIG_TYPES[caller].env_name(f"{dependency}_target")] = connect_address(
+                    config.host, config.port
+                )
         if self.tls:
             env.update(self._tls_environ())
         return env
@@ -133,8 +140,9 @@ class LocalMesh:
     def _tls_environ(self) -> dict[str, str]:
         """TLS settings for every service from the development credentials (made if missing).
 
-        The internal services require client certificates; the orchestrator's public port takes
-        callers with the development token instead. Anything the user configured wins.
+        The internal services require client certificates; the public ports (the orchestrator's
+        and previs's) take callers with the development token instead. Anything the user
+        configured wins.
         """
         credentials = self.dev_credentials
         credentials.ensure()
@@ -145,7 +153,7 @@ class LocalMesh:
                 "tls_key_file": credentials.key_file(name),
                 "tls_ca_file": credentials.ca_file,
             }
-            if name == "orchestrator":
+            if name in PUBLIC_SERVICES:
                 files["auth_tokens_file"] = credentials.tokens_file
             else:
                 files["tls_client_auth"] = "true"
@@ -153,6 +161,10 @@ class LocalMesh:
                 env_name = config_type.env_name(setting)
                 settings[env_name] = self.environ.get(env_name) or str(value)
         return settings
+
+    def address(self, name: str) -> str:
+        """The address a planned service listens on."""
+        return next(s.address for s in self.services if s.name == name)
 
     def probe_credentials(self) -> grpc.ChannelCredentials | None:
         """What the supervisor's health probes present: the development client certificate."""

@@ -2,7 +2,7 @@
 
 Live progress for people (shots done, stage, time left), JSON lines for scripts; an error is
 one line on stderr and a non-zero exit. Ctrl-C stops watching, never the project: the run goes
-on in the orchestrator and `clipmesh export PROJECT` finds its cut once it is done.
+on in the previs service and `clipmesh export PROJECT` finds its cut once it is done.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clipmesh.cli import connection
 from clipmesh.cli.connection import client_options
 from clipmesh.cli.generation import parse_size
-from clipmesh.cli.library import json_option, one_line_errors, target_option
-from clipmesh.orchestrator.paths import path_from_uri
+from clipmesh.cli.library import json_option, one_line_errors
+from clipmesh.ingest.paths import path_from_uri
 from clipmesh_api.orchestrator.v1 import previs_pb2
-from clipmesh_client.previs import FORMATS, PrevisClient
+from clipmesh_client.previs import DEFAULT_TARGET, FORMATS, PrevisClient
 
 console = Console()
+target_option = connection.target_option("CLIPMESH_PREVIS_TARGET", DEFAULT_TARGET, "Previs")
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The four services, by name, loaded lazily so the CLI starts without importing torch."""
+"""The five services, by name, loaded lazily so the CLI starts without importing torch."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from clipmesh.encoder.config import EncoderConfig
 from clipmesh.generator.config import GeneratorConfig
 from clipmesh.index.config import IndexConfig
 from clipmesh.orchestrator.config import OrchestratorConfig
+from clipmesh.previs.config import PrevisConfig
 from clipmesh.runtime.config import ServiceConfig
 from clipmesh.runtime.server import Application
 
-# Start order for `clipmesh up`: dependencies first, the public front door last.
+# Start order for `clipmesh up`: dependencies first, the public front doors last.
 CONFIG_TYPES: dict[str, type[ServiceConfig]] = {
     "encoder": EncoderConfig,
     "index": IndexConfig,
     "generator": GeneratorConfig,
     "orchestrator": OrchestratorConfig,
+    "previs": PrevisConfig,
 }
 SERVICE_NAMES = tuple(CONFIG_TYPES)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from clipmesh.encoder import metrics
-from clipmesh.runtime.errors import ClipmeshError, DeadlineExceeded, ResourceExhausted, Unavailable
+from clipmesh.runtime.errors import DeadlineExceeded, ResourceExhausted, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,8 @@ class DynamicBatcher:
                 log.exception("%s batch of %d failed", self.modality, len(batch))
                 error = (
                     exc
-                    if isinstance(exc, ClipmeshError)
-                    else ClipmeshError(
+                    if isinstance(exc, ServiceError)
+                    else ServiceError(
                         f"{self.modality} encoding failed; details are in the encoder log"
                     )
                 )

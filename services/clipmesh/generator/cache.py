@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
+from clipmesh.generator.jobs import GenerationResult, GenerationSpec
 from clipmesh.generator.outputs import OutputStore
 from clipmesh.generator.store import JobStore
-from clipmesh_api.generator.v1 import generator_pb2
 
 
-def cache_key(spec: generator_pb2.GenerationSpec) -> str:
+def cache_key(spec: GenerationSpec) -> str:
     """The key of a validated spec (defaults filled), or "" when it must not be cached."""
-    if not spec.HasField("seed"):
+    if spec.seed is None:
         return ""
     fields = (
         spec.backend,
@@ -33,7 +33,7 @@ def cache_key(spec: generator_pb2.GenerationSpec) -> str:
         f"{spec.duration_s:g}",
         f"{spec.fps:g}",
         str(spec.seed),
-        str(spec.prompt_extend) if spec.HasField("prompt_extend") else "default",
+        "default" if spec.prompt_extend is None else str(spec.prompt_extend),
         str(spec.watermark),
     )
     # \x1f (unit separator) cannot appear in a validated prompt's meaning, so fields never
@@ -49,7 +49,7 @@ class ContentCache:
     ) -> None:
         self._store = store
         self._outputs = outputs
-        self._hot: OrderedDict[str, generator_pb2.GenerationResult] = OrderedDict()
+        self._hot: OrderedDict[str, GenerationResult] = OrderedDict()
         self._memory_entries = memory_entries
         self._max_bytes = max_bytes
 
@@ -57,7 +57,7 @@ class ContentCache:
     def enabled(self) -> bool:
         return self._max_bytes > 0
 
-    def get(self, key: str) -> generator_pb2.GenerationResult | None:
+    def get(self, key: str) -> GenerationResult | None:
         """The cached result, if its file is still there."""
         result = self._hot.get(key)
         if result is None:
@@ -70,7 +70,7 @@ class ContentCache:
         self._remember(key, result)
         return result
 
-    def put(self, key: str, result: generator_pb2.GenerationResult) -> None:
+    def put(self, key: str, result: GenerationResult) -> None:
         if not self.enabled or result.size_bytes > self._max_bytes:
             return
         self._store.cache_put(key, result)
@@ -89,7 +89,7 @@ class ContentCache:
         for key in self._store.cache_delete_content(sha256):
             self._hot.pop(key, None)
 
-    def _remember(self, key: str, result: generator_pb2.GenerationResult) -> None:
+    def _remember(self, key: str, result: GenerationResult) -> None:
         if self._memory_entries == 0:
             return
         self._hot[key] = result

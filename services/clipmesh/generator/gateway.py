@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -33,21 +33,27 @@ from clipmesh.generator import metrics
 from clipmesh.generator.admission import Admission, GatewayLimits
 from clipmesh.generator.backends.base import Backend, GenerationFailed, TaskContext
 from clipmesh.generator.cache import ContentCache, cache_key
-from clipmesh.generator.live import LiveJob, job_event
+from clipmesh.generator.jobs import (
+    CancelOutcome,
+    GenerationResult,
+    GenerationSpec,
+    Job,
+    JobError,
+    JobEvent,
+    JobState,
+    job_event,
+    request_digest,
+    state_name,
+)
+from clipmesh.generator.live import LiveJob
 from clipmesh.generator.outputs import OutputStore
 from clipmesh.generator.store import JobStore
 from clipmesh.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
-from clipmesh_api.generator.v1 import generator_pb2
 
 log = logging.getLogger(__name__)
-State = generator_pb2.JobState
 POSITION_UPDATE_INTERVAL_S = 1.0
 """Queue positions are republished at most this often: with hundreds queued, every start
 would otherwise send an event to every waiting job."""
-
-
-def state_name(state: int) -> str:
-    return State.Name(state).removeprefix("JOB_STATE_").lower()
 
 
 class Gateway:
@@ -116,18 +122,15 @@ class Gateway:
             await self._db(self._store.close)
         self._executor.shutdown(wait=True)
 
-    async def _recover(self, job: generator_pb2.Job, *, submitting: bool) -> None:
+    async def _recover(self, job: Job, *, submitting: bool) -> None:
         backend = self._backends.get(job.backend)
         live = LiveJob(job, backend) if backend else None
         if live is None:
-            job.error.CopyFrom(
-                generator_pb2.JobError(
-                    reason="BACKEND_UNAVAILABLE",
-                    message=f"backend {job.backend!r} is not configured any more",
-                )
+            job.error = JobError(
+                "BACKEND_UNAVAILABLE", f"backend {job.backend!r} is not configured any more"
             )
-            await self._end_stored(job, State.JOB_STATE_FAILED)
-        elif job.state == State.JOB_STATE_QUEUED:
+            await self._end_stored(job, JobState.FAILED)
+        elif job.state == JobState.QUEUED:
             self._enqueue(live)
         elif job.provider_task_id:
             log.info("resuming job %s: polling provider task", job.job_id)
@@ -135,31 +138,29 @@ class Gateway:
         elif submitting and backend.remote:
             # The gateway stopped between sending a billable submission and recording its
             # task id: resubmitting could bill twice, so the job fails and says why.
-            job.error.CopyFrom(
-                generator_pb2.JobError(
-                    reason="SUBMISSION_INTERRUPTED",
-                    message="the gateway stopped while submitting to the provider; it may or "
-                    "may not have the task, so it was not resubmitted (submit again to retry)",
-                )
+            job.error = JobError(
+                "SUBMISSION_INTERRUPTED",
+                "the gateway stopped while submitting to the provider; it may or may not have "
+                "the task, so it was not resubmitted (submit again to retry)",
             )
-            await self._end_stored(job, State.JOB_STATE_FAILED)
+            await self._end_stored(job, JobState.FAILED)
         else:  # a local render cut short: nothing was billed, it simply runs again
-            job.state = State.JOB_STATE_QUEUED
-            job.ClearField("start_time")
+            job.state = JobState.QUEUED
+            job.start_time_s = 0.0
             await self._db(self._store.update, job)
             self._enqueue(live)
 
     # Submitting and watching.
 
     async def submit(
-        self, spec: generator_pb2.GenerationSpec, *, idempotency_key: str, caller: str
-    ) -> AsyncIterator[generator_pb2.JobEvent]:
+        self, spec: GenerationSpec, *, idempotency_key: str, caller: str
+    ) -> AsyncIterator[JobEvent]:
         """Admits a job (or finds the one with the same idempotency key, or answers from the
         cache); returns its events: the job as admitted (QUEUED, with its position), then each
         change until it ends."""
         backend = self._admission.backend(spec.backend)
         filled = backend.validate(spec)
-        request_sha256 = hashlib.sha256(filled.SerializeToString(deterministic=True)).hexdigest()
+        request_sha256 = request_digest(filled)
         if len(idempotency_key) > 200:
             raise InvalidArgument(
                 "idempotency_key is longer than 200 characters",
@@ -183,17 +184,17 @@ class Gateway:
                 queued=sum(len(q) for q in self._queues.values()),
                 active=sum(1 for live in self._live.values() if live.job.caller == caller),
             )
-            job = generator_pb2.Job(
+            job = Job(
                 job_id=uuid.uuid4().hex,
                 idempotency_key=idempotency_key,
                 backend=backend.name,
                 spec=filled,
-                state=State.JOB_STATE_QUEUED,
+                state=JobState.QUEUED,
                 orig_prompt=filled.prompt,
                 caller=caller,
                 eta_s=-1,
+                create_time_s=time.time(),
             )
-            job.create_time.GetCurrentTime()
             key = cache_key(filled) if self._cache.enabled else ""
             cached = await self._db(self._cache.get, key) if key else None
             if key:
@@ -209,22 +210,19 @@ class Gateway:
             self._dispatch(backend.name)
             return events
 
-    async def _answer_from_cache(
-        self, job: generator_pb2.Job, cached: generator_pb2.GenerationResult, request_sha: str
-    ) -> str:
-        job.state = State.JOB_STATE_SUCCEEDED
+    async def _answer_from_cache(self, job: Job, cached: GenerationResult, request_sha: str) -> str:
+        job.state = JobState.SUCCEEDED
         job.progress, job.eta_s = 1.0, 0.0
-        job.result.CopyFrom(cached)
-        job.result.cache_hit = True
-        job.start_time.CopyFrom(job.create_time)
-        job.end_time.GetCurrentTime()
+        job.result = dataclasses.replace(cached, cache_hit=True)
+        job.start_time_s = job.create_time_s
+        job.end_time_s = time.time()
         await self._db(
             self._store.insert, job, request_sha256=request_sha, output_sha256=cached.sha256
         )
         metrics.JOBS_ENDED.labels("succeeded", job.backend).inc()
         return job.job_id
 
-    async def events(self, job_id: str) -> AsyncIterator[generator_pb2.JobEvent]:
+    async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """The job as it stands, then each change until it ends."""
         live = self._live.get(job_id)
         if live is None:
@@ -234,7 +232,7 @@ class Gateway:
         async for event in live.follow(f"job {state_name(live.job.state)}"):
             yield event
 
-    async def get(self, job_id: str) -> generator_pb2.Job:
+    async def get(self, job_id: str) -> Job:
         live = self._live.get(job_id)
         if live is not None:
             return live.snapshot()
@@ -244,8 +242,8 @@ class Gateway:
         return stored.job
 
     async def list_jobs(
-        self, *, states: tuple[int, ...], backend: str, before_seq: int | None, limit: int
-    ) -> tuple[list[generator_pb2.Job], int | None]:
+        self, *, states: tuple[JobState, ...], backend: str, before_seq: int | None, limit: int
+    ) -> tuple[list[Job], int | None]:
         """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
         rows = await self._db(
             self._store.page, states=states, backend=backend, before_seq=before_seq, limit=limit
@@ -258,30 +256,30 @@ class Gateway:
 
     # Cancelling and deleting.
 
-    async def cancel(self, job_id: str) -> tuple[generator_pb2.Job, int]:
-        """Cancels what can be; returns the job and a `CancelOutcome`."""
+    async def cancel(self, job_id: str) -> tuple[Job, CancelOutcome]:
+        """Cancels what can be; returns the job and what the cancel achieved."""
         live = self._live.get(job_id)
         if live is None:
-            return await self.get(job_id), generator_pb2.CANCEL_OUTCOME_NOT_CANCELLABLE
-        if live.job.state == State.JOB_STATE_QUEUED:
+            return await self.get(job_id), CancelOutcome.NOT_CANCELLABLE
+        if live.job.state == JobState.QUEUED:
             self._queues[live.backend.name].remove(job_id)
             self._schedule_positions(live.backend.name)
-            await self._end(live, State.JOB_STATE_CANCELLED, "cancelled while queued")
-            return live.snapshot(), generator_pb2.CANCEL_OUTCOME_CANCELLED
+            await self._end(live, JobState.CANCELLED, "cancelled while queued")
+            return live.snapshot(), CancelOutcome.CANCELLED
         live.cancel_requested.set()
         live.publish("cancel requested")
         # A backend that stops promptly (a local render) ends the job within a moment; say
         # CANCELLED then, else REQUESTED and let the stream tell how it ends.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(live.ended.wait(), 2.0 if live.backend.cancels_running else 0.5)
-        if live.job.state == State.JOB_STATE_CANCELLED:
-            return live.snapshot(), generator_pb2.CANCEL_OUTCOME_CANCELLED
-        return live.snapshot(), generator_pb2.CANCEL_OUTCOME_REQUESTED
+        if live.job.state == JobState.CANCELLED:
+            return live.snapshot(), CancelOutcome.CANCELLED
+        return live.snapshot(), CancelOutcome.REQUESTED
 
-    async def delete_output(self, job_id: str) -> tuple[generator_pb2.Job, bool]:
+    async def delete_output(self, job_id: str) -> tuple[Job, bool]:
         """Deletes a succeeded job's video; returns the job and whether the file went."""
         job = await self.get(job_id)
-        if job.state != State.JOB_STATE_SUCCEEDED:
+        if job.state != JobState.SUCCEEDED:
             raise FailedPrecondition(
                 f"job {job_id} is {state_name(job.state)}; only a succeeded job has an output",
                 reason="NO_OUTPUT",
@@ -291,7 +289,7 @@ class Gateway:
         job.output_deleted = True
         return job, await self._db(self._delete_output, job)
 
-    def _delete_output(self, job: generator_pb2.Job) -> bool:
+    def _delete_output(self, job: Job) -> bool:
         sha256 = job.result.sha256
         self._store.update(job)  # clears the job's hold on the content first
         if self._store.jobs_holding(sha256):
@@ -299,9 +297,9 @@ class Gateway:
         self._cache.drop_content(sha256)
         return self._outputs.delete(sha256)
 
-    def output_chunks(self, job: generator_pb2.Job) -> Any:
+    def output_chunks(self, job: Job) -> Any:
         """The bytes of a succeeded job's video (iterated on the store's thread by the caller)."""
-        if job.state != State.JOB_STATE_SUCCEEDED or job.output_deleted:
+        if job.state != JobState.SUCCEEDED or job.output_deleted or job.result is None:
             raise FailedPrecondition(
                 f"job {job.job_id} has no output to download", reason="NO_OUTPUT"
             )
@@ -339,7 +337,7 @@ class Gateway:
         self._live[live.job.job_id] = live
         # RUNNING from here on (committed by `_run`), so a cancel now reaches the backend's
         # cancel flag instead of a queue the job has left.
-        live.job.state = State.JOB_STATE_RUNNING
+        live.job.state = JobState.RUNNING
         live.job.queue_position = 0
         self._running[live.backend.name] += 1
         metrics.JOBS.labels("running", live.job.backend).inc()
@@ -381,11 +379,11 @@ class Gateway:
         started = time.monotonic()
         try:
             if not resume_task_id:
-                job.start_time.GetCurrentTime()
+                job.start_time_s = time.time()
                 await self._db(self._store.update, job, submitting=backend.remote)
                 live.publish(f"running on {backend.name}")
             if live.cancel_requested.is_set():  # cancelled before the backend was called
-                await self._end(live, State.JOB_STATE_CANCELLED, "cancelled before it started")
+                await self._end(live, JobState.CANCELLED, "cancelled before it started")
                 return
             ctx = TaskContext(
                 job_id=job.job_id,
@@ -399,14 +397,12 @@ class Gateway:
             raise  # the gateway is stopping: the job stays RUNNING in the store and resumes
         except Exception:
             log.exception("job %s failed unexpectedly", job.job_id)
-            error = generator_pb2.JobError(
-                reason="INTERNAL", message="the gateway failed unexpectedly; see its log"
-            )
-            await self._end(live, State.JOB_STATE_FAILED, "failed", error=error)
+            error = JobError("INTERNAL", "the gateway failed unexpectedly; see its log")
+            await self._end(live, JobState.FAILED, "failed", error=error)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             self._running[backend.name] -= 1
-            if live.job.state == State.JOB_STATE_SUCCEEDED:
+            if live.job.state == JobState.SUCCEEDED:
                 elapsed = time.monotonic() - started
                 typical = self._run_seconds.get(backend.name, elapsed)
                 self._run_seconds[backend.name] = 0.8 * typical + 0.2 * elapsed
@@ -422,17 +418,13 @@ class Gateway:
                 video = await backend.run(job.spec, ctx)
         except GenerationFailed as failure:
             if failure.reason == "CANCELLED":
-                await self._end(live, State.JOB_STATE_CANCELLED, failure.message)
+                await self._end(live, JobState.CANCELLED, failure.message)
                 return
-            error = generator_pb2.JobError(
-                reason=failure.reason,
-                message=failure.message,
-                provider_code=failure.provider_code,
-            )
-            await self._end(live, State.JOB_STATE_FAILED, "failed", error=error)
+            error = JobError(failure.reason, failure.message, failure.provider_code)
+            await self._end(live, JobState.FAILED, "failed", error=error)
             return
         sha256, path, size = await self._db(self._outputs.put, video.path)
-        result = generator_pb2.GenerationResult(
+        result = GenerationResult(
             uri=path.resolve().as_uri(),
             duration_s=video.duration_s,
             fps=video.fps,
@@ -446,7 +438,7 @@ class Gateway:
         if key:
             await self._db(self._cache.put, key, result)
         metrics.RESULT_SECONDS.labels(backend.name).observe(time.monotonic() - live.submitted_at)
-        await self._end(live, State.JOB_STATE_SUCCEEDED, "succeeded", result=result)
+        await self._end(live, JobState.SUCCEEDED, "succeeded", result=result)
 
     async def _report(
         self, live: LiveJob, fraction: float | None, eta_s: float | None, message: str
@@ -464,20 +456,20 @@ class Gateway:
     async def _end(
         self,
         live: LiveJob,
-        state: int,
+        state: JobState,
         message: str,
         *,
-        error: generator_pb2.JobError | None = None,
-        result: generator_pb2.GenerationResult | None = None,
+        error: JobError | None = None,
+        result: GenerationResult | None = None,
     ) -> None:
         job = live.job
         previous = state_name(job.state)
         job.state = state
-        job.eta_s = 0.0 if state == State.JOB_STATE_SUCCEEDED else -1.0
+        job.eta_s = 0.0 if state == JobState.SUCCEEDED else -1.0
         if error is not None:
-            job.error.CopyFrom(error)
+            job.error = error
         if result is not None:
-            job.result.CopyFrom(result)
+            job.result = result
             job.progress = 1.0
         await self._end_stored(job, state)
         metrics.JOBS.labels(previous, job.backend).dec()
@@ -485,10 +477,10 @@ class Gateway:
         live.publish(message)
         live.ended.set()
 
-    async def _end_stored(self, job: generator_pb2.Job, state: int) -> None:
+    async def _end_stored(self, job: Job, state: JobState) -> None:
         job.state = state
-        job.end_time.GetCurrentTime()
-        output = job.result.sha256 if state == State.JOB_STATE_SUCCEEDED else ""
+        job.end_time_s = time.time()
+        output = job.result.sha256 if state == JobState.SUCCEEDED and job.result else ""
         await self._db(self._store.update, job, output_sha256=output)
         metrics.JOBS_ENDED.labels(state_name(state), job.backend).inc()
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+from clipmesh.generator.convert import (
+    STATES_BY_CODE,
+    event_to_proto,
+    job_to_proto,
+    outcome_to_proto,
+    spec_from_proto,
+)
 from clipmesh.generator.gateway import Gateway
 from clipmesh.runtime.errors import InvalidArgument
 from clipmesh.runtime.identity import caller_of
@@ -22,21 +29,26 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
 
     async def Generate(self, request, context):
         events = await self._gateway.submit(
-            request.spec, idempotency_key=request.idempotency_key, caller=_caller(context)
+            spec_from_proto(request.spec),
+            idempotency_key=request.idempotency_key,
+            caller=_caller(context),
         )
         async for event in events:
-            yield generator_pb2.GenerateResponse(event=event)
+            yield generator_pb2.GenerateResponse(event=event_to_proto(event))
 
     async def WatchJob(self, request, context):
         async for event in self._gateway.events(_job_id(request.job_id)):
-            yield generator_pb2.WatchJobResponse(event=event)
+            yield generator_pb2.WatchJobResponse(event=event_to_proto(event))
 
     async def GetJob(self, request, context):
-        return generator_pb2.GetJobResponse(job=await self._gateway.get(_job_id(request.job_id)))
+        job = await self._gateway.get(_job_id(request.job_id))
+        return generator_pb2.GetJobResponse(job=job_to_proto(job))
 
     async def CancelJob(self, request, context):
         job, outcome = await self._gateway.cancel(_job_id(request.job_id))
-        return generator_pb2.CancelJobResponse(job=job, outcome=outcome)
+        return generator_pb2.CancelJobResponse(
+            job=job_to_proto(job), outcome=outcome_to_proto(outcome)
+        )
 
     async def ListJobs(self, request, context):
         cursor, limit = parse_page(request.page, default_size=50, max_size=500)
@@ -48,13 +60,13 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
                     reason="BAD_STATE",
                 )
         jobs, next_cursor = await self._gateway.list_jobs(
-            states=tuple(s for s in request.states if s),
+            states=tuple(STATES_BY_CODE[s] for s in request.states if s),
             backend=request.backend,
             before_seq=cursor or None,
             limit=limit,
         )
         page = common_pb2.PageResponse(next_page_token=str(next_cursor) if next_cursor else "")
-        return generator_pb2.ListJobsResponse(jobs=jobs, page=page)
+        return generator_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs], page=page)
 
     async def DownloadJobOutput(self, request, context):
         job = await self._gateway.get(_job_id(request.job_id))
@@ -67,7 +79,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
 
     async def DeleteJobOutput(self, request, context):
         job, removed = await self._gateway.delete_output(_job_id(request.job_id))
-        return generator_pb2.DeleteJobOutputResponse(job=job, file_removed=removed)
+        return generator_pb2.DeleteJobOutputResponse(job=job_to_proto(job), file_removed=removed)
 
 
 def _job_id(job_id: str) -> str:

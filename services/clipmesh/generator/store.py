@@ -1,6 +1,6 @@
 """The durable job record: one SQLite database under the gateway's data dir.
 
-Each job is stored as its `Job` protobuf plus the columns the gateway queries by (state,
+Each job is stored as JSON of its `Job` record plus the columns the gateway queries by (state,
 backend, idempotency key, caller, submission order). A state change, a provider task id and a
 result are committed (fsynced, WAL mode, `synchronous=FULL`) before any watcher hears of them,
 so after a crash or SIGKILL the gateway resumes exactly the jobs it had promised: queued jobs
@@ -11,6 +11,10 @@ restart); everything else is.
 
 The content cache's index lives in the same database (`cache` table) so a cache entry and the
 job that made it commit together.
+
+The schema's version is SQLite's `user_version`. Version 0 (releases up to 0.1) kept the API's
+protobuf bytes; opening such a database converts every row once, in one transaction. A
+database newer than this code is refused rather than misread.
 
 All methods are synchronous; the gateway calls them from one dedicated thread.
 """
@@ -23,7 +27,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
+from clipmesh.generator.convert import STATE_CODES, job_from_proto, result_from_proto
+from clipmesh.generator.jobs import GenerationResult, Job, JobState, request_digest
+from clipmesh.runtime.sqlite import open_store
 from clipmesh_api.generator.v1 import generator_pb2
+
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,28 +61,20 @@ CREATE TABLE IF NOT EXISTS cache (
 CREATE INDEX IF NOT EXISTS cache_by_use ON cache (last_used);
 """
 
-ENDED_STATES = frozenset(
-    {
-        generator_pb2.JOB_STATE_SUCCEEDED,
-        generator_pb2.JOB_STATE_FAILED,
-        generator_pb2.JOB_STATE_CANCELLED,
-    }
-)
-
 
 @dataclass(frozen=True)
 class StoredJob:
     """A job as the store holds it.
 
     Attributes:
-        job: The job's protobuf.
+        job: The job.
         seq: Submission order (higher is newer).
         request_sha256: Digest of the idempotent request (spec), to compare a repeated key.
         submitting: True while a submission to a billing provider was in flight and its task
             id not yet recorded.
     """
 
-    job: generator_pb2.Job
+    job: Job
     seq: int
     request_sha256: str
     submitting: bool
@@ -81,20 +84,18 @@ class JobStore:
     """Jobs and the content cache's index, in SQLite."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the gateway uses one dedicated worker thread, never two
-        # at once, but not necessarily the thread that opened the connection.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_store(
+            path,
+            what="job store",
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            upgrades={0: _convert_protobuf_rows},
+        )
 
     def close(self) -> None:
         self._db.close()
 
-    def insert(
-        self, job: generator_pb2.Job, *, request_sha256: str, output_sha256: str = ""
-    ) -> int:
+    def insert(self, job: Job, *, request_sha256: str, output_sha256: str = "") -> int:
         """Adds a new job; returns its submission order. Raises sqlite3.IntegrityError when
         its idempotency key is taken."""
         cursor = self._db.execute(
@@ -105,26 +106,24 @@ class JobStore:
                 job.idempotency_key or None,
                 request_sha256,
                 job.backend,
-                job.state,
+                STATE_CODES[job.state],
                 job.caller,
                 output_sha256 or None,
-                job.SerializeToString(),
+                msgspec.json.encode(job),
             ),
         )
         return int(cursor.lastrowid)
 
-    def update(
-        self, job: generator_pb2.Job, *, submitting: bool = False, output_sha256: str = ""
-    ) -> None:
+    def update(self, job: Job, *, submitting: bool = False, output_sha256: str = "") -> None:
         """Commits the job's new state (and whether a submission is in flight)."""
         self._db.execute(
             "UPDATE jobs SET state = ?, submitting = ?, output_sha256 = ?, job = ?"
             " WHERE job_id = ?",
             (
-                job.state,
+                STATE_CODES[job.state],
                 int(submitting),
                 output_sha256 or None,
-                job.SerializeToString(),
+                msgspec.json.encode(job),
                 job.job_id,
             ),
         )
@@ -147,14 +146,14 @@ class JobStore:
         rows = self._db.execute(
             "SELECT job, seq, request_sha256, submitting FROM jobs WHERE state IN (?, ?)"
             " ORDER BY seq",
-            (generator_pb2.JOB_STATE_QUEUED, generator_pb2.JOB_STATE_RUNNING),
+            (STATE_CODES[JobState.QUEUED], STATE_CODES[JobState.RUNNING]),
         ).fetchall()
         return map(_stored, rows)
 
     def page(
         self,
         *,
-        states: tuple[int, ...],
+        states: tuple[JobState, ...],
         backend: str,
         before_seq: int | None,
         limit: int,
@@ -163,7 +162,7 @@ class JobStore:
         where, args = [], []
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
-            args += list(states)
+            args += [STATE_CODES[state] for state in states]
         if backend:
             where.append("backend = ?")
             args.append(backend)
@@ -188,22 +187,22 @@ class JobStore:
 
     # The content cache's index.
 
-    def cache_get(self, key: str) -> generator_pb2.GenerationResult | None:
+    def cache_get(self, key: str) -> GenerationResult | None:
         row = self._db.execute("SELECT result FROM cache WHERE cache_key = ?", (key,)).fetchone()
         if row is None:
             return None
         self._db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
-        return generator_pb2.GenerationResult.FromString(row[0])
+        return msgspec.json.decode(row[0], type=GenerationResult)
 
     def cache_touch(self, key: str) -> None:
         """Marks an entry as just used."""
         self._db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
 
-    def cache_put(self, key: str, result: generator_pb2.GenerationResult) -> None:
+    def cache_put(self, key: str, result: GenerationResult) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO cache (cache_key, sha256, size_bytes, result, last_used)"
             " VALUES (?, ?, ?, ?, ?)",
-            (key, result.sha256, result.size_bytes, result.SerializeToString(), time.time()),
+            (key, result.sha256, result.size_bytes, msgspec.json.encode(result), time.time()),
         )
 
     def cache_bytes(self) -> int:
@@ -241,5 +240,21 @@ class JobStore:
 
 
 def _stored(row: tuple) -> StoredJob:
-    job_bytes, seq, request_sha256, submitting = row
-    return StoredJob(generator_pb2.Job.FromString(job_bytes), seq, request_sha256, bool(submitting))
+    job_json, seq, request_sha256, submitting = row
+    return StoredJob(msgspec.json.decode(job_json, type=Job), seq, request_sha256, bool(submitting))
+
+
+def _convert_protobuf_rows(db: sqlite3.Connection) -> None:
+    """Rewrites version 0's protobuf rows as JSON records (inside the caller's transaction)."""
+    for job_id, blob in db.execute("SELECT job_id, job FROM jobs").fetchall():
+        job = job_from_proto(generator_pb2.Job.FromString(blob))
+        # An idempotency key is held to the digest of its job's spec, now taken of the record.
+        db.execute(
+            "UPDATE jobs SET job = ?, request_sha256 = ? WHERE job_id = ?",
+            (msgspec.json.encode(job), request_digest(job.spec), job_id),
+        )
+    for key, blob in db.execute("SELECT cache_key, result FROM cache").fetchall():
+        result = result_from_proto(generator_pb2.GenerationResult.FromString(blob))
+        db.execute(
+            "UPDATE cache SET result = ? WHERE cache_key = ?", (msgspec.json.encode(result), key)
+        )

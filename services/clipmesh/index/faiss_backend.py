@@ -19,6 +19,7 @@ from clipmesh.index import requests as codec
 from clipmesh.index.ann import memory_bytes
 from clipmesh.index.backend import IndexBackend, collection_not_found, newest_first, overlapping
 from clipmesh.index.collection import AnnSettings, Collection
+from clipmesh.index.convert import upsert_to_proto
 from clipmesh.index.filters import VideoFilter
 from clipmesh.index.records import (
     CollectionStats,
@@ -123,7 +124,7 @@ class FaissBackend(IndexBackend):
                 field="videos[].segments",
                 reason="EMPTY_REQUEST",
             )
-        payload = _UPSERT + codec.upsert_to_proto(collection, videos).SerializeToString()
+        payload = _UPSERT + upsert_to_proto(collection, videos).SerializeToString()
         sequence = await self.wal.append(payload, self._apply)
         self._after_write(collection)
         return sequence

@@ -14,19 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clipmesh.index.convert import SOURCE_NAMES
 from clipmesh.index.filters import parse_filter
 from clipmesh.index.records import SearchQuery, Segments, VideoMeta, VideoWrite
 from clipmesh.runtime.errors import InvalidArgument
-from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2
 
 DEFAULT_COLLECTION = "default"
 _COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_SOURCES = {
-    common_pb2.VIDEO_SOURCE_UNSPECIFIED: "",
-    common_pb2.VIDEO_SOURCE_INGESTED: "ingested",
-    common_pb2.VIDEO_SOURCE_GENERATED: "generated",
-}
 
 
 @dataclass(frozen=True)
@@ -154,7 +149,7 @@ def _parse_video(entry: index_pb2.VideoSegments, where: str, limits: Limits) -> 
         width=video.width,
         height=video.height,
         size_bytes=video.size_bytes,
-        source=_SOURCES.get(video.source, ""),
+        source=SOURCE_NAMES.get(video.source, ""),
         create_time_s=video.create_time.seconds + video.create_time.nanos / 1e9,
         content_sha256=video.content_sha256,
         labels=dict(video.labels),
@@ -289,44 +284,6 @@ def parse_delete(request: index_pb2.DeleteVideosRequest, limits: Limits) -> tupl
     ]
 
 
-def video_proto(collection: str, meta: VideoMeta) -> common_pb2.Video:
-    """The API form of stored video metadata."""
-    sources = {value: key for key, value in _SOURCES.items()}
-    video = common_pb2.Video(
-        video_id=meta.video_id,
-        collection=collection,
-        uri=meta.uri,
-        title=meta.title,
-        duration_s=meta.duration_s,
-        fps=meta.fps,
-        width=meta.width,
-        height=meta.height,
-        size_bytes=meta.size_bytes,
-        source=sources.get(meta.source, 0),
-        content_sha256=meta.content_sha256,
-        labels=meta.labels,
-    )
-    video.create_time.FromNanoseconds(int(meta.create_time_s * 1e9))
-    return video
-
-
-def upsert_to_proto(collection: str, writes: list[VideoWrite]) -> index_pb2.UpsertSegmentsRequest:
-    """The request that reproduces `writes` (the write-ahead log's record of an upsert)."""
-    request = index_pb2.UpsertSegmentsRequest(collection=collection)
-    for write in writes:
-        entry = request.videos.add(video=video_proto(collection, write.meta))
-        segments = write.segments
-        for i in range(len(segments)):
-            entry.segments.add(
-                start_s=segments.start_s[i],
-                end_s=segments.end_s[i],
-                keyframe_s=segments.keyframe_s[i],
-                vector=segments.vectors[i].tolist(),
-                thumbnail_uri=segments.thumbnails[i],
-            )
-    return request
-
-
 # Replaying the log must accept whatever was accepted when it was written, whatever the
 # limits are today.
 REPLAY_LIMITS = Limits(
@@ -337,17 +294,3 @@ REPLAY_LIMITS = Limits(
     max_id_chars=1 << 20,
     max_label_chars=1 << 30,
 )
-
-
-def segments_proto(segments: Segments) -> list[index_pb2.Segment]:
-    """The API form of stored segments."""
-    return [
-        index_pb2.Segment(
-            start_s=float(segments.start_s[i]),
-            end_s=float(segments.end_s[i]),
-            keyframe_s=float(segments.keyframe_s[i]),
-            vector=segments.vectors[i].tolist(),
-            thumbnail_uri=segments.thumbnails[i],
-        )
-        for i in range(len(segments))
-    ]

@@ -6,43 +6,11 @@ import time
 
 from clipmesh.index import metrics, requests
 from clipmesh.index.backend import IndexBackend
+from clipmesh.index.convert import search_result_to_proto, segments_to_proto, video_to_proto
 from clipmesh.index.filters import parse_filter
-from clipmesh.index.records import SearchResult
-from clipmesh.index.requests import video_proto
 from clipmesh.runtime.errors import InvalidArgument, NotFound
 from clipmesh.runtime.paging import page_response, parse_page
-from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
-
-
-def search_response(collection: str, result: SearchResult) -> index_pb2.SearchResponse:
-    """The API form of a search result."""
-    hits = [
-        common_pb2.VideoHit(
-            video=video_proto(collection, r.meta),
-            score=r.score,
-            moments=[
-                common_pb2.Moment(
-                    start_s=m.start_s,
-                    end_s=m.end_s,
-                    peak_s=m.peak_s,
-                    score=m.score,
-                    thumbnail_uri=m.thumbnail,
-                )
-                for m in r.moments
-            ],
-        )
-        for r in result.videos
-    ]
-    return index_pb2.SearchResponse(
-        hits=hits,
-        degraded=result.degraded,
-        degraded_reason=result.degraded_reason,
-        index_type=result.index_type,
-        timings=[
-            common_pb2.StageTiming(stage=s, duration_ms=ms) for s, ms in result.timings_ms.items()
-        ],
-    )
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):
@@ -75,7 +43,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         metrics.SEARCH_SECONDS.labels(self._backend.name).observe(time.perf_counter() - started)
         if result.degraded:
             metrics.DEGRADED_SEARCHES.labels(self._backend.name).inc()
-        return search_response(query.collection, result)
+        return search_result_to_proto(query.collection, result)
 
     async def GetStats(self, request, context):
         collection = requests.collection_name(request.collection) if request.collection else ""
@@ -107,7 +75,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
                 metadata={"video_id": video_id},
             )
         meta, segments = found
-        return index_pb2.GetVideoResponse(video=video_proto(collection, meta), segments=segments)
+        return index_pb2.GetVideoResponse(video=video_to_proto(collection, meta), segments=segments)
 
     async def ListVideos(self, request, context):
         collection = requests.collection_name(request.collection)
@@ -117,7 +85,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             collection, video_filter, offset=offset, limit=limit
         )
         return index_pb2.ListVideosResponse(
-            videos=[video_proto(collection, meta) for meta in videos],
+            videos=[video_to_proto(collection, meta) for meta in videos],
             page=page_response(offset, len(videos), total),
         )
 
@@ -136,4 +104,4 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
                 reason="VIDEO_NOT_FOUND",
                 metadata={"video_id": video_id},
             )
-        return index_pb2.GetSegmentsResponse(segments=requests.segments_proto(segments))
+        return index_pb2.GetSegmentsResponse(segments=segments_to_proto(segments))

@@ -17,7 +17,7 @@ class OrchestratorConfig(ServiceConfig):
     port: int = setting(50050, help="gRPC port (the public API).", minimum=0, maximum=65535)
     metrics_port: int = setting(9150, help="Prometheus metrics port.", minimum=0, maximum=65535)
     data_dir: Path = setting(
-        Path("clipmesh-data/orchestrator"), help="Directory for projects and thumbnails."
+        Path("clipmesh-data/orchestrator"), help="Directory for the keyframe thumbnails."
     )
     max_concurrent_rpcs_per_caller: int = setting(
         128,
@@ -30,7 +30,6 @@ class OrchestratorConfig(ServiceConfig):
         help="Encoder address; `dns:///encoder-headless:50051` on Kubernetes.",
     )
     index_target: str = setting("127.0.0.1:50052", help="Index address.")
-    generator_target: str = setting("127.0.0.1:50053", help="Generator gateway address.")
     allowed_roots: tuple[str, ...] = setting(
         (),
         help="Comma-separated directories ingest may read from (after resolving symlinks); "
@@ -95,67 +94,10 @@ class OrchestratorConfig(ServiceConfig):
         "file past it fails with MEDIA_TOO_SLOW (raise it for videos of several hours).",
         minimum=1,
     )
-    previs_enabled: bool = setting(
-        True,
-        help="Serve PrevisService. Its project store is one SQLite file in data_dir, so only a "
-        "single replica may serve previs; a horizontally scaled search and ingest tier turns "
-        "this off.",
-    )
-    previs_max_shots: int = setting(
-        200, help="Most shots one previs project may have.", minimum=1, maximum=5000
-    )
-    previs_max_variants: int = setting(
-        4, help="Most style variants per shot a project may ask for.", minimum=1, maximum=16
-    )
-    previs_max_attempts: int = setting(
-        3,
-        help="Tries per clip: a clip below the quality thresholds is regenerated with a new "
-        "seed until it passes or this many were made.",
-        minimum=1,
-        maximum=10,
-    )
-    previs_parallel_clips: int = setting(
-        32,
-        help="Clips this orchestrator has in flight on the generator at once, all projects "
-        "together (the gateway's own queue and limits still set the pace).",
-        minimum=1,
-        maximum=10_000,
-    )
-    previs_clip_timeout_s: float = setting(
-        1800.0, help="Longest one clip may take on the generator, queueing included.", minimum=1
-    )
-    previs_max_reference_mb: int = setting(
-        10, help="Largest reference image, in MiB.", minimum=1, maximum=100
-    )
-    previs_min_sharpness: float = setting(
-        50.0, help="Quality floor: mean variance of the Laplacian (docs/previs.md).", minimum=0
-    )
-    previs_max_flicker: float = setting(
-        3.0, help="Quality ceiling: brightness flicker on the 0–255 scale.", minimum=0
-    )
-    previs_min_smoothness: float = setting(
-        0.75, help="Quality floor: motion smoothness, 0 to 1.", minimum=0, maximum=1
-    )
-    previs_min_text_match: float = setting(
-        0.2,
-        help="Quality floor: prompt–frames cosine (not enforced with random encoder weights).",
-        minimum=-1,
-        maximum=1,
-    )
-    previs_sensitive_terms_files: tuple[str, ...] = setting(
-        (), help="Comma-separated extra files of sensitive terms (one a line), zh or en."
-    )
-    previs_real_people_files: tuple[str, ...] = setting(
-        (), help="Comma-separated extra files of real people's names (one a line), zh or en."
-    )
 
     def validate(self) -> None:
         super().validate()
-        for name in ("encoder_target", "index_target", "generator_target"):
-            if not getattr(self, name).strip():
-                raise ConfigError(
-                    f"{self.env_name(name)} / {self.flag_name(name)} must not be empty"
-                )
+        self.require_set("encoder_target", "index_target")
         for root in self.allowed_roots:
             if not Path(root).is_absolute():
                 raise ConfigError(f"{self.env_name('allowed_roots')}: {root!r} is not absolute")

@@ -34,22 +34,3 @@ INGESTED_VIDEO_SECONDS = Counter(
 INGEST_FAILURES = Counter(
     "clipmesh_ingest_failures_total", "Videos that failed to ingest, by reason.", ["reason"]
 )
-PREVIS_SHOTS = Counter(
-    "clipmesh_previs_shots_total",
-    "Previs shot revisions finished, by outcome (ready, below_threshold, blocked, failed).",
-    ["outcome"],
-)
-PREVIS_CLIPS = Counter(
-    "clipmesh_previs_clips_total",
-    "Previs clips, by result (passed, below_threshold, failed).",
-    ["result"],
-)
-PREVIS_REGENERATIONS = Counter(
-    "clipmesh_previs_regenerations_total",
-    "Clips regenerated with a new seed because the previous try missed a quality threshold.",
-)
-PREVIS_SHOT_SECONDS = Histogram(
-    "clipmesh_previs_shot_seconds",
-    "Wall time of one shot revision: screening, generation of every variant, checks, ingest.",
-    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
-)

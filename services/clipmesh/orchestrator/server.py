@@ -1,23 +1,34 @@
-"""Wiring of the orchestrator: dependencies, cache, search, ingest, previs, servicers."""
+"""Wiring of the orchestrator: typed clients, cache, search, ingest, the library, servicers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from clipmesh.encoder.client import EncoderClient
+from clipmesh.index.client import IndexClient
+from clipmesh.ingest.media import MediaLimits
+from clipmesh.ingest.video import VideoIngester
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.dependencies import Dependencies
 from clipmesh.orchestrator.ingest import IngestPipeline
-from clipmesh.orchestrator.previs.engine import PrevisEngine
+from clipmesh.orchestrator.library import VideoLibrary
 from clipmesh.orchestrator.search import SearchEngine
-from clipmesh.orchestrator.servicer import IngestServicer, PrevisServicer, SearchServicer
+from clipmesh.orchestrator.servicer import IngestServicer, SearchServicer
+from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.server import Application, GrpcService
-from clipmesh_api.orchestrator.v1 import (
-    ingest_pb2,
-    ingest_pb2_grpc,
-    previs_pb2,
-    previs_pb2_grpc,
-    search_pb2,
-    search_pb2_grpc,
-)
+from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
+from clipmesh_client.wire import ChannelPolicy
+
+
+def media_limits(config: OrchestratorConfig) -> MediaLimits:
+    """The bounds every ingested file is held to."""
+    return MediaLimits(
+        max_file_bytes=int(config.ingest_max_file_gb * (1 << 30)),
+        max_duration_s=config.ingest_max_duration_s,
+        max_side=config.ingest_max_frame_side,
+        max_frame_pixels=int(config.ingest_max_frame_megapixels * 1_000_000),
+        max_decode_s=config.ingest_max_decode_s,
+    )
 
 
 class OrchestratorApp(Application):
@@ -25,36 +36,44 @@ class OrchestratorApp(Application):
 
     def __init__(self, config: OrchestratorConfig) -> None:
         self.config = config
-        self.deps: Dependencies | None = None
+        self.channels: DependencyChannels | None = None
         self.cache = QueryCache(config.cache_entries, config.cache_ttl_s)
-        self._search = SearchServicer()
-        self._ingest = IngestServicer(config, self.cache)
-        self._previs = PrevisServicer()
-        self._services = [
+        self._search = SearchServicer(config)
+        self._ingest = IngestServicer(config)
+
+    def grpc_services(self) -> list[GrpcService]:
+        return [
             GrpcService.generated(search_pb2, search_pb2_grpc, self._search),
             GrpcService.generated(ingest_pb2, ingest_pb2_grpc, self._ingest),
         ]
-        if config.previs_enabled:
-            self._services.append(GrpcService.generated(previs_pb2, previs_pb2_grpc, self._previs))
-
-    def grpc_services(self) -> list[GrpcService]:
-        return self._services
 
     async def start(self) -> None:
         # Channels are made on the serving event loop; dependencies may still be starting:
         # calls to them fail fast with UNAVAILABLE until they answer.
-        self.deps = Dependencies(self.config)
-        self._search.engine = SearchEngine(self.deps, self.config, self.cache)
-        self._ingest.deps = self.deps
-        self._ingest.pipeline = IngestPipeline(self.deps, self.config, self.cache)
-        if self.config.previs_enabled:
-            self._previs.engine = PrevisEngine(self.deps, self.config, self._ingest.pipeline)
+        config = self.config
+        self.channels = DependencyChannels(
+            config,
+            ChannelPolicy(timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb),
+        )
+        encoder = EncoderClient(self.channels, config.encoder_target)
+        index = IndexClient(self.channels, config.index_target)
+        ingester = VideoIngester(
+            encoder,
+            index,
+            limits=media_limits(config),
+            thumbnails_dir=config.data_dir / "thumbnails",
+            max_window_s=config.max_window_s,
+            allowed_roots=[Path(root) for root in config.allowed_roots],
+        )
+        self._search.engine = SearchEngine(encoder, index, self.cache)
+        self._ingest.pipeline = IngestPipeline(
+            ingester, self.cache, concurrency=config.ingest_concurrency
+        )
+        self._ingest.library = VideoLibrary(index, self.cache)
 
     async def stop(self) -> None:
-        if self._previs.engine is not None:
-            await self._previs.engine.close()
-        if self.deps is not None:
-            await self.deps.close()
+        if self.channels is not None:
+            await self.channels.close()
 
 
 def create_app(config: OrchestratorConfig) -> OrchestratorApp:

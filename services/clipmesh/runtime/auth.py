@@ -47,7 +47,7 @@ from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewr
 from clipmesh.runtime.identity import SPAN_ATTRIBUTE, acting_for
 from clipmesh.runtime.metrics import code_of
 from clipmesh.runtime.security import file_signature
-from clipmesh_client.security import AUTHORIZATION_HEADER
+from clipmesh_client.wire import AUTHORIZATION_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -144,6 +144,14 @@ class ServiceConfig:
                 "metrics port; give the health-only server a port of its own"
             )
 
+    def require_set(self, *names: str) -> None:
+        """Refuses empty values of the settings `names` (addresses of other services)."""
+        for name in names:
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(
+                    f"{self.env_name(name)} / {self.flag_name(name)} must not be empty"
+                )
+
     @classmethod
     def env_name(cls, field_name: str) -> str:
         """The environment variable that sets `field_name`."""

@@ -1,10 +1,12 @@
-"""Domain errors and their one mapping to gRPC status.
+"""The services' domain errors and their one mapping to gRPC status.
 
-Service code raises the exceptions below; `ErrorInterceptor` turns each into its canonical
+Service code raises `ServiceError` subclasses; `ErrorInterceptor` turns each into its canonical
 status code with a `google.rpc.Status` that carries an `ErrorInfo` (reason, domain, metadata) —
-and a `RetryInfo` where a retry delay is known. Anything else is logged with its traceback and
-answered INTERNAL with a generic message. Clients read the details with
-`clipmesh_client.errors.from_rpc_error()`.
+and a `RetryInfo` where a retry delay is known (`clipmesh_client.wire.encode_status`). Anything
+else is logged with its traceback and answered INTERNAL with a generic message. Callers read
+the details back with `clipmesh_client.wire.decode_status`: the SDK as its typed exceptions
+(`clipmesh_client.errors.ClipmeshError`), the services' typed clients as these errors again
+(`runtime/dependencies.py`).
 """
 
 from __future__ import annotations
@@ -15,17 +17,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, NoReturn
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2
 from opentelemetry import trace
 
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
+from clipmesh_client.wire import ErrorDetails, encode_status
 
 log = logging.getLogger(__name__)
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
-RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 MAX_MESSAGE_CHARS = 512
 MAX_METADATA_VALUE_CHARS = 256
@@ -40,8 +38,8 @@ def _shortened(text: str, limit: int) -> str:
     return f"{text[: limit - 40]}… [{len(text):,} characters in all]"
 
 
-class ClipmeshError(Exception):
-    """Base of clipmesh's domain errors; each subclass maps to one canonical status code.
+class ServiceError(Exception):
+    """Base of the errors a service raises; each subclass maps to one canonical status code.
 
     Args:
         message: What went wrong and where, for the caller (never secrets or user media).
@@ -64,7 +62,7 @@ class ClipmeshError(Exception):
         }
 
 
-class InvalidArgument(ClipmeshError):
+class InvalidArgument(ServiceError):
     """The request is malformed; `field` names the offending field (e.g. `images[3]`)."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
@@ -83,42 +81,42 @@ class InvalidArgument(ClipmeshError):
         self.field = field
 
 
-class NotFound(ClipmeshError):
+class NotFound(ServiceError):
     """A named resource does not exist."""
 
     code = grpc.StatusCode.NOT_FOUND
     default_reason = "NOT_FOUND"
 
 
-class AlreadyExists(ClipmeshError):
+class AlreadyExists(ServiceError):
     """A resource to create exists already."""
 
     code = grpc.StatusCode.ALREADY_EXISTS
     default_reason = "ALREADY_EXISTS"
 
 
-class FailedPrecondition(ClipmeshError):
+class FailedPrecondition(ServiceError):
     """The system is not in a state the request needs (e.g. an idempotency key reused)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
     default_reason = "FAILED_PRECONDITION"
 
 
-class PermissionDenied(ClipmeshError):
+class PermissionDenied(ServiceError):
     """The caller may not do this (e.g. a path outside the allowed roots)."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
     default_reason = "PERMISSION_DENIED"
 
 
-class Unauthenticated(ClipmeshError):
+class Unauthenticated(ServiceError):
     """The caller's credentials are missing or invalid."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
     default_reason = "UNAUTHENTICATED"
 
 
-class ResourceExhausted(ClipmeshError):
+class ResourceExhausted(ServiceError):
     """A queue or quota is full; `retry_after_s` tells the caller when to come back."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -136,60 +134,49 @@ class ResourceExhausted(ClipmeshError):
         self.retry_after_s = retry_after_s
 
 
-class Unavailable(ClipmeshError):
+class Unavailable(ServiceError):
     """A dependency cannot be reached right now; retrying later may work."""
 
     code = grpc.StatusCode.UNAVAILABLE
     default_reason = "UNAVAILABLE"
 
 
-class DeadlineExceeded(ClipmeshError):
+class DeadlineExceeded(ServiceError):
     """The work could not finish within the caller's deadline or budget."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
     default_reason = "DEADLINE_EXCEEDED"
 
 
-class Aborted(ClipmeshError):
+class Aborted(ServiceError):
     """A concurrency conflict; the caller may retry the whole operation."""
 
     code = grpc.StatusCode.ABORTED
     default_reason = "ABORTED"
 
 
-class Unimplemented(ClipmeshError):
+class Unimplemented(ServiceError):
     """The RPC or option is not available in this deployment."""
 
     code = grpc.StatusCode.UNIMPLEMENTED
     default_reason = "UNIMPLEMENTED"
 
 
-def to_status(error: ClipmeshError, *, domain: str) -> status_pb2.Status:
-    """The `google.rpc.Status` for a domain error."""
-    info = any_pb2.Any()
-    info.Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=error.metadata)
+def error_details(error: ServiceError, *, domain: str) -> ErrorDetails:
+    """What the caller is told of `error`, in the wire's terms."""
+    return ErrorDetails(
+        code=error.code,
+        message=error.message,
+        reason=error.reason,
+        domain=domain,
+        metadata=error.metadata,
+        retry_after_s=getattr(error, "retry_after_s", None),
     )
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[info])
-    retry_after_s = getattr(error, "retry_after_s", None)
-    if retry_after_s is not None:
-        retry = any_pb2.Any()
-        delay = duration_pb2.Duration()
-        delay.FromMilliseconds(int(retry_after_s * 1000))
-        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        status.details.append(retry)
-    return status
 
 
-def trailing_metadata_for(error: ClipmeshError, *, domain: str) -> tuple[tuple[str, Any], ...]:
+def trailing_metadata_for(error: ServiceError, *, domain: str) -> tuple[tuple[str, Any], ...]:
     """Trailing metadata carrying the rich status (and a retry pushback hint when known)."""
-    entries: list[tuple[str, Any]] = [
-        (STATUS_DETAILS_KEY, to_status(error, domain=domain).SerializeToString())
-    ]
-    retry_after_s = getattr(error, "retry_after_s", None)
-    if retry_after_s is not None:
-        entries.append((RETRY_PUSHBACK_KEY, str(int(retry_after_s * 1000))))
-    return tuple(entries)
+    return encode_status(error_details(error, domain=domain))
 
 
 class _Malformed:
@@ -273,7 +260,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     ) -> NoReturn:
         if isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError):
             raise exc
-        if isinstance(exc, ClipmeshError):
+        if isinstance(exc, ServiceError):
             error = exc
         elif isinstance(exc, NotImplementedError):
             service, name = split_method(method)
@@ -281,7 +268,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         else:
             trace_id = format(trace.get_current_span().get_span_context().trace_id, "032x")
             log.exception("unhandled error in %s", method, extra={"rpc": method})
-            error = ClipmeshError(
+            error = ServiceError(
                 f"internal error (trace {trace_id}); details are in the service log"
             )
         if error.code != grpc.StatusCode.INTERNAL:

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 import grpc
 
 from clipmesh.runtime.errors import InvalidArgument
-from clipmesh_client.blocking import CALLER_HEADER
+from clipmesh_client.wire import CALLER_HEADER
 
 # The span attribute OpenTelemetry's semantic conventions name for an authenticated user.
 SPAN_ATTRIBUTE = "enduser.id"

@@ -7,10 +7,10 @@ for an unauthenticated peer. The certificate, key and CA are re-read when any of
 changes on disk (a renewed Kubernetes Secret, `cert-manager`): gRPC asks `ServerCertificates`
 before each new handshake, connections already open keep the certificate they began with.
 
-Client side, `channel_credentials()` gives the orchestrator's channels to the other services
-the same files: `tls_ca_file` to verify them and `tls_cert_file`/`tls_key_file` as its client
-certificate. gRPC's channel credentials are fixed once made, so the orchestrator watches the
-files (`file_signature`) and opens new channels when they change (orchestrator/dependencies.py).
+Client side, `channel_credentials()` gives a service's channels to the others (the orchestrator's
+and previs's) the same files: `tls_ca_file` to verify them and `tls_cert_file`/`tls_key_file` as
+its client certificate. gRPC's channel credentials are fixed once made, so the caller watches
+the files (`file_signature`) and opens new channels when they change (runtime/dependencies.py).
 
 Every file is checked at start: one that is missing, unreadable, not PEM, a key that does not
 match its certificate, or an expired certificate stops the service with a message naming the
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from prometheus_client import Gauge
 
 from clipmesh.runtime.config import ConfigError, ServiceConfig
-from clipmesh_client.security import tls_credentials
+from clipmesh_client.wire import tls_credentials
 
 log = logging.getLogger(__name__)
 

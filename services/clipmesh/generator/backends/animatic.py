@@ -44,7 +44,7 @@ from clipmesh.generator.backends.shot_language import (
     read_shot_language,
 )
 from clipmesh.generator.backends.storyboard import Storyboard
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.generator.jobs import GenerationSpec
 
 MODELS = {
     # The same prompt limits as DashScope on purpose: a prompt that renders offline also
@@ -127,7 +127,7 @@ class _Decor:
     with the prompt and the negative prompt ("avoid: …": it cannot steer a drawing, but the
     editor sees it)."""
 
-    def __init__(self, spec: generator_pb2.GenerationSpec, shot: ShotLanguage) -> None:
+    def __init__(self, spec: GenerationSpec, shot: ShotLanguage) -> None:
         self._overlay = _overlay(spec, shot)
         self._clock_font = _font(max(8, round(spec.height / 32)))
         self._margin = max(3, round(spec.height / 40))
@@ -144,7 +144,7 @@ class _Decor:
         draw.text(corner, text, font=self._clock_font, fill=(255, 255, 255), anchor="ra")
 
 
-def _overlay(spec: generator_pb2.GenerationSpec, shot: ShotLanguage) -> Image.Image:
+def _overlay(spec: GenerationSpec, shot: ShotLanguage) -> Image.Image:
     width, height = spec.width, spec.height
     overlay = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     if shot.framing is Framing.FISHEYE:
@@ -180,8 +180,8 @@ def _overlay(spec: generator_pb2.GenerationSpec, shot: ShotLanguage) -> Image.Im
     return overlay
 
 
-def _seed(spec: generator_pb2.GenerationSpec) -> int:
-    if spec.HasField("seed"):
+def _seed(spec: GenerationSpec) -> int:
+    if spec.seed is not None:
         return spec.seed % 2**63
     return int.from_bytes(hashlib.sha256(spec.prompt.encode()).digest()[:8], "big") >> 1
 
@@ -255,7 +255,7 @@ class AnimaticBackend(Backend):
             raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
         self.max_concurrent = max_concurrent
 
-    async def run(self, spec: generator_pb2.GenerationSpec, ctx: TaskContext) -> RenderedVideo:
+    async def run(self, spec: GenerationSpec, ctx: TaskContext) -> RenderedVideo:
         """Renders a validated `spec` to `ctx.scratch_dir / "animatic.mp4"`.
 
         Frames render in a worker thread, in chunks of about 5 %; progress ("frame i/n", with

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clipmesh.generator.jobs import GenerationSpec
 from clipmesh.runtime.errors import InvalidArgument
-from clipmesh_api.generator.v1 import generator_pb2
 
 MAX_LABELS = 64
 MAX_LABEL_KEY_CHARS = 128
@@ -141,17 +142,17 @@ class Backend(abc.ABC):
     max_concurrent: int = 1
     remote: bool = False
 
-    def validate(self, spec: generator_pb2.GenerationSpec) -> generator_pb2.GenerationSpec:
+    def validate(self, spec: GenerationSpec) -> GenerationSpec:
         """The spec with this backend's defaults filled in; InvalidArgument naming the field
         and the allowed values when the model does not accept it."""
         return fill_and_check(spec, self.name, self.default_model, self.models)
 
     @abc.abstractmethod
-    async def run(self, spec: generator_pb2.GenerationSpec, ctx: TaskContext) -> RenderedVideo:
+    async def run(self, spec: GenerationSpec, ctx: TaskContext) -> RenderedVideo:
         """Generates the video for a validated spec."""
 
     async def resume(
-        self, spec: generator_pb2.GenerationSpec, provider_task_id: str, ctx: TaskContext
+        self, spec: GenerationSpec, provider_task_id: str, ctx: TaskContext
     ) -> RenderedVideo:
         """Finishes a task submitted before a restart; by default runs it again (right for a
         local backend, where nothing is billed)."""
@@ -173,33 +174,33 @@ def _allowed(values) -> str:
 
 
 def fill_and_check(
-    spec: generator_pb2.GenerationSpec,
+    spec: GenerationSpec,
     backend: str,
     default_model: str,
     models: dict[str, ModelLimits],
-) -> generator_pb2.GenerationSpec:
+) -> GenerationSpec:
     """Fills defaults from the model's limits and refuses what the model does not accept."""
-    filled = generator_pb2.GenerationSpec()
-    filled.CopyFrom(spec)
-    filled.backend = backend
-    filled.model = spec.model or default_model
-    limits = models.get(filled.model)
+    model = spec.model or default_model
+    limits = models.get(model)
     if limits is None:
         raise InvalidArgument(
-            f"backend {backend!r} has no model {filled.model!r}; models: {_allowed(models)}",
+            f"backend {backend!r} has no model {model!r}; models: {_allowed(models)}",
             field="spec.model",
             reason="UNSUPPORTED_MODEL",
         )
+    filled = dataclasses.replace(spec, backend=backend, model=model)
     _check_prompts(filled, limits)
     _check_labels(filled)
     if (filled.width, filled.height) == (0, 0):
-        filled.width, filled.height = limits.default_size
+        filled = dataclasses.replace(
+            filled, width=limits.default_size[0], height=limits.default_size[1]
+        )
     _check_size(filled, limits)
     if filled.duration_s == 0:
-        filled.duration_s = limits.default_duration_s
+        filled = dataclasses.replace(filled, duration_s=limits.default_duration_s)
     _check_duration(filled, limits)
     if filled.fps == 0:
-        filled.fps = limits.fps[0]
+        filled = dataclasses.replace(filled, fps=limits.fps[0])
     if filled.fps not in limits.fps:
         raise InvalidArgument(
             f"fps {filled.fps:g} is not offered by {filled.model}; allowed: {_allowed(limits.fps)}",
@@ -209,7 +210,7 @@ def fill_and_check(
     return filled
 
 
-def _check_prompts(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> None:
+def _check_prompts(spec: GenerationSpec, limits: ModelLimits) -> None:
     if not spec.prompt.strip():
         raise InvalidArgument("spec.prompt is empty", field="spec.prompt", reason="EMPTY_PROMPT")
     for name, text, limit in (
@@ -229,7 +230,7 @@ def _check_prompts(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> N
             )
 
 
-def _check_labels(spec: generator_pb2.GenerationSpec) -> None:
+def _check_labels(spec: GenerationSpec) -> None:
     if len(spec.labels) > MAX_LABELS:
         raise InvalidArgument(
             f"spec.labels has {len(spec.labels)} entries; the limit is {MAX_LABELS}",
@@ -246,7 +247,7 @@ def _check_labels(spec: generator_pb2.GenerationSpec) -> None:
             )
 
 
-def _check_size(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> None:
+def _check_size(spec: GenerationSpec, limits: ModelLimits) -> None:
     size = (spec.width, spec.height)
     if limits.sizes:
         if size not in limits.sizes:
@@ -268,7 +269,7 @@ def _check_size(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> None
         )
 
 
-def _check_duration(spec: generator_pb2.GenerationSpec, limits: ModelLimits) -> None:
+def _check_duration(spec: GenerationSpec, limits: ModelLimits) -> None:
     if limits.durations_s:
         if spec.duration_s not in limits.durations_s:
             raise InvalidArgument(

@@ -44,10 +44,10 @@ from clipmesh.generator.backends.base import (
     RenderedVideo,
     TaskContext,
 )
+from clipmesh.generator.jobs import GenerationSpec
 from clipmesh.generator.ratelimit import SubmissionRate
-from clipmesh.orchestrator import media
-from clipmesh.runtime.errors import ClipmeshError, InvalidArgument
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.ingest import media
+from clipmesh.runtime.errors import InvalidArgument, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def failure_reason(code: str, http_status: int | None) -> str:
     return "PROVIDER_UNAVAILABLE" if http_status >= 500 else "PROVIDER_ERROR"
 
 
-def request_body(spec: generator_pb2.GenerationSpec) -> dict[str, Any]:
+def request_body(spec: GenerationSpec) -> dict[str, Any]:
     """The submission's JSON body for a validated spec."""
     prompts = {"prompt": spec.prompt}
     if spec.negative_prompt:
@@ -134,10 +134,10 @@ def request_body(spec: generator_pb2.GenerationSpec) -> dict[str, Any]:
     parameters: dict[str, Any] = {
         "size": f"{spec.width}*{spec.height}",
         "duration": round(spec.duration_s),
-        "prompt_extend": spec.prompt_extend if spec.HasField("prompt_extend") else True,
+        "prompt_extend": True if spec.prompt_extend is None else spec.prompt_extend,
         "watermark": spec.watermark,
     }
-    if spec.HasField("seed"):
+    if spec.seed is not None:
         parameters["seed"] = spec.seed
     return {"model": spec.model, "input": prompts, "parameters": parameters}
 
@@ -231,10 +231,10 @@ class DashScopeBackend(Backend):
             f"DashScopeBackend(base_url={self._base_url!r}, max_concurrent={self.max_concurrent})"
         )
 
-    def validate(self, spec: generator_pb2.GenerationSpec) -> generator_pb2.GenerationSpec:
+    def validate(self, spec: GenerationSpec) -> GenerationSpec:
         """The spec with defaults filled in; also refuses seeds DashScope does not take."""
         filled = super().validate(spec)
-        if filled.HasField("seed") and not 0 <= filled.seed <= _MAX_SEED:
+        if filled.seed is not None and not 0 <= filled.seed <= _MAX_SEED:
             raise InvalidArgument(
                 f"seed {filled.seed} is outside DashScope's range 0–{_MAX_SEED}",
                 field="spec.seed",
@@ -242,7 +242,7 @@ class DashScopeBackend(Backend):
             )
         return filled
 
-    async def run(self, spec: generator_pb2.GenerationSpec, ctx: TaskContext) -> RenderedVideo:
+    async def run(self, spec: GenerationSpec, ctx: TaskContext) -> RenderedVideo:
         """Submits the task, records its id with the gateway, then follows it to the video."""
         if ctx.cancel_requested.is_set():
             raise GenerationFailed("CANCELLED", "cancelled before submission to DashScope")
@@ -257,7 +257,7 @@ class DashScopeBackend(Backend):
         return await self._follow(spec, task_id, ctx, started_s)
 
     async def resume(
-        self, spec: generator_pb2.GenerationSpec, provider_task_id: str, ctx: TaskContext
+        self, spec: GenerationSpec, provider_task_id: str, ctx: TaskContext
     ) -> RenderedVideo:
         """Follows a task submitted before a restart; never submits again."""
         await ctx.report(None, None, f"resumed following DashScope task {provider_task_id}")
@@ -282,7 +282,7 @@ class DashScopeBackend(Backend):
 
     async def _follow(
         self,
-        spec: generator_pb2.GenerationSpec,
+        spec: GenerationSpec,
         task_id: str,
         ctx: TaskContext,
         started_s: float | None,
@@ -341,7 +341,7 @@ class DashScopeBackend(Backend):
         await self._download(url, path)
         try:
             info = await asyncio.to_thread(media.probe, path)
-        except ClipmeshError as exc:
+        except ServiceError as exc:
             raise GenerationFailed(
                 "PROVIDER_BAD_RESULT", f"the video DashScope returned is unusable: {exc.message}"
             ) from exc

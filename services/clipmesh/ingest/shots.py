@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from scenedetect import ContentDetector, FrameTimecode
 
-from clipmesh.orchestrator.frames import AnalysisFrame
+from clipmesh.ingest.frames import AnalysisFrame
 
 _THUMBNAIL_SIDE = 16
 

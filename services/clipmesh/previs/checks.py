@@ -16,18 +16,17 @@ import dataclasses
 import io
 from pathlib import Path
 
-import grpc
+import numpy as np
 from PIL import Image
 
-from clipmesh.orchestrator.dependencies import Dependencies, translate
-from clipmesh.orchestrator.previs.quality import (
+from clipmesh.encoder.client import EncoderClient
+from clipmesh.previs.quality import (
     QualityThresholds,
     sample_frames,
     score_clip,
     text_video_match,
 )
-from clipmesh_api.encoder.v1 import encoder_pb2
-from clipmesh_api.orchestrator.v1 import previs_pb2
+from clipmesh.previs.records import QualityScores
 
 MATCH_FRAMES = 4
 MATCH_FRAME_SIDE = 384  # the encoder centre-crops to its input size (224 px for ViT-B-32)
@@ -42,54 +41,41 @@ class ClipChecker:
     """Scores clips against thresholds.
 
     Args:
-        deps: The encoder (and index) stubs.
+        encoder: Embeds prompts and frames.
         thresholds: The limits a clip must meet.
     """
 
-    def __init__(self, deps: Dependencies, thresholds: QualityThresholds) -> None:
-        self._deps = deps
+    def __init__(self, encoder: EncoderClient, thresholds: QualityThresholds) -> None:
+        self._encoder = encoder
         self.thresholds = thresholds
 
     async def weights_notice(self) -> str:
         """A notice when the encoder's weights are random (text match not enforced), else ""."""
-        try:
-            info = await self._deps.encoder.GetModelInfo(
-                encoder_pb2.GetModelInfoRequest(), timeout=CALL_TIMEOUT_S
-            )
-        except grpc.RpcError as error:
-            raise translate(error, "encoder") from error
+        info = await self._encoder.model_info(timeout_s=CALL_TIMEOUT_S)
         return RANDOM_WEIGHTS_NOTICE.format(ref=info.weights_ref) if info.random_weights else ""
 
-    async def embed_text(self, text: str) -> list[float]:
+    async def embed_text(self, text: str) -> np.ndarray:
         """The encoder's embedding of `text` (a prompt)."""
-        try:
-            response = await self._deps.encoder.EmbedTexts(
-                encoder_pb2.EmbedTextsRequest(texts=[text], priority=encoder_pb2.PRIORITY_BATCH),
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.RpcError as error:
-            raise translate(error, "encoder") from error
-        return list(response.embeddings[0].vector)
+        embeddings = await self._encoder.embed_texts(
+            [text], interactive=False, timeout_s=CALL_TIMEOUT_S
+        )
+        return embeddings.vectors[0]
 
-    async def embed_images(self, images: list[bytes]) -> list[list[float]]:
-        """The encoder's embeddings of encoded images."""
-        try:
-            response = await self._deps.encoder.EmbedImages(
-                encoder_pb2.EmbedImagesRequest(images=images, priority=encoder_pb2.PRIORITY_BATCH),
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.RpcError as error:
-            raise translate(error, "encoder") from error
-        return [list(e.vector) for e in response.embeddings]
+    async def embed_images(self, images: list[bytes]) -> np.ndarray:
+        """The encoder's embeddings of encoded images, one row each."""
+        embeddings = await self._encoder.embed_images(
+            images, interactive=False, timeout_s=CALL_TIMEOUT_S
+        )
+        return embeddings.vectors
 
     async def check(
-        self, clip: Path, text_vector: list[float], *, enforce_text_match: bool
-    ) -> previs_pb2.QualityScores:
+        self, clip: Path, text_vector: np.ndarray, *, enforce_text_match: bool
+    ) -> QualityScores:
         """Scores `clip`; `passed` says whether every enforced score met its threshold.
 
         Raises:
             InvalidArgument: The clip does not decode.
-            ClipmeshError: The encoder failed.
+            ServiceError: The encoder failed.
         """
         pixels, frames = await asyncio.gather(
             asyncio.to_thread(score_clip, clip),
@@ -101,13 +87,13 @@ class ClipChecker:
             limits = dataclasses.replace(limits, min_text_match=float("-inf"))
         scored = dataclasses.replace(pixels, text_match=match)
         passed, failures = limits.passes(scored)
-        return previs_pb2.QualityScores(
+        return QualityScores(
             sharpness=scored.sharpness,
             flicker=scored.flicker,
             smoothness=scored.smoothness,
             text_match=match,
             passed=passed,
-            failures=failures,
+            failures=list(failures),
             text_match_enforced=enforce_text_match,
         )
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipmesh.orchestrator.paths import path_from_uri
-from clipmesh.orchestrator.previs.stitch import CutClip
+from clipmesh.ingest.paths import path_from_uri
+from clipmesh.previs.records import Clip, ReviewRequest, Shot, ShotRevision, ShotState
+from clipmesh.previs.stitch import CutClip
 from clipmesh.runtime.errors import FailedPrecondition, InvalidArgument
-from clipmesh_api.orchestrator.v1 import previs_pb2
-
-Shot = previs_pb2.Shot
 
 
-def selected_clip(shot: Shot) -> previs_pb2.Clip | None:
+def selected_clip(shot: Shot) -> Clip | None:
     if not shot.current_revision:
         return None
     revision = shot.revisions[shot.current_revision - 1]
@@ -48,7 +46,7 @@ def cut_clip(shot: Shot) -> CutClip:
     )
 
 
-def best_clip(revision: previs_pb2.ShotRevision) -> int:
+def best_clip(revision: ShotRevision) -> int:
     """The passing clip of the lowest variant and try; else the best made one; else -1."""
     made = [i for i, c in enumerate(revision.clips) if c.uri]
     passing = [i for i in made if revision.clips[i].scores.passed and not revision.clips[i].failure]
@@ -65,7 +63,7 @@ def best_clip(revision: previs_pb2.ShotRevision) -> int:
     return -1
 
 
-def choose(shot: Shot, request: previs_pb2.ReviewShotRequest) -> None:
+def choose(shot: Shot, request: ReviewRequest) -> None:
     """Restores a revision or selects a clip of the current one."""
     if request.restore_revision:
         if request.restore_revision > len(shot.revisions):
@@ -95,9 +93,5 @@ def choose(shot: Shot, request: previs_pb2.ReviewShotRequest) -> None:
         revision.selected_clip = number
     shot.current_revision = revision.revision
     chosen = revision.clips[revision.selected_clip]
-    shot.state = (
-        previs_pb2.SHOT_STATE_READY
-        if chosen.scores.passed
-        else previs_pb2.SHOT_STATE_BELOW_THRESHOLD
-    )
+    shot.state = ShotState.READY if chosen.scores.passed else ShotState.BELOW_THRESHOLD
     shot.blocked_reason = ""

@@ -18,11 +18,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
-from clipmesh.orchestrator.dependencies import Dependencies, translate
-from clipmesh_api.generator.v1 import generator_pb2
-from clipmesh_client.blocking import CALLER_HEADER
+from clipmesh.generator.client import GatewayClient
+from clipmesh.generator.jobs import GenerationSpec, Job, JobState
+from clipmesh.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,31 +54,27 @@ class MadeClip:
 
 
 class ClipMaker:
-    """Makes clips on the gateway for one orchestrator.
+    """Makes clips on the gateway for one previs service.
 
     Args:
-        deps: The orchestrator's dependencies; the gateway's stub is looked up per call, so
-            channels renewed with a new client certificate are used at once.
-        gate: Bounds the clips in flight from this orchestrator across all projects.
+        gateway: The generator gateway's client.
+        gate: Bounds the clips in flight from this service across all projects.
         job_timeout_s: Longest one clip may take, queueing included.
     """
 
     def __init__(
-        self,
-        deps: Dependencies,
-        gate: asyncio.Semaphore,
-        job_timeout_s: float,
+        self, gateway: GatewayClient, gate: asyncio.Semaphore, job_timeout_s: float
     ) -> None:
-        self._deps, self._gate, self._timeout_s = deps, gate, job_timeout_s
+        self._gateway, self._gate, self._timeout_s = gateway, gate, job_timeout_s
 
     async def make(
         self,
-        spec: generator_pb2.GenerationSpec,
+        spec: GenerationSpec,
         *,
         key: str,
         caller: str,
         destination: Path,
-        on_event: Callable[[generator_pb2.Job], Awaitable[None]] | None = None,
+        on_event: Callable[[Job], Awaitable[None]] | None = None,
     ) -> MadeClip:
         """Generates `spec` and writes the clip to `destination`.
 
@@ -85,6 +85,7 @@ class ClipMaker:
         async with self._gate:
             job = await self._follow(spec, key, caller, on_event)
             await self._download(job, destination)
+        assert job.result is not None  # a succeeded job has its result
         return MadeClip(
             destination,
             job.job_id,
@@ -93,75 +94,67 @@ class ClipMaker:
             job.result.cache_hit,
         )
 
-    async def _follow(self, spec, key, caller, on_event) -> generator_pb2.Job:
-        metadata = ((CALLER_HEADER, caller),)
-        request = generator_pb2.GenerateRequest(spec=spec, idempotency_key=key)
+    async def _follow(self, spec, key, caller, on_event) -> Job:
         stream_failures = queue_waits = 0
         while True:
             job = None
             try:
-                call = self._deps.generator.Generate(
-                    request, timeout=self._timeout_s, metadata=metadata
-                )
-                async for response in call:
-                    job = response.event.job
+                async for event in self._gateway.generate(
+                    spec, idempotency_key=key, caller=caller, timeout_s=self._timeout_s
+                ):
+                    job = event.job
                     if on_event is not None:
                         await on_event(job)
-            except grpc.RpcError as error:
-                code = error.code()
-                if code == grpc.StatusCode.RESOURCE_EXHAUSTED and queue_waits < MAX_QUEUE_WAITS:
-                    queue_waits += 1
-                    typed = translate(error, "generator")
-                    await asyncio.sleep(min(30.0, typed.retry_after_s or 1.0))
-                    continue
-                if code == grpc.StatusCode.UNAVAILABLE and stream_failures < STREAM_RETRIES:
-                    stream_failures += 1  # the same key re-attaches to the same job
-                    await asyncio.sleep(0.5 * 2**stream_failures)
-                    continue
-                typed = translate(error, "generator")
-                retryable = code not in (
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                )
-                raise ClipFailed(
-                    typed.reason or code.name, typed.message, retryable=retryable
-                ) from error
+            except ResourceExhausted as error:
+                if queue_waits >= MAX_QUEUE_WAITS:
+                    raise ClipFailed(error.reason, error.message, retryable=True) from error
+                queue_waits += 1
+                await asyncio.sleep(min(30.0, error.retry_after_s or 1.0))
+                continue
+            except Unavailable as error:
+                if stream_failures >= STREAM_RETRIES:
+                    raise ClipFailed(error.reason, error.message, retryable=True) from error
+                stream_failures += 1  # the same key re-attaches to the same job
+                await asyncio.sleep(0.5 * 2**stream_failures)
+                continue
+            except ServiceError as error:
+                retryable = not isinstance(error, InvalidArgument | FailedPrecondition)
+                raise ClipFailed(error.reason, error.message, retryable=retryable) from error
             if job is None:
                 raise ClipFailed("GENERATOR_FAILED", "the gateway sent no events", retryable=True)
-            if job.state == generator_pb2.JOB_STATE_SUCCEEDED:
+            if job.state == JobState.SUCCEEDED:
                 return job
-            if job.state in (generator_pb2.JOB_STATE_FAILED, generator_pb2.JOB_STATE_CANCELLED):
-                reason = job.error.reason or generator_pb2.JobState.Name(job.state)
-                raise ClipFailed(reason, job.error.message or "the job ended", retryable=True)
+            if job.state in (JobState.FAILED, JobState.CANCELLED):
+                reason = job.error.reason if job.error else f"JOB_STATE_{job.state.name}"
+                message = job.error.message if job.error else "the job ended"
+                raise ClipFailed(reason, message or "the job ended", retryable=True)
             # The stream ended before the job did (a gateway restart): follow it again.
             stream_failures += 1
             if stream_failures > STREAM_RETRIES:
                 raise ClipFailed("GENERATOR_FAILED", "the job's stream kept ending", retryable=True)
 
-    async def _download(self, job: generator_pb2.Job, destination: Path) -> None:
+    async def _download(self, job: Job, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
         digest = hashlib.sha256()
+        expected = job.result.sha256 if job.result else ""
         try:
             with partial.open("wb") as out:
-                call = self._deps.generator.DownloadJobOutput(
-                    generator_pb2.DownloadJobOutputRequest(job_id=job.job_id),
-                    timeout=self._timeout_s,
-                )
-                async for response in call:
-                    digest.update(response.chunk)
-                    await asyncio.to_thread(out.write, response.chunk)
-            if job.result.sha256 and digest.hexdigest() != job.result.sha256:
+                async for chunk in self._gateway.download_output(
+                    job.job_id, timeout_s=self._timeout_s
+                ):
+                    digest.update(chunk)
+                    await asyncio.to_thread(out.write, chunk)
+            if expected and digest.hexdigest() != expected:
                 raise ClipFailed(
                     "DOWNLOAD_CORRUPT",
                     f"job {job.job_id}: downloaded bytes do not match the gateway's SHA-256",
                     retryable=True,
                 )
             os.replace(partial, destination)
-        except grpc.RpcError as error:
-            typed = translate(error, "generator")
+        except ServiceError as error:
             raise ClipFailed(
-                typed.reason or "DOWNLOAD_FAILED", typed.message, retryable=True
+                error.reason or "DOWNLOAD_FAILED", error.message, retryable=True
             ) from error
         finally:
             partial.unlink(missing_ok=True)

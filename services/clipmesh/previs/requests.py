@@ -8,56 +8,50 @@ style is known and its reference images decoded.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 import uuid
 
-from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.previs.compliance import CompliancePolicy
-from clipmesh.orchestrator.previs.planning import language_of, shots_of
-from clipmesh.orchestrator.previs.script import ScriptError, parse_script
-from clipmesh.orchestrator.previs.templates import TemplateLibrary
+from clipmesh.previs.compliance import CompliancePolicy
+from clipmesh.previs.config import PrevisConfig
+from clipmesh.previs.planning import language_of, shots_of
+from clipmesh.previs.records import Project, ProjectRequest, ProjectSettings, ReviewRequest, Shot
+from clipmesh.previs.script import ScriptError, parse_script
+from clipmesh.previs.templates import TemplateLibrary
 from clipmesh.runtime.errors import InvalidArgument
-from clipmesh_api.orchestrator.v1 import previs_pb2
 
 MAX_TITLE_CHARS = 200
 MAX_NOTE_CHARS = 500
 MAX_SIDE_PX = 4096
 MAX_FPS = 120.0
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
-_FORMATS = {
-    previs_pb2.SCRIPT_FORMAT_UNSPECIFIED: "auto",
-    previs_pb2.SCRIPT_FORMAT_PLAIN: "plain",
-    previs_pb2.SCRIPT_FORMAT_FOUNTAIN: "fountain",
-}
 
 
 def new_project(
-    request: previs_pb2.CreateProjectRequest,
-    config: OrchestratorConfig,
+    request: ProjectRequest,
+    config: PrevisConfig,
     library: TemplateLibrary,
     policy: CompliancePolicy,
-) -> tuple[previs_pb2.Project, dict[str, bytes]]:
+) -> tuple[Project, dict[str, bytes]]:
     """The project a request describes, its shots pending, and reference images by shot id.
 
     Raises:
         InvalidArgument: Naming the first field at fault.
     """
     title = _text(request.title, "title", MAX_TITLE_CHARS) or "Untitled"
-    if request.format not in _FORMATS:
-        raise InvalidArgument(f"format {request.format} is not a ScriptFormat", field="format")
     try:
-        script = parse_script(request.script, format=_FORMATS[request.format])
+        script = parse_script(request.script, format=request.format)
     except ScriptError as error:
         raise InvalidArgument(str(error), field="script", reason="BAD_SCRIPT") from error
     scenes, shots = shots_of(script)
-    if len(shots) > config.previs_max_shots:
+    if len(shots) > config.max_shots:
         raise InvalidArgument(
-            f"script makes {len(shots)} shots; the limit is {config.previs_max_shots}",
+            f"script makes {len(shots)} shots; the limit is {config.max_shots}",
             field="script",
             reason="TOO_MANY_SHOTS",
         )
-    settings = previs_pb2.ProjectSettings(
-        variants=_variants(request.variants, config.previs_max_variants),
+    settings = ProjectSettings(
+        variants=_variants(request.variants, config.max_variants),
         backend=_name(request.backend, "backend"),
         style=_style(request.style, library),
         language=language_of(" ".join(shot.description for shot in shots)),
@@ -71,26 +65,25 @@ def new_project(
     references = _references(request.references, shots, config, policy)
     for shot in shots:
         shot.has_reference_image = shot.shot_id in references
-    project = previs_pb2.Project(
+    project = Project(
         project_id=f"p{uuid.uuid4().hex[:16]}",
         title=title,
         scenes=scenes,
         shots=shots,
         settings=settings,
-        state=previs_pb2.PROJECT_STATE_RUNNING,
+        create_time_s=time.time(),
     )
-    project.create_time.GetCurrentTime()
     return project, references
 
 
-def note_of(request: previs_pb2.ReviewShotRequest) -> str:
+def note_of(request: ReviewRequest) -> str:
     """The review's note, checked; "" when the review restores or selects instead.
 
     Raises:
         InvalidArgument: Not exactly one of note, restore_revision and select_clip is set.
     """
     note = _text(request.note, "note", MAX_NOTE_CHARS)
-    asked = [bool(note), request.restore_revision != 0, request.HasField("select_clip")]
+    asked = [bool(note), request.restore_revision != 0, request.select_clip is not None]
     if sum(asked) != 1:
         raise InvalidArgument(
             "set exactly one of note, restore_revision and select_clip", field="note"
@@ -152,27 +145,30 @@ def _fps(value: float) -> float:
 
 
 def _references(
-    references, shots: list[previs_pb2.Shot], config: OrchestratorConfig, policy
+    references: tuple[tuple[int, bytes], ...],
+    shots: list[Shot],
+    config: PrevisConfig,
+    policy: CompliancePolicy,
 ) -> dict[str, bytes]:
     images: dict[str, bytes] = {}
-    limit = config.previs_max_reference_mb << 20
-    for number, reference in enumerate(references):
+    limit = config.max_reference_mb << 20
+    for number, (order, image) in enumerate(references):
         field = f"references[{number}]"
-        if not 0 <= reference.shot_order < len(shots):
+        if not 0 <= order < len(shots):
             raise InvalidArgument(
-                f"{field}.shot_order {reference.shot_order} is not a shot (the script makes "
+                f"{field}.shot_order {order} is not a shot (the script makes "
                 f"{len(shots)}, numbered from 0)",
                 field=f"{field}.shot_order",
             )
-        shot_id = shots[reference.shot_order].shot_id
+        shot_id = shots[order].shot_id
         if shot_id in images:
             raise InvalidArgument(f"{field}: shot {shot_id} already has a reference", field=field)
-        if not reference.image or len(reference.image) > limit:
+        if not image or len(image) > limit:
             raise InvalidArgument(
-                f"{field}.image has {len(reference.image)} bytes; it must have 1 to {limit}",
+                f"{field}.image has {len(image)} bytes; it must have 1 to {limit}",
                 field=f"{field}.image",
-                reason="IMAGE_TOO_LARGE" if reference.image else "EMPTY_IMAGE",
+                reason="IMAGE_TOO_LARGE" if image else "EMPTY_IMAGE",
             )
-        policy.check_reference_image(reference.image, field=f"{field}.image")  # decodes it
-        images[shot_id] = reference.image
+        policy.check_reference_image(image, field=f"{field}.image")  # decodes it
+        images[shot_id] = image
     return images

@@ -9,10 +9,11 @@ the stream ends with one report carrying the whole project.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncIterator
 
-from clipmesh_api.orchestrator.v1 import previs_pb2
+from clipmesh.previs.records import Project, ProjectProgress
 
 _END = None  # put on a listener's queue when the run is over
 
@@ -25,15 +26,15 @@ class ProjectRun:
         shots_total: Shots this run produces.
     """
 
-    def __init__(self, project: previs_pb2.Project, shots_total: int) -> None:
+    def __init__(self, project: Project, shots_total: int) -> None:
         self.project = project
         self.shots_total = shots_total
         self.shots_done = 0
         self.stage = "parsing"
         self.task: asyncio.Task[None] | None = None
         self._started = time.monotonic()
-        self._listeners: list[asyncio.Queue[previs_pb2.ProjectProgress | None]] = []
-        self._last: previs_pb2.ProjectProgress | None = None
+        self._listeners: list[asyncio.Queue[ProjectProgress | None]] = []
+        self._last: ProjectProgress | None = None
 
     def eta_s(self) -> float:
         """Seconds left at the pace so far; -1 until a shot has finished."""
@@ -52,16 +53,15 @@ class ProjectRun:
     def finish(self, message: str) -> None:
         """Sends the last report (with the project) and ends every listener's stream."""
         self.stage = "done"
-        last = self._progress(message)
-        last.project.CopyFrom(self.project)
+        last = self._progress(message, project=copy.deepcopy(self.project))
         self._publish(last)
         for queue in self._listeners:
             queue.put_nowait(_END)
         self._listeners.clear()
 
-    async def follow(self) -> AsyncIterator[previs_pb2.ProjectProgress]:
+    async def follow(self) -> AsyncIterator[ProjectProgress]:
         """Reports from now until the run ends (the latest one first, when joining late)."""
-        queue: asyncio.Queue[previs_pb2.ProjectProgress | None] = asyncio.Queue()
+        queue: asyncio.Queue[ProjectProgress | None] = asyncio.Queue()
         if self._last is not None:
             queue.put_nowait(self._last)
         if self.stage == "done":
@@ -75,17 +75,18 @@ class ProjectRun:
             if queue in self._listeners:  # the caller went away; the run goes on
                 self._listeners.remove(queue)
 
-    def _progress(self, message: str) -> previs_pb2.ProjectProgress:
-        return previs_pb2.ProjectProgress(
+    def _progress(self, message: str, project: Project | None = None) -> ProjectProgress:
+        return ProjectProgress(
             project_id=self.project.project_id,
             stage=self.stage,
             shots_done=self.shots_done,
             shots_total=self.shots_total,
             eta_s=self.eta_s(),
             message=message,
+            project=project,
         )
 
-    def _publish(self, progress: previs_pb2.ProjectProgress) -> None:
+    def _publish(self, progress: ProjectProgress) -> None:
         self._last = progress
         for queue in self._listeners:
             queue.put_nowait(progress)

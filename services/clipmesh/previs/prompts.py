@@ -22,7 +22,7 @@ lighting keyword in the description, else soft daylight. Colour is the lighting'
 Providers cap prompt length, so :func:`render` never exceeds ``max_chars``: it drops the
 environment, then the mood, then shortens the subject at a word boundary, and records
 what it trimmed in the lineage. Director's notes are applied by
-:func:`clipmesh.orchestrator.previs.revisions.revise`.
+:func:`clipmesh.previs.revisions.revise`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clipmesh.orchestrator.previs.templates import (
+from clipmesh.previs.templates import (
     Template,
     TemplateError,
     TemplateLibrary,

@@ -13,17 +13,17 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from clipmesh.orchestrator.previs.prompts import (
+from clipmesh.previs.prompts import (
     Language,
     ShotBrief,
     ShotPrompt,
     build_prompt,
     render,
 )
-from clipmesh.orchestrator.previs.revisions import revise
-from clipmesh.orchestrator.previs.script import Script
-from clipmesh.orchestrator.previs.templates import TemplateLibrary
-from clipmesh_api.orchestrator.v1 import previs_pb2
+from clipmesh.previs.records import ProjectSettings, Scene, Shot
+from clipmesh.previs.revisions import revise
+from clipmesh.previs.script import Script
+from clipmesh.previs.templates import TemplateLibrary
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -35,31 +35,29 @@ def language_of(text: str) -> Language:
     return "zh" if letters and chinese * 10 >= len(letters) else "en"
 
 
-def shots_of(script: Script) -> tuple[list[previs_pb2.Scene], list[previs_pb2.Shot]]:
+def shots_of(script: Script) -> tuple[list[Scene], list[Shot]]:
     """The project's scenes and its pending shots, in script order."""
     scenes = [
-        previs_pb2.Scene(scene_id=f"sc{scene.index + 1:02d}", heading=scene.heading)
-        for scene in script.scenes
+        Scene(scene_id=f"sc{scene.index + 1:02d}", heading=scene.heading) for scene in script.scenes
     ]
     shots = [
-        previs_pb2.Shot(
+        Shot(
             shot_id=f"s{shot.index + 1:03d}",
             scene_id=f"sc{shot.scene_index + 1:02d}",
             order=shot.index,
             description=shot.description,
             duration_s=shot.duration_s,
-            characters=shot.characters,
+            characters=list(shot.characters),
             location=shot.location,
             time_of_day=shot.time_of_day,
-            camera_hints=shot.camera_hints,
-            state=previs_pb2.SHOT_STATE_PENDING,
+            camera_hints=list(shot.camera_hints),
         )
         for shot in script.shots
     ]
     return scenes, shots
 
 
-def brief_of(shot: previs_pb2.Shot, language: Language) -> ShotBrief:
+def brief_of(shot: Shot, language: Language) -> ShotBrief:
     """What the prompt builder needs from a shot."""
     return ShotBrief(
         description=shot.description,
@@ -72,7 +70,7 @@ def brief_of(shot: previs_pb2.Shot, language: Language) -> ShotBrief:
     )
 
 
-def note_chain(shot: previs_pb2.Shot, revision: int) -> list[str]:
+def note_chain(shot: Shot, revision: int) -> list[str]:
     """The notes that led to `revision`, oldest first (following `based_on`)."""
     by_number = {r.revision: r for r in shot.revisions}
     notes: list[str] = []
@@ -85,8 +83,8 @@ def note_chain(shot: previs_pb2.Shot, revision: int) -> list[str]:
 
 
 def prompt_for(
-    shot: previs_pb2.Shot,
-    settings: previs_pb2.ProjectSettings,
+    shot: Shot,
+    settings: ProjectSettings,
     library: TemplateLibrary,
     *,
     notes: list[str],

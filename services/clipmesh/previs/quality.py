@@ -46,8 +46,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clipmesh.orchestrator.frames import frames_at
-from clipmesh.orchestrator.media import probe
+from clipmesh.ingest.frames import frames_at
+from clipmesh.ingest.media import probe
 
 # Keeps codec noise on a near-still clip from reading as jerk (see the module docstring).
 _FLOW_NOISE_PX = 1.0

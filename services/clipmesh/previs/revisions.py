@@ -15,13 +15,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from clipmesh.orchestrator.previs.prompts import (
+from clipmesh.previs.prompts import (
     PromptState,
     RevisionRecord,
     ShotPrompt,
     render,
 )
-from clipmesh.orchestrator.previs.templates import Template, TemplateLibrary, contains
+from clipmesh.previs.templates import Template, TemplateLibrary, contains
 
 __all__ = ["matching_rules", "revise"]
 

@@ -1,0 +1,132 @@
+"""The gateway's domain: what a generation asks for, the job that makes it, and its events.
+
+The gateway edits a `Job` in place while it runs; the store keeps it as JSON (`store.py`),
+backends read its `GenerationSpec`, and the servicer answers with its API form
+(`convert.py`). Field by field they mean what `protos/clipmesh/generator/v1/generator.proto`
+documents; times are Unix seconds (0: not yet).
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+
+
+class JobState(enum.Enum):
+    """Where a job is; the last three are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ENDED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class CancelOutcome(enum.Enum):
+    """What a cancel achieved."""
+
+    CANCELLED = "cancelled"
+    REQUESTED = "requested"  # the backend was asked; the job may still finish
+    NOT_CANCELLABLE = "not_cancellable"
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """What to generate; 0 and "" mean the backend's defaults until `Backend.validate` fills
+    them in. `seed` and `prompt_extend` are None when not given."""
+
+    prompt: str
+    negative_prompt: str = ""
+    backend: str = ""
+    model: str = ""
+    width: int = 0
+    height: int = 0
+    duration_s: float = 0.0
+    fps: float = 0.0
+    seed: int | None = None
+    prompt_extend: bool | None = None
+    watermark: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A finished video in the gateway's output store, addressed by its content."""
+
+    uri: str
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+    cache_hit: bool = False
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed: a stable reason, a message, and the provider's own code."""
+
+    reason: str
+    message: str
+    provider_code: str = ""
+
+
+@dataclass
+class Job:
+    """One generation, from submission to its end."""
+
+    job_id: str
+    spec: GenerationSpec
+    idempotency_key: str = ""
+    backend: str = ""
+    state: JobState = JobState.QUEUED
+    progress: float = 0.0
+    queue_position: int = 0
+    eta_s: float = 0.0
+    result: GenerationResult | None = None
+    error: JobError | None = None
+    orig_prompt: str = ""
+    actual_prompt: str = ""
+    provider_task_id: str = ""
+    create_time_s: float = 0.0
+    start_time_s: float = 0.0
+    end_time_s: float = 0.0
+    output_deleted: bool = False
+    caller: str = ""
+
+    def snapshot(self) -> Job:
+        """A copy that later changes to this job leave alone."""
+        return copy.copy(self)  # the nested records are frozen
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A job as it stood at `time_s`, and what had just happened."""
+
+    job: Job
+    message: str
+    time_s: float
+
+
+def job_event(job: Job, message: str) -> JobEvent:
+    """An event carrying a copy of `job` as it stands now."""
+    return JobEvent(job.snapshot(), message, time.time())
+
+
+def state_name(state: JobState) -> str:
+    """The state's lowercase name, as metrics and messages use it."""
+    return state.value
+
+
+def request_digest(spec: GenerationSpec) -> str:
+    """The digest an idempotency key is held to: the same key must come with the same spec."""
+    return hashlib.sha256(msgspec.json.encode(spec, order="deterministic")).hexdigest()

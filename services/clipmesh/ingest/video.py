@@ -1,0 +1,214 @@
+"""One video file into the index: hash, probe, plan segments, keyframes, thumbnails, vectors,
+one durable write.
+
+The video id comes from the content hash, so the same bytes twice are a duplicate, not a copy.
+Probing and decoding share one time budget per file and every decoder has a pixel cap
+(`MediaLimits`), so a hostile file cannot hold a worker. Keyframes are embedded as background
+work (search goes first on the encoder) and the video becomes visible only with all its
+segments, in one upsert. Each step runs in its own span (`ingest.video`, `.plan`,
+`.keyframes`, `.embed`, `.upsert`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from opentelemetry import trace
+
+from clipmesh.encoder.client import EncoderClient
+from clipmesh.index.client import IndexClient
+from clipmesh.index.records import Segments, VideoMeta, VideoWrite
+from clipmesh.ingest.frames import analysis_frames, frames_at
+from clipmesh.ingest.media import Deadline, MediaLimits, check_file_size, probe
+from clipmesh.ingest.paths import resolve_media_path, sha256_file
+from clipmesh.ingest.records import IngestItem, IngestOutcome, IngestStage
+from clipmesh.ingest.shots import plan_segments
+
+KEYFRAME_SIDE = 384  # enough for the model's 224 px input after a centre crop, and thumbnails
+ENCODE_BATCH = 16
+CALL_TIMEOUT_S = 120.0
+
+tracer = trace.get_tracer(__name__)
+
+Report = Callable[..., None]
+"""`report(stage, fraction, **fields)`: progress of one video (fields: video_id, eta_s,
+segments)."""
+
+
+def _ignore(*_: Any, **__: Any) -> None:
+    return None
+
+
+class VideoIngester:
+    """Ingests one file at a time into the index through the encoder.
+
+    Args:
+        encoder: Embeds the keyframes.
+        index: Stores the video and its segments.
+        limits: Bounds on each file's bytes, duration, frame size and decode time.
+        thumbnails_dir: Where each video's keyframe thumbnails are written.
+        max_window_s: Longest segment inside one shot; longer shots are split.
+        allowed_roots: Directories an item's URI may name (after resolving symlinks).
+    """
+
+    def __init__(
+        self,
+        encoder: EncoderClient,
+        index: IndexClient,
+        *,
+        limits: MediaLimits,
+        thumbnails_dir: Path,
+        max_window_s: float,
+        allowed_roots: Sequence[Path] = (),
+    ) -> None:
+        self._encoder, self._index = encoder, index
+        self._limits = limits
+        self._thumbnails = thumbnails_dir
+        self._max_window_s = max_window_s
+        self._roots = list(allowed_roots)
+
+    async def ingest(
+        self,
+        item: IngestItem,
+        collection: str,
+        *,
+        report: Report = _ignore,
+        path: Path | None = None,
+        source: str = "ingested",
+    ) -> IngestOutcome:
+        """Ingests one video inside an `ingest.video` span.
+
+        Args:
+            item: What to ingest: its URI (resolved under the allowed roots unless `path` is
+                given), title and labels.
+            collection: Where it goes.
+            report: Told of every stage.
+            path: A file this service wrote itself (a previs clip): no allowed-roots check.
+            source: "ingested" or "generated".
+
+        Raises:
+            ServiceError: The file cannot be ingested (outside the roots, corrupt, too large or
+                slow, the encoder or the index failing); the reason says which.
+        """
+        attributes = {"clipmesh.collection": collection}
+        with tracer.start_as_current_span("ingest.video", attributes=attributes) as span:
+            outcome = await self._stages(item, collection, report, path, source)
+            span.set_attributes(
+                {
+                    "clipmesh.video_id": outcome.video_id,
+                    "clipmesh.ingest.outcome": f"INGEST_STAGE_{outcome.stage.name}",
+                    "clipmesh.ingest.segments": outcome.segments,
+                }
+            )
+        return outcome
+
+    async def _stages(
+        self, item: IngestItem, collection: str, report: Report, path: Path | None, source: str
+    ) -> IngestOutcome:
+        started = time.monotonic()
+        report(IngestStage.PROBING, 0.0)
+        if path is None:
+            path = await asyncio.to_thread(resolve_media_path, item.uri, self._roots)
+        limits = self._limits
+        check_file_size(path, limits)
+        digest = await asyncio.to_thread(sha256_file, path)
+        video_id = f"v{digest[:20]}"
+        report(IngestStage.PROBING, 0.05, video_id=video_id)
+        if await self._index.has_video(collection, video_id, timeout_s=CALL_TIMEOUT_S):
+            report(IngestStage.DUPLICATE, 1.0)
+            return IngestOutcome(IngestStage.DUPLICATE, video_id=video_id)
+        # One budget for every pass over the file, so a hostile one cannot hold a worker.
+        deadline = Deadline(path, limits.max_decode_s)
+        with tracer.start_as_current_span("ingest.plan") as span:
+            info = await asyncio.to_thread(probe, path, limits, deadline)
+            report(IngestStage.DETECTING_SHOTS, 0.1)
+            plan = await asyncio.to_thread(
+                lambda: plan_segments(
+                    analysis_frames(path, limits=limits, deadline=deadline),
+                    info.duration_s,
+                    max_window_s=self._max_window_s,
+                )
+            )
+            span.set_attribute("clipmesh.ingest.video_seconds", info.duration_s)
+            span.set_attribute("clipmesh.ingest.segments", len(plan))
+        elapsed = time.monotonic() - started
+        report(IngestStage.EXTRACTING, 0.4, eta_s=elapsed * 1.5)
+        with tracer.start_as_current_span(
+            "ingest.keyframes", attributes={"clipmesh.ingest.keyframes": len(plan)}
+        ):
+            keyframes = await asyncio.to_thread(
+                lambda: frames_at(
+                    path,
+                    [s.keyframe_s for s in plan],
+                    max_side=KEYFRAME_SIDE,
+                    limits=limits,
+                    deadline=deadline,
+                )
+            )
+            encoded = await asyncio.to_thread(self._write_thumbnails, video_id, keyframes)
+        report(IngestStage.ENCODING, 0.6)
+        vectors: list[np.ndarray] = []
+        for start in range(0, len(encoded), ENCODE_BATCH):
+            vectors.append(
+                await self._embed([jpeg for _, jpeg in encoded[start : start + ENCODE_BATCH]])
+            )
+            done = sum(len(v) for v in vectors)
+            report(IngestStage.ENCODING, 0.6 + 0.3 * done / len(encoded))
+        report(IngestStage.INDEXING, 0.9)
+        meta = VideoMeta(
+            video_id=video_id,
+            uri=path.as_uri(),
+            title=item.title or path.stem,
+            duration_s=info.duration_s,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            size_bytes=info.size_bytes,
+            source=source,
+            create_time_s=time.time(),
+            content_sha256=digest,
+            labels=dict(item.labels),
+        )
+        segments = Segments(
+            start_s=np.array([s.start_s for s in plan], dtype=np.float64),
+            end_s=np.array([s.end_s for s in plan], dtype=np.float64),
+            keyframe_s=np.array([s.keyframe_s for s in plan], dtype=np.float64),
+            vectors=np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
+            thumbnails=tuple(thumbnail for thumbnail, _ in encoded),
+        )
+        await self._upsert(collection, VideoWrite(meta, segments))
+        report(IngestStage.DONE, 1.0, segments=len(segments), eta_s=0)
+        return IngestOutcome(IngestStage.DONE, len(segments), info.duration_s, video_id=video_id)
+
+    async def _embed(self, images: list[bytes]) -> np.ndarray:
+        attributes = {"clipmesh.ingest.images": len(images)}
+        with tracer.start_as_current_span("ingest.embed", attributes=attributes):
+            embeddings = await self._encoder.embed_images(
+                images, interactive=False, timeout_s=CALL_TIMEOUT_S
+            )
+        return embeddings.vectors
+
+    async def _upsert(self, collection: str, write: VideoWrite) -> None:
+        """Writes the video and its segments to the index in one durable write."""
+        attributes = {"clipmesh.ingest.segments": len(write.segments)}
+        with tracer.start_as_current_span("ingest.upsert", attributes=attributes):
+            await self._index.upsert_video(collection, write, timeout_s=CALL_TIMEOUT_S)
+
+    def _write_thumbnails(self, video_id: str, images) -> list[tuple[str, bytes]]:
+        """Saves each keyframe as a JPEG thumbnail; returns (thumbnail URI, JPEG bytes)."""
+        directory = self._thumbnails / video_id
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for number, image in enumerate(images):
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=90)
+            path = directory / f"{number:05d}.jpg"
+            path.write_bytes(buffer.getvalue())
+            written.append((path.resolve().as_uri(), buffer.getvalue()))
+        return written

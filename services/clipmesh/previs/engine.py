@@ -1,0 +1,248 @@
+"""The previs engine: projects created, shots reviewed, runs that outlive their callers.
+
+A run (a new project's shots, or one reviewed shot) belongs to the engine, not to the call
+that started it: all shots of a project are made at once (`production.ShotProducer`), the cut
+is stitched when they have all ended, and a review makes one shot again, then re-stitches.
+Projects are durable: every change is in the store before anyone hears of it, and a run cut
+short by a stop or a crash leaves its project INTERRUPTED with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any
+
+from clipmesh.previs import requests
+from clipmesh.previs.compliance import CompliancePolicy
+from clipmesh.previs.config import PrevisConfig
+from clipmesh.previs.production import ShotProducer
+from clipmesh.previs.records import (
+    ENDED_SHOT_STATES,
+    Cut,
+    Project,
+    ProjectProgress,
+    ProjectRequest,
+    ProjectState,
+    ReviewRequest,
+    Shot,
+    ShotState,
+)
+from clipmesh.previs.runs import ProjectRun
+from clipmesh.previs.selection import choose, cut_clip, selected_clip
+from clipmesh.previs.stitch import stitch
+from clipmesh.previs.store import ProjectNotFound, ProjectStore
+from clipmesh.previs.templates import TemplateLibrary
+from clipmesh.runtime.errors import FailedPrecondition, NotFound, ServiceError
+
+log = logging.getLogger(__name__)
+
+
+class PrevisEngine:
+    """Creates projects, reviews shots, and keeps every project durable.
+
+    Args:
+        producer: Makes shot revisions (and holds the store, templates and policy it uses).
+        config: What a request may ask for (`max_shots`, `max_variants`, …) and defaults.
+    """
+
+    def __init__(self, producer: ShotProducer, config: PrevisConfig) -> None:
+        self._producer = producer
+        self._config = config
+        self._store: ProjectStore = producer.store
+        self._templates: TemplateLibrary = producer.templates
+        self._policy: CompliancePolicy = producer.policy
+        self._root: Path = producer.projects_dir
+        self._runs: dict[str, ProjectRun] = {}
+        self._interrupt_leftovers()
+
+    async def close(self) -> None:
+        """Stops every run; their projects are marked interrupted."""
+        for run in list(self._runs.values()):
+            if run.task is not None:
+                run.task.cancel()
+        await asyncio.gather(
+            *(r.task for r in self._runs.values() if r.task), return_exceptions=True
+        )
+        self._store.close()
+
+    # --- the RPCs ---------------------------------------------------------------------------
+
+    async def create(self, request: ProjectRequest) -> AsyncIterator[ProjectProgress]:
+        """Starts a project and streams its progress until the cut is stitched."""
+        project, references = requests.new_project(
+            request, self._config, self._templates, self._policy
+        )
+        await asyncio.to_thread(self._store.create, project, request.script, references)
+        log.info(
+            "previs project %s: %d shots",
+            project.project_id,
+            len(project.shots),
+            extra={"project_id": project.project_id},
+        )
+        run = ProjectRun(project, len(project.shots))
+        run.report("parsing", f"{len(project.shots)} shots in {len(project.scenes)} scenes")
+        shots = [(shot, "", 0) for shot in project.shots]
+        self._start(run, self._produce_all(run, shots))
+        async for progress in run.follow():
+            yield progress
+
+    async def review(self, request: ReviewRequest) -> AsyncIterator[ProjectProgress]:
+        """Applies a note (or restores a revision, or selects a clip) and re-stitches."""
+        note = requests.note_of(request)
+        project = self._idle_project(request.project_id)
+        shot = _shot(project, request.shot_id)
+        if note:
+            run = ProjectRun(project, 1)
+            run.report("revising", f"{shot.shot_id}: “{note}”")
+            based_on = shot.current_revision or len(shot.revisions)
+            self._start(run, self._produce_all(run, [(shot, note, based_on)]))
+        else:
+            choose(shot, request)
+            # Synchronous (one small row), so no other review can start in between.
+            self._store.save_shot(project.project_id, shot)
+            run = ProjectRun(project, 0)
+            self._start(run, self._restitch(run))
+        async for progress in run.follow():
+            yield progress
+
+    def get(self, project_id: str) -> Project:
+        """The project as it stands (live while it runs)."""
+        run = self._runs.get(project_id)
+        if run is not None:
+            return run.project
+        try:
+            return self._store.load(project_id)
+        except ProjectNotFound:
+            raise NotFound(f"no project {project_id!r}", reason="PROJECT_NOT_FOUND") from None
+
+    def export(self, project_id: str) -> Cut:
+        """Where the project's cut and timeline are."""
+        project = self.get(project_id)
+        if project.cut is None:
+            raise FailedPrecondition(
+                f"project {project_id} has no cut yet (state PROJECT_STATE_{project.state.name})",
+                reason="NO_CUT",
+            )
+        return project.cut
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def _start(self, run: ProjectRun, work: Coroutine[Any, Any, None]) -> None:
+        project = run.project
+        project.state = ProjectState.RUNNING
+        self._store.save_header(project)
+        self._runs[project.project_id] = run
+
+        async def body() -> None:
+            try:
+                await work
+                project.state = ProjectState.DONE
+            except asyncio.CancelledError:
+                self._interrupt(project, "previs stopped")
+                raise
+            except ServiceError as error:  # a dependency failed for the whole run
+                log.warning(
+                    "previs run stopped: %s", error, extra={"project_id": project.project_id}
+                )
+                self._interrupt(project, f"{error.reason}: {error.message}")
+            except Exception:
+                log.exception("previs run failed", extra={"project_id": project.project_id})
+                self._interrupt(project, "internal error; details are in the previs log")
+            finally:
+                self._store.save_header(project)
+                self._runs.pop(project.project_id, None)
+                run.finish(_summary(project))
+
+        run.task = asyncio.create_task(body(), name=f"previs {project.project_id}")
+
+    def _idle_project(self, project_id: str) -> Project:
+        run = self._runs.get(project_id)
+        if run is not None:
+            raise FailedPrecondition(
+                f"project {project_id} is still running ({run.stage}, {run.shots_done}/"
+                f"{run.shots_total} shots); review it when the run has ended",
+                reason="PROJECT_RUNNING",
+            )
+        return self.get(project_id)
+
+    async def _produce_all(self, run: ProjectRun, shots: list[tuple[Shot, str, int]]) -> None:
+        notice = await self._producer.checker.weights_notice()
+        if notice and notice not in run.project.notices:
+            run.project.notices.append(notice)
+        enforce_text = not notice
+        run.report("generating", f"{len(shots)} shot(s) to the generator")
+        await asyncio.gather(
+            *(
+                self._producer.produce(run, shot, note, based_on, enforce_text)
+                for shot, note, based_on in shots
+            )
+        )
+        await self._restitch(run)
+
+    async def _restitch(self, run: ProjectRun) -> None:
+        run.report("stitching", "joining the selected clips")
+        project = run.project
+        clips = [cut_clip(shot) for shot in project.shots if selected_clip(shot) is not None]
+        missing = [s.shot_id for s in project.shots if selected_clip(s) is None]
+        project.notices = [n for n in project.notices if not n.startswith("not in the cut:")]
+        if missing:
+            project.notices.append(f"not in the cut: {', '.join(missing)} (no usable clip)")
+        if not clips:
+            project.cut = None
+            return
+        cut = await asyncio.to_thread(
+            stitch,
+            clips,
+            self._root / project.project_id / "cut",
+            name="cut",
+            title=project.title,
+            timeline_metadata={"project_id": project.project_id, "title": project.title},
+        )
+        project.cut = Cut(
+            mp4_uri=cut.mp4.resolve().as_uri(),
+            otio_uri=cut.otio.resolve().as_uri(),
+            duration_s=cut.duration_s,
+            update_time_s=time.time(),
+        )
+
+    def _interrupt(self, project: Project, why: str) -> None:
+        project.state = ProjectState.INTERRUPTED
+        project.notices.append(f"run interrupted: {why}")
+        for shot in project.shots:
+            if shot.state not in ENDED_SHOT_STATES:
+                shot.state = ShotState.FAILED
+                shot.blocked_reason = f"interrupted: {why}; review the shot to generate it again"
+                self._store.save_shot(project.project_id, shot)
+
+    def _interrupt_leftovers(self) -> None:
+        """Projects left running by an earlier process are marked interrupted."""
+        for project_id in self._store.list_ids(ProjectState.RUNNING):
+            project = self._store.load(project_id)
+            self._interrupt(project, "previs restarted during the run")
+            self._store.save_header(project)
+            log.warning("previs project %s was interrupted by a restart", project_id)
+
+
+def _shot(project: Project, shot_id: str) -> Shot:
+    for shot in project.shots:
+        if shot.shot_id == shot_id:
+            return shot
+    ids = [s.shot_id for s in project.shots]
+    listed = ", ".join(ids[:5]) + (f" … {ids[-1]}" if len(ids) > 5 else "")
+    raise NotFound(
+        f"project {project.project_id} has no shot {shot_id!r} (shots: {listed})",
+        reason="SHOT_NOT_FOUND",
+    )
+
+
+def _summary(project: Project) -> str:
+    counts: dict[str, int] = {}
+    for shot in project.shots:
+        counts[shot.state.value] = counts.get(shot.state.value, 0) + 1
+    states = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    cut = f"; cut {project.cut.duration_s:.1f} s" if project.cut is not None else "; no cut"
+    return f"{project.state.value}: {states}{cut}"

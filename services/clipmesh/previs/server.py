@@ -1,0 +1,98 @@
+"""Wiring of previs: typed clients, the ingest core for its clips, the engine, the servicer."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from clipmesh.encoder.client import EncoderClient
+from clipmesh.generator.client import GatewayClient
+from clipmesh.index.client import IndexClient
+from clipmesh.ingest.media import DEFAULT_LIMITS
+from clipmesh.ingest.video import VideoIngester
+from clipmesh.previs.checks import ClipChecker
+from clipmesh.previs.compliance import REAL_PEOPLE, SENSITIVE_TERMS, CompliancePolicy
+from clipmesh.previs.config import PrevisConfig
+from clipmesh.previs.engine import PrevisEngine
+from clipmesh.previs.generation import ClipMaker
+from clipmesh.previs.library import ClipLibrary
+from clipmesh.previs.production import ShotProducer
+from clipmesh.previs.quality import QualityThresholds
+from clipmesh.previs.servicer import PrevisServicer
+from clipmesh.previs.store import ProjectStore
+from clipmesh.previs.templates import TemplateLibrary
+from clipmesh.runtime.dependencies import DependencyChannels
+from clipmesh.runtime.server import Application, GrpcService
+from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
+from clipmesh_client.wire import ChannelPolicy
+
+# A generated clip is at most 10 s: one window per shot is the most a segment needs to be.
+CLIP_WINDOW_S = 10.0
+
+
+class PrevisApp(Application):
+    """Previs as the runtime runs it."""
+
+    def __init__(self, config: PrevisConfig) -> None:
+        self.config = config
+        self.channels: DependencyChannels | None = None
+        self._servicer = PrevisServicer()
+
+    def grpc_services(self) -> list[GrpcService]:
+        return [GrpcService.generated(previs_pb2, previs_pb2_grpc, self._servicer)]
+
+    async def start(self) -> None:
+        config = self.config
+        self.channels = DependencyChannels(
+            config,
+            ChannelPolicy(timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb),
+        )
+        encoder = EncoderClient(self.channels, config.encoder_target)
+        index = IndexClient(self.channels, config.index_target)
+        checker = ClipChecker(
+            encoder,
+            QualityThresholds(
+                config.min_sharpness,
+                config.max_flicker,
+                config.min_smoothness,
+                config.min_text_match,
+            ),
+        )
+        ingester = VideoIngester(
+            encoder,
+            index,
+            limits=DEFAULT_LIMITS,
+            thumbnails_dir=config.data_dir / "thumbnails",
+            max_window_s=CLIP_WINDOW_S,
+        )
+        producer = ShotProducer(
+            store=ProjectStore(config.data_dir / "previs.sqlite3"),
+            templates=TemplateLibrary.load(),
+            policy=CompliancePolicy.load(
+                extra_paths={
+                    SENSITIVE_TERMS: [Path(p) for p in config.sensitive_terms_files],
+                    REAL_PEOPLE: [Path(p) for p in config.real_people_files],
+                }
+            ),
+            checker=checker,
+            maker=ClipMaker(
+                GatewayClient(self.channels, config.generator_target),
+                asyncio.Semaphore(config.parallel_clips),
+                config.clip_timeout_s,
+            ),
+            footage=ClipLibrary(index, ingester, checker),
+            projects_dir=config.data_dir / "projects",
+            max_attempts=config.max_attempts,
+        )
+        self._servicer.engine = PrevisEngine(producer, config)
+
+    async def stop(self) -> None:
+        if self._servicer.engine is not None:
+            await self._servicer.engine.close()
+        if self.channels is not None:
+            await self.channels.close()
+
+
+def create_app(config: PrevisConfig) -> PrevisApp:
+    """Builds the previs application from its config."""
+    return PrevisApp(config)

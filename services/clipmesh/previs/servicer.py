@@ -1,0 +1,39 @@
+"""gRPC servicer of PrevisService: translates proto ↔ domain, nothing else."""
+
+from __future__ import annotations
+
+from clipmesh.previs import convert
+from clipmesh.previs.engine import PrevisEngine
+from clipmesh.runtime.errors import Unavailable
+from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
+
+
+class PrevisServicer(previs_pb2_grpc.PrevisServiceServicer):
+    """Serves PrevisService from a `PrevisEngine`, set once the service has started."""
+
+    def __init__(self) -> None:
+        self.engine: PrevisEngine | None = None
+
+    @property
+    def _engine(self) -> PrevisEngine:
+        if self.engine is None:
+            raise Unavailable("previs is still starting")
+        return self.engine
+
+    async def CreateProject(self, request, context):
+        project = convert.project_request_from_proto(request)
+        async for progress in self._engine.create(project):
+            yield previs_pb2.CreateProjectResponse(progress=convert.progress_to_proto(progress))
+
+    async def ReviewShot(self, request, context):
+        review = convert.review_from_proto(request)
+        async for progress in self._engine.review(review):
+            yield previs_pb2.ReviewShotResponse(progress=convert.progress_to_proto(progress))
+
+    async def GetProject(self, request, context):
+        project = self._engine.get(request.project_id)
+        return previs_pb2.GetProjectResponse(project=convert.project_to_proto(project))
+
+    async def ExportCut(self, request, context):
+        cut = self._engine.export(request.project_id)
+        return previs_pb2.ExportCutResponse(cut=convert.cut_to_proto(cut))
