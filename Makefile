@@ -10,12 +10,11 @@ BUF := node_modules/.bin/buf
 BREAKING_BASE ?= HEAD~1
 
 .PHONY: help install system-deps generate check-generated check-rules render-k8s lint breaking \
-        test test-unit \
-        test-integration up demo bench bench-encoder bench-index bench-search \
+        test up demo bench bench-encoder bench-index bench-search \
         bench-generator soak fuzz clean
 
 help:  ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed node_modules/.installed system-deps  ## Create .venv and install everything.
 
@@ -64,14 +63,12 @@ breaking: node_modules/.installed  ## buf breaking against the previous commit o
 	  $(BUF) breaking --against ".git#ref=$(BREAKING_BASE),subdir=protos"; \
 	else echo "buf breaking: no earlier protos at $(BREAKING_BASE); nothing to compare"; fi
 
-test: $(VENV)/.installed  ## Run the test suite.
+test: $(VENV)/.installed  ## Run the test suite (every tier).
 	$(BIN)/pytest -q
 
-test-unit: $(VENV)/.installed
-	$(BIN)/pytest -q tests/unit
-
-test-integration: $(VENV)/.installed
-	$(BIN)/pytest -q tests/integration
+# One tier by its marker (tests/conftest.py marks each test by its folder): make test-unit, …
+test-%: $(VENV)/.installed  ## One tier: test-unit, -integration, -e2e, -fault, -hostile, -deploy, -slow.
+	$(BIN)/pytest -q -m $*
 
 up: $(VENV)/.installed  ## Run the whole mesh locally (Ctrl-C stops it).
 	$(BIN)/clipmesh up

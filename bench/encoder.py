@@ -25,7 +25,7 @@ from clipmesh.demo.synthetic import encode_image, gradient_image
 from clipmesh.encoder.images import ImageLimits, decode_image
 from clipmesh.encoder.model import load_model
 from clipmesh.encoder.weights import WeightsSpec
-from clipmesh.runtime.channels import ChannelOptions, create_channel
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
@@ -86,7 +86,7 @@ async def load(target: str, concurrency: int, seconds: float, warmup_s: float) -
     measuring = asyncio.Event()
     stop_at = time.monotonic() + warmup_s + seconds
 
-    async with create_channel(target, ChannelOptions(timeout_s=30, max_attempts=1)) as channel:
+    async with open_aio_channel(target, ChannelPolicy(timeout_s=30, max_attempts=1)) as channel:
         stub = encoder_pb2_grpc.EncoderServiceStub(channel)
 
         async def caller(worker: int) -> None:

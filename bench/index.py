@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import console, latency_summary, print_table, service_process, write_results
-from clipmesh.runtime.channels import ChannelOptions, create_channel
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 
 DIMENSION = 512
@@ -93,8 +93,8 @@ def upsert_request(
 async def load_and_measure(
     target: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray
 ) -> dict[str, object]:
-    options = ChannelOptions(timeout_s=600, max_attempts=1, max_message_mb=256)
-    async with create_channel(target, options) as channel:
+    options = ChannelPolicy(timeout_s=600, max_attempts=1, max_message_mb=256)
+    async with open_aio_channel(target, options) as channel:
         stub = index_pb2_grpc.IndexServiceStub(channel)
         started = time.perf_counter()
         videos = len(vectors) // SEGMENTS_PER_VIDEO

@@ -39,7 +39,7 @@ from clipmesh.encoder.model import load_model
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.index.collection import AnnSettings, Collection
 from clipmesh.index.records import SearchQuery, Segments, VideoMeta, VideoWrite
-from clipmesh.runtime.channels import ChannelOptions, create_channel
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 from clipmesh_client import AsyncClient, ClipmeshError, IngestProgress, IngestSummary
@@ -146,8 +146,8 @@ def inprocess_baseline(
 
 async def load_index(target: str, vectors: np.ndarray) -> dict[str, object]:
     """Upserts the vectors (two requests in flight) and waits until no rebuild is running."""
-    options = ChannelOptions(timeout_s=600, max_attempts=1, max_message_mb=256)
-    async with create_channel(target, options) as channel:
+    options = ChannelPolicy(timeout_s=600, max_attempts=1, max_message_mb=256)
+    async with open_aio_channel(target, options) as channel:
         stub = index_pb2_grpc.IndexServiceStub(channel)
         started = time.perf_counter()
         videos = len(vectors) // SEGMENTS_PER_VIDEO
@@ -211,7 +211,7 @@ async def encoder_direct(target: str, images: list[bytes], count: int) -> dict[s
     """The encoder service alone, one image per call, sequentially: the mesh minus the
     orchestrator's hop and the index."""
     latencies = []
-    async with create_channel(target, ChannelOptions(timeout_s=30, max_attempts=1)) as channel:
+    async with open_aio_channel(target, ChannelPolicy(timeout_s=30, max_attempts=1)) as channel:
         stub = encoder_pb2_grpc.EncoderServiceStub(channel)
         for n in range(count):
             request = encoder_pb2.EmbedImagesRequest(

@@ -444,7 +444,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             {
                 "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": services["encoder"].target,
                 "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": services["index"].target,
-                "CLIPMESH_ORCHESTRATOR_GENERATOR_TARGET": services["generator"].target,
                 "CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str((data / "library").resolve()),
             },
         )

@@ -1,4 +1,9 @@
-"""Fixtures shared by every test tier."""
+"""Fixtures shared by every test tier, and the tier markers.
+
+Every test is marked with its tier from the folder it lives in (`unit`, `integration`, `e2e`,
+`fault`, `hostile`, `deploy`), so `pytest -m unit` or `make test-unit` runs one tier; `slow`
+is set by hand on tests that run for minutes.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,21 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from clipmesh.runtime.tracing import configure_tracing
+from tests.mesh import MeshFactory
+
+TIERS = ("unit", "integration", "e2e", "fault", "hostile", "deploy")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks each test with the tier its folder names."""
+    root = config.rootpath / "tests"
+    for item in items:
+        try:
+            tier = item.path.relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 def free_port() -> int:
@@ -21,18 +41,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_HANDED_PORTS: set[int] = set()
+
+
+def distinct_free_port() -> int:
+    """A free loopback port not handed out before in this test run."""
+    while (port := free_port()) in _HANDED_PORTS:
+        pass
+    _HANDED_PORTS.add(port)
+    return port
+
+
 @pytest.fixture
 def free_ports() -> Iterator[callable]:
     """Hands out distinct free loopback ports."""
-    handed: set[int] = set()
+    yield distinct_free_port
 
-    def take() -> int:
-        while (port := free_port()) in handed:
-            pass
-        handed.add(port)
-        return port
 
-    yield take
+@pytest.fixture(scope="session")
+def mesh_factory(tmp_path_factory: pytest.TempPathFactory) -> MeshFactory:
+    """Starts clipmesh meshes: `mesh_factory.in_process("encoder", "index", "orchestrator")`
+    (an async context manager: services in this process, channels to them) or
+    `mesh_factory.processes()` (`clipmesh serve` subprocesses); see `tests/mesh.py`."""
+    return MeshFactory(tmp_path_factory, distinct_free_port)
 
 
 @pytest.fixture(scope="session")

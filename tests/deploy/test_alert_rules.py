@@ -10,8 +10,7 @@ import grpc
 import pytest
 import yaml
 
-from clipmesh.generator.gateway import state_name
-from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh.generator.jobs import ENDED_STATES
 from tests.deploy.promql import OBSERVABILITY, ROOT, alert_rules, recording_rules, selectors
 from tools import check_rules
 
@@ -74,7 +73,7 @@ def test_grpc_codes_the_rules_match_are_codes_the_metrics_interceptor_writes() -
 
 def test_generator_states_the_rules_match_are_states_jobs_end_in() -> None:
     states = _matched_values("state")
-    ended = {state_name(s) for s in generator_pb2.JobState.values()}
+    ended = {state.value for state in ENDED_STATES}
     assert states and states <= ended
 
 

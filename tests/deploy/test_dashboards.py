@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import clipmesh.encoder.metrics
 import clipmesh.generator.metrics
 import clipmesh.index.metrics
-import clipmesh.orchestrator.metrics  # noqa: F401  (registers what the services declare)
+import clipmesh.orchestrator.metrics
+import clipmesh.previs.metrics  # noqa: F401  (registers what the services declare)
 from clipmesh.demo.library import make_library
 from clipmesh_client import Client
 from clipmesh_client.generation import GeneratorClient
@@ -37,7 +38,7 @@ from tests.deploy.promql import (
     recording_rules,
     selectors,
 )
-from tests.processes import running_mesh
+from tests.mesh import process_mesh
 from tools import generate_dashboards
 
 DASHBOARDS = sorted((OBSERVABILITY / "dashboards").glob("*.json"))
@@ -135,7 +136,7 @@ def scrapes(tmp_path_factory) -> dict[str, str]:
     library = tmp_path / "library"
     make_library(library, count=2, seed=3, size=(160, 90))
     environ = {"CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(library)}
-    with running_mesh(tmp_path, free_port, environ) as services:
+    with process_mesh(tmp_path, free_port, extra_env=environ) as services:
         with Client(services["orchestrator"]["target"], timeout_s=30) as client:
             events = list(client.ingest(sorted(library.glob("*.mp4"))))
             assert events[-1].ingested == 2, events[-1]

@@ -409,7 +409,7 @@ def test_every_service_port_is_exposed() -> None:
     for config_type in CONFIG_TYPES.values():
         defaults = {f.name: f.default for f in fields_of(config_type)}
         wanted |= {defaults["port"], defaults["metrics_port"]}
-    assert wanted == {50050, 50051, 50052, 50053, 9150, 9151, 9152, 9153}
+    assert wanted == {50050, 50051, 50052, 50053, 50054, 9150, 9151, 9152, 9153, 9154}
     for target in TARGETS:
         exposed = {int(p.split("/")[0]) for v in _stage(target).all("EXPOSE") for p in v.split()}
         assert exposed == wanted, f"{target} exposes {sorted(exposed)}"

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import kubernetes_validate
 import pytest
 
+from clipmesh.cli.mesh import DEPENDENCIES
 from clipmesh.cli.services import CONFIG_TYPES
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.runtime.config import ConfigError, ServiceConfig, fields_of, load_config
@@ -307,14 +308,12 @@ def read_paths(config: ServiceConfig) -> list[str]:
     return paths
 
 
-def test_orchestrator_targets_name_headless_services_of_their_dependency(
+def test_callers_targets_name_headless_services_of_their_dependency(
     objects: list[Manifest],
 ) -> None:
     """`dns:///<service>:<port>`: a headless Service of that dependency, on its grpc port."""
     for workload, _, config in loaded_configs(objects):
-        if config.SERVICE != "orchestrator":
-            continue
-        for dependency in ("encoder", "index", "generator"):
+        for dependency in DEPENDENCIES.get(config.SERVICE, ()):
             target = getattr(config, f"{dependency}_target")
             match = re.fullmatch(r"dns:///([a-z0-9-]+):(\d+)", target)
             assert match, f"{describe(workload)}: {target} is not dns:///<service>:<port>"
@@ -415,9 +414,9 @@ def config_of(objects: list[Manifest], component_name: str) -> ServiceConfig:
     return load_config(CONFIG_TYPES[service_of(container)], environ=environ)
 
 
-def test_only_previs_serves_previs(objects: list[Manifest]) -> None:
-    assert config_of(objects, "previs").previs_enabled
-    assert not config_of(objects, "orchestrator").previs_enabled
+def test_previs_runs_the_previs_service_on_one_replica(objects: list[Manifest]) -> None:
+    assert config_of(objects, "previs").SERVICE == "previs"
+    assert config_of(objects, "orchestrator").SERVICE == "orchestrator"
     previs = workload_of(objects, "previs")
     assert previs["spec"]["replicas"] == 1
     assert previs["spec"]["strategy"]["type"] == "Recreate"

@@ -50,7 +50,7 @@ OUTSIDE = {
 }
 METRICS_PORTS = {
     "orchestrator": 9150,
-    "previs": 9150,
+    "previs": 9154,
     "encoder": 9151,
     "index": 9152,
     "generator": 9153,
@@ -92,7 +92,7 @@ ALLOWED = [
         for callee, port in CALLEES.items()
     ],
     Edge("ingress-controller", "orchestrator", 50050),
-    Edge("ingress-controller", "previs", 50050),
+    Edge("ingress-controller", "previs", 50054),  # previs's own port, behind Service port 50050
     Edge("index", "milvus-proxy", 19530),
     Edge("generator", "dashscope", 443),
     *[Edge("prometheus", name, port) for name, port in METRICS_PORTS.items()],
@@ -108,7 +108,7 @@ DENIED = [
     Edge("encoder", "generator", 50053),
     Edge("index", "generator", 50053),
     Edge("generator", "index", 50052),
-    Edge("orchestrator", "previs", 50050),
+    Edge("orchestrator", "previs", 50054),
     Edge("orchestrator", "encoder", 9151),
     # From outside: the public API only, metrics only for Prometheus.
     Edge("ingress-controller", "encoder", 50051),

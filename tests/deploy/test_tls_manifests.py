@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from clipmesh.cli.mesh import DEPENDENCIES
 from tests.deploy.manifests import (
     DEV,
     PROD,
@@ -76,11 +77,10 @@ def test_internal_services_demand_client_certificates_and_the_public_api_tokens(
 def test_certificates_name_what_callers_dial_and_allow_what_the_service_does(
     prod: list[Manifest], configs
 ) -> None:
-    orchestrator = configs["orchestrator"][2]
     dialled = {
-        "encoder": orchestrator.encoder_target,
-        "index": orchestrator.index_target,
-        "generator": orchestrator.generator_target,
+        dependency: getattr(configs[caller][2], f"{dependency}_target")
+        for caller, dependencies in DEPENDENCIES.items()
+        for dependency in dependencies
     }
     for name, (workload, container, _) in configs.items():
         spec = certificate_of(prod, workload, container)["spec"]

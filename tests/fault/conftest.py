@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault.support import ServiceProcess
-from tests.processes import mesh_environ
+from tests.mesh import mesh_environ
 
 SEARCH_BUDGET_MS = 500  # the orchestrator's default, pinned so the deadline checks stay true
 
@@ -23,7 +23,7 @@ def clips_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fault_env(tmp_path: Path, free_ports, clips_dir: Path) -> dict[str, str]:
-    """The mesh's environment (`tests.processes.mesh_environ`) with ingest allowed from
+    """The mesh's environment (`tests.mesh.mesh_environ`) with ingest allowed from
     `clips_dir` and the search budget pinned."""
     return {
         **mesh_environ(tmp_path, free_ports),

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from clipmesh.cli.services import CONFIG_TYPES
-from tests.processes import wait_serving
+from tests.mesh import wait_serving
 
 
 class ServiceProcess:
@@ -21,7 +21,7 @@ class ServiceProcess:
 
     Args:
         name: "encoder", "index", "generator" or "orchestrator".
-        env: The whole environment of the process (see `tests.processes.mesh_environ`).
+        env: The whole environment of the process (see `tests.mesh.mesh_environ`).
         log: Where stdout and stderr go.
     """
 

@@ -71,7 +71,7 @@ PREVIS_CASES = [
     ),
     pytest.param(
         raw(
-            "orchestrator",
+            "previs",
             CREATE,
             with_raw_string(previs_pb2.CreateProjectRequest, ("title",), INVALID_UTF8),
             streaming=True,

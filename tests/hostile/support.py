@@ -139,7 +139,7 @@ def ingest_file(name: str) -> Ask:
 
 
 def previs(method: str, request) -> Ask:
-    return call("orchestrator", previs_pb2_grpc.PrevisServiceStub, method, request)
+    return call("previs", previs_pb2_grpc.PrevisServiceStub, method, request)
 
 
 def project(**fields) -> Ask:

@@ -8,8 +8,8 @@ was wrong (never UNKNOWN or INTERNAL); a bad file in an ingest batch fails alone
 progress event with its reason. After the whole catalogue every service still reports SERVING,
 a normal search still works, and the process has not kept the memory the bombs asked for.
 
-The mesh runs in this process: encoder (random weights), index, generator (animatic backend)
-and orchestrator, with ingest allowed to read one temporary directory.
+The mesh runs in this process: encoder (random weights), index, generator (animatic backend),
+orchestrator and previs, with ingest allowed to read one temporary directory.
 """
 
 from __future__ import annotations
@@ -23,25 +23,15 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clipmesh.demo.library import make_library, still_from
-from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.server import create_app as create_encoder
-from clipmesh.generator.config import GeneratorConfig
-from clipmesh.generator.server import create_app as create_generator
-from clipmesh.index.config import IndexConfig
-from clipmesh.index.server import create_app as create_index
-from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.server import create_app as create_orchestrator
-from clipmesh.runtime.channels import ChannelOptions, create_channel
-from clipmesh.runtime.config import load_config
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
+from clipmesh_client.wire import ChannelPolicy
 from tests.hostile.cases_ingest import INGEST_CASES
 from tests.hostile.cases_internal import INTERNAL_CASES
 from tests.hostile.cases_previs import PREVIS_CASES
 from tests.hostile.cases_search import SEARCH_CASES
 from tests.hostile.media import write_hostile_library
 from tests.hostile.support import Answer, Ask, Code, Mesh, ingest_file
-from tests.support import serve_in_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -63,55 +53,19 @@ def _rss_mb() -> float:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(tmp_path_factory):
+async def mesh(mesh_factory, tmp_path_factory):
     root = tmp_path_factory.mktemp("library")
     files = write_hostile_library(root / "hostile", tmp_path_factory.mktemp("outside"))
     (clip,) = make_library(root / "clips", count=1, seed=21)
-    encoder_config = load_config(
-        EncoderConfig,
-        environ={
-            "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
-            "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-            "CLIPMESH_ENCODER_PRECISION": "fp32",
-        },
-    )
-    index_config = load_config(
-        IndexConfig, environ={"CLIPMESH_INDEX_DATA_DIR": str(tmp_path_factory.mktemp("index"))}
-    )
-    generator_config = load_config(
-        GeneratorConfig,
-        environ={"CLIPMESH_GENERATOR_DATA_DIR": str(tmp_path_factory.mktemp("generator"))},
-    )
-    async with (
-        serve_in_process(encoder_config, create_encoder(encoder_config)) as encoder,
-        serve_in_process(index_config, create_index(index_config)) as index,
-        serve_in_process(generator_config, create_generator(generator_config)) as generator,
-    ):
-        config = load_config(
-            OrchestratorConfig,
-            environ={
-                "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": encoder.target,
-                "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": index.target,
-                "CLIPMESH_ORCHESTRATOR_GENERATOR_TARGET": generator.target,
-                "CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(root),
-                "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("orchestrator")),
-            },
-        )
-        async with serve_in_process(config, create_orchestrator(config)) as orchestrator:
-            targets = {
-                "orchestrator": orchestrator.target,
-                "encoder": encoder.target,
-                "index": index.target,
-                "generator": generator.target,
-            }
-            # Larger than any server accepts, so oversize messages reach the server.
-            options = ChannelOptions(timeout_s=60, max_attempts=1, max_message_mb=128)
-            channels = {name: create_channel(target, options) for name, target in targets.items()}
-            running = Mesh(channels, files, root, 0, "", 0.0)
-            await _warm_up(running, clip.path)
-            yield running
-            for channel in channels.values():
-                await channel.close()
+    env = {"orchestrator": {"CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(root)}}
+    services = ("encoder", "index", "generator", "orchestrator", "previs")
+    async with mesh_factory.in_process(*services, env=env) as running:
+        # Larger than any server accepts, so oversize messages reach the server.
+        policy = ChannelPolicy(timeout_s=60, max_attempts=1, max_message_mb=128)
+        channels = {name: running.channel(name, policy) for name in services}
+        hostile = Mesh(channels, files, root, 0, "", 0.0)
+        await _warm_up(hostile, clip.path)
+        yield hostile
 
 
 async def _warm_up(mesh: Mesh, clip: Path) -> None:

@@ -13,13 +13,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.runtime.admission import AdmissionControl
-from clipmesh.runtime.channels import create_channel
 from clipmesh.runtime.config import load_config
-from clipmesh.runtime.errors import RETRY_PUSHBACK_KEY, ErrorInterceptor
+from clipmesh.runtime.errors import ErrorInterceptor
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
-from clipmesh_client.wire import CALLER_HEADER
 from clipmesh_client.errors import ResourceExhaustedError, from_rpc_error
+from clipmesh_client.wire import CALLER_HEADER, RETRY_PUSHBACK_HEADER, open_aio_channel
 from tests.support import serve_in_process
 
 
@@ -74,7 +73,7 @@ async def test_a_call_past_the_limit_is_refused_at_once_with_a_retry_hint(held_s
     error = from_rpc_error(refused.value)
     assert isinstance(error, ResourceExhaustedError)
     assert error.reason == "SERVER_BUSY" and "3 calls in flight (limit 3)" in error.message
-    pushback = dict(refused.value.trailing_metadata())[RETRY_PUSHBACK_KEY]
+    pushback = dict(refused.value.trailing_metadata())[RETRY_PUSHBACK_HEADER]
     assert 50 <= int(pushback) <= 5000 and error.retry_after_s is not None
     # A busy service still answers its probes.
     reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
@@ -117,7 +116,7 @@ async def test_every_service_applies_its_configured_limits() -> None:
     app = HeldApp()
     async with (
         serve_in_process(config, app) as service,
-        create_channel(service.target) as channel,
+        open_aio_channel(service.target) as channel,
     ):
         held = _call(channel, "team-a")
         await asyncio.wait_for(_until_entered(app.servicer, 1), timeout=5)

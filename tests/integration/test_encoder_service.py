@@ -15,17 +15,16 @@ from prometheus_client import REGISTRY
 
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.encoder.server import create_app
-from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_client import errors as client_errors
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.media import encode, gradient_image, png_declaring
+from tests.mesh import TINY_ENCODER_ENV
 from tests.support import serve_in_process
 
 ENV = {
-    "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
-    "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-    "CLIPMESH_ENCODER_PRECISION": "fp32",
+    **TINY_ENCODER_ENV,
     "CLIPMESH_ENCODER_MAX_BATCH": "8",
     "CLIPMESH_ENCODER_MAX_QUEUE_DELAY_MS": "20",
     "CLIPMESH_ENCODER_MAX_ITEMS_PER_REQUEST": "16",
@@ -36,7 +35,7 @@ ENV = {
 async def encoder():
     config = load_config(EncoderConfig, environ=ENV)
     async with serve_in_process(config, create_app(config)) as running:
-        channel = create_channel(running.target, ChannelOptions(timeout_s=30, max_attempts=1))
+        channel = open_aio_channel(running.target, ChannelPolicy(timeout_s=30, max_attempts=1))
         running.stub = encoder_pb2_grpc.EncoderServiceStub(channel)
         yield running
         await channel.close()

@@ -17,11 +17,11 @@ import pytest_asyncio
 
 from clipmesh.generator.config import GeneratorConfig
 from clipmesh.generator.server import create_app
-from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_client import errors as client_errors
 from clipmesh_client.generation import GeneratorClient
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.fakes.dashscope_server import FakeDashScope
 from tests.support import run_cli, scrape_metrics, serve_in_process
 
@@ -57,7 +57,7 @@ async def gateway(tmp_path_factory, fake):
     )
     config = load_config(GeneratorConfig, environ=environ)
     async with serve_in_process(config, create_app(config)) as running:
-        channel = create_channel(running.target, ChannelOptions(timeout_s=60, max_attempts=1))
+        channel = open_aio_channel(running.target, ChannelPolicy(timeout_s=60, max_attempts=1))
         running.stub = generator_pb2_grpc.GeneratorServiceStub(channel)
         yield running
         await channel.close()

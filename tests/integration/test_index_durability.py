@@ -14,8 +14,8 @@ import numpy as np
 
 from clipmesh.cli.probe import health_status
 from clipmesh.index.faiss_backend import FaissBackend
-from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 
 VIDEOS = 12
 D = 32
@@ -41,7 +41,7 @@ def _request(version: int) -> index_pb2.UpsertSegmentsRequest:
 
 
 async def _stream_upserts(target: str, acknowledged: dict[str, int], stop: asyncio.Event) -> None:
-    async with create_channel(target, ChannelOptions(timeout_s=5, max_attempts=1)) as channel:
+    async with open_aio_channel(target, ChannelPolicy(timeout_s=5, max_attempts=1)) as channel:
         stub = index_pb2_grpc.IndexServiceStub(channel)
         next_version = 0
 

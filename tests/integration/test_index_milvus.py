@@ -280,9 +280,9 @@ async def test_the_index_service_serves_the_milvus_backend_over_grpc(tmp_path) -
     """`CLIPMESH_INDEX_BACKEND=milvus`: the same API, answered from Milvus."""
     from clipmesh.index.config import IndexConfig
     from clipmesh.index.server import create_app
-    from clipmesh.runtime.channels import create_channel
     from clipmesh.runtime.config import load_config
     from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+    from clipmesh_client.wire import open_aio_channel
     from tests.support import serve_in_process
 
     environ = {
@@ -292,7 +292,7 @@ async def test_the_index_service_serves_the_milvus_backend_over_grpc(tmp_path) -
     config = load_config(IndexConfig, environ=environ)
     async with (
         serve_in_process(config, create_app(config)) as running,
-        create_channel(running.target) as channel,
+        open_aio_channel(running.target) as channel,
     ):
         stub = index_pb2_grpc.IndexServiceStub(channel)
         request = index_pb2.UpsertSegmentsRequest(collection="grpc")

@@ -11,11 +11,11 @@ import pytest_asyncio
 
 from clipmesh.index.config import IndexConfig
 from clipmesh.index.server import create_app
-from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 from clipmesh_client import errors as client_errors
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.index_data import basis
 from tests.support import serve_in_process
 
@@ -28,7 +28,7 @@ async def index(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("index")
     config = load_config(IndexConfig, environ={"CLIPMESH_INDEX_DATA_DIR": str(data_dir)})
     async with serve_in_process(config, create_app(config)) as running:
-        channel = create_channel(running.target, ChannelOptions(timeout_s=10, max_attempts=1))
+        channel = open_aio_channel(running.target, ChannelPolicy(timeout_s=10, max_attempts=1))
         running.stub = index_pb2_grpc.IndexServiceStub(channel)
         await running.stub.UpsertSegments(
             upsert(

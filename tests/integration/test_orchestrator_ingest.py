@@ -17,59 +17,27 @@ from clipmesh.demo.library import (
     write_not_a_video,
     write_truncated_mp4,
 )
-from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.server import create_app as create_encoder
-from clipmesh.index.config import IndexConfig
-from clipmesh.index.server import create_app as create_index
-from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.ingest.frames import frames_at
-from clipmesh.orchestrator.server import create_app as create_orchestrator
-from clipmesh.runtime.channels import ChannelOptions, create_channel
-from clipmesh.runtime.config import load_config
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
-from tests.support import run_cli, scrape_metrics, serve_in_process
+from clipmesh_client.wire import ChannelPolicy
+from tests.support import run_cli, scrape_metrics
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 Stage = ingest_pb2.IngestStage
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(tmp_path_factory):
+async def mesh(mesh_factory, tmp_path_factory):
     root = tmp_path_factory.mktemp("library")
     specs = make_library(root / "clips", count=3, seed=5)
-    encoder_config = load_config(
-        EncoderConfig,
-        environ={
-            "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
-            "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-            "CLIPMESH_ENCODER_PRECISION": "fp32",
-        },
-    )
-    index_config = load_config(
-        IndexConfig, environ={"CLIPMESH_INDEX_DATA_DIR": str(tmp_path_factory.mktemp("index"))}
-    )
-    async with (
-        serve_in_process(encoder_config, create_encoder(encoder_config)) as encoder,
-        serve_in_process(index_config, create_index(index_config)) as index,
-    ):
-        config = load_config(
-            OrchestratorConfig,
-            environ={
-                "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": encoder.target,
-                "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": index.target,
-                "CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(root),
-                "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("orchestrator")),
-            },
-        )
-        async with serve_in_process(config, create_orchestrator(config)) as orchestrator:
-            channel = create_channel(
-                orchestrator.target, ChannelOptions(timeout_s=120, max_attempts=1)
-            )
-            orchestrator.ingest = ingest_pb2_grpc.IngestServiceStub(channel)
-            orchestrator.search = search_pb2_grpc.SearchServiceStub(channel)
-            orchestrator.root, orchestrator.specs = root, specs
-            yield orchestrator
-            await channel.close()
+    env = {"orchestrator": {"CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(root)}}
+    async with mesh_factory.in_process("encoder", "index", "orchestrator", env=env) as running:
+        calls = ChannelPolicy(timeout_s=120, max_attempts=1)
+        running.ingest = running.stub("orchestrator", ingest_pb2_grpc.IngestServiceStub, calls)
+        running.search = running.stub("orchestrator", search_pb2_grpc.SearchServiceStub, calls)
+        running.root, running.specs = root, specs
+        running.orchestrator = running.services["orchestrator"]
+        yield running
 
 
 async def _ingest(mesh, uris, **fields):
@@ -168,13 +136,17 @@ async def test_the_cli_searches_and_lists_for_scripts_and_people(mesh, tmp_path)
     (picture,) = frames_at(spec.path, [spec.shots[0].end_s / 2], max_side=320)
     still = tmp_path / "still.jpg"
     picture.save(still, quality=80)
-    code, out, _ = await run_cli("search", "--image", str(still), "--json", "--target", mesh.target)
+    code, out, _ = await run_cli(
+        "search", "--image", str(still), "--json", "--target", mesh.target("orchestrator")
+    )
     assert code == 0
     assert json.loads(out)["hits"][0]["video"]["title"] == spec.path.stem
-    code, out, _ = await run_cli("videos", "list", "--json", "--target", mesh.target)
+    code, out, _ = await run_cli(
+        "videos", "list", "--json", "--target", mesh.target("orchestrator")
+    )
     assert code == 0 and len(json.loads(out)) >= 3
     code, out, _ = await run_cli(
-        "search", "--text", "港口 🌅", "--top-k", "2", "--target", mesh.target
+        "search", "--text", "港口 🌅", "--top-k", "2", "--target", mesh.target("orchestrator")
     )
     assert code == 0 and "videos" in out
 
@@ -182,7 +154,9 @@ async def test_the_cli_searches_and_lists_for_scripts_and_people(mesh, tmp_path)
 async def test_cli_errors_are_one_clear_line_and_a_failing_exit(mesh, tmp_path) -> None:
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"GIF89a not really")
-    code, _, err = await run_cli("search", "--image", str(fake), "--target", mesh.target)
+    code, _, err = await run_cli(
+        "search", "--image", str(fake), "--target", mesh.target("orchestrator")
+    )
     assert code == 1
     (line,) = err.strip().splitlines()
     assert "INVALID_ARGUMENT [UNSUPPORTED_IMAGE_FORMAT]" in line and "parts[0].image" in line
@@ -206,7 +180,9 @@ async def test_eval_reports_recall_moments_and_latency_per_category(mesh, tmp_pa
     lines.append({"id": "ghost", "category": "absent", "text": "雾中的港口", "expected": ["ghost"]})
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines))
-    code, out, err = await run_cli("eval", str(queries), "--json", "--target", mesh.target)
+    code, out, err = await run_cli(
+        "eval", str(queries), "--json", "--target", mesh.target("orchestrator")
+    )
     assert code == 0, err
     report = json.loads(out)
     stills, absent = report["groups"]["stills"], report["groups"]["absent"]
@@ -221,13 +197,13 @@ async def test_eval_reports_recall_moments_and_latency_per_category(mesh, tmp_pa
 async def test_eval_refuses_a_malformed_query_file_naming_the_line(mesh, tmp_path) -> None:
     queries = tmp_path / "queries.jsonl"
     queries.write_text('{"text": "fine", "expected": ["a"]}\n{"text": "no expected"}\n')
-    code, _, err = await run_cli("eval", str(queries), "--target", mesh.target)
+    code, _, err = await run_cli("eval", str(queries), "--target", mesh.target("orchestrator"))
     assert code == 2
     assert "queries.jsonl:2: expected must be a video name" in err
 
 
 async def test_metrics_count_searches_cache_budget_and_ingest_outcomes(mesh, tmp_path) -> None:
-    before = await scrape_metrics(mesh.metrics_port)
+    before = await scrape_metrics(mesh.orchestrator.metrics_port)
     still = still_from(mesh.specs[0].path, 1.0)
     request = search_pb2.SearchVideosRequest(parts=[search_pb2.QueryPart(image=still)], top_k=2)
     await mesh.search.SearchVideos(request)
@@ -241,7 +217,7 @@ async def test_metrics_count_searches_cache_budget_and_ingest_outcomes(mesh, tmp
     junk = mesh.root / "junk.mp4"
     write_not_a_video(junk)
     await _ingest(mesh, [junk])
-    after = await scrape_metrics(mesh.metrics_port)
+    after = await scrape_metrics(mesh.orchestrator.metrics_port)
 
     def grew(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))

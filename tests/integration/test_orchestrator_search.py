@@ -11,28 +11,18 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.server import create_app as create_encoder
-from clipmesh.index.config import IndexConfig
-from clipmesh.index.server import create_app as create_index
-from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.server import create_app as create_orchestrator
-from clipmesh.runtime.channels import ChannelOptions, create_channel
-from clipmesh.runtime.config import load_config
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
 from clipmesh_client import errors as client_errors
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.media import encode, gradient_image
 from tests.support import serve_in_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-ENCODER_ENV = {
-    "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
-    "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-    "CLIPMESH_ENCODER_PRECISION": "fp32",
-}
+CALLS = ChannelPolicy(timeout_s=10, max_attempts=1)
 FRAMES = {"harbour": [11, 12, 13, 14], "desert": [21, 22, 23], "forest": [31, 32, 33, 34, 35]}
 
 
@@ -40,60 +30,36 @@ def frame(seed: int) -> bytes:
     return encode(gradient_image(96, 64, seed=seed))
 
 
-async def _library(encoder_target: str, index_target: str) -> None:
+async def _library(mesh) -> None:
     """Indexes three videos whose segments are the embeddings of known frames."""
-    async with (
-        create_channel(encoder_target) as encoder_channel,
-        create_channel(index_target) as index_channel,
-    ):
-        encoder = encoder_pb2_grpc.EncoderServiceStub(encoder_channel)
-        request = index_pb2.UpsertSegmentsRequest(collection="default")
-        for video_id, seeds in FRAMES.items():
-            embedded = await encoder.EmbedImages(
-                encoder_pb2.EmbedImagesRequest(images=[frame(s) for s in seeds])
+    encoder = mesh.stub("encoder", encoder_pb2_grpc.EncoderServiceStub)
+    request = index_pb2.UpsertSegmentsRequest(collection="default")
+    for video_id, seeds in FRAMES.items():
+        embedded = await encoder.EmbedImages(
+            encoder_pb2.EmbedImagesRequest(images=[frame(s) for s in seeds])
+        )
+        entry = request.videos.add()
+        entry.video.video_id, entry.video.title = video_id, video_id.title()
+        entry.video.source = (
+            common_pb2.VIDEO_SOURCE_GENERATED
+            if video_id == "desert"
+            else common_pb2.VIDEO_SOURCE_INGESTED
+        )
+        for i, embedding in enumerate(embedded.embeddings):
+            entry.segments.add(
+                start_s=3 * i, end_s=3 * i + 3, keyframe_s=3 * i + 1.5, vector=embedding.vector
             )
-            entry = request.videos.add()
-            entry.video.video_id, entry.video.title = video_id, video_id.title()
-            entry.video.source = (
-                common_pb2.VIDEO_SOURCE_GENERATED
-                if video_id == "desert"
-                else common_pb2.VIDEO_SOURCE_INGESTED
-            )
-            for i, embedding in enumerate(embedded.embeddings):
-                entry.segments.add(
-                    start_s=3 * i, end_s=3 * i + 3, keyframe_s=3 * i + 1.5, vector=embedding.vector
-                )
-        await index_pb2_grpc.IndexServiceStub(index_channel).UpsertSegments(request)
+    await mesh.stub("index", index_pb2_grpc.IndexServiceStub).UpsertSegments(request)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(tmp_path_factory):
-    encoder_config = load_config(EncoderConfig, environ=ENCODER_ENV)
-    index_config = load_config(
-        IndexConfig, environ={"CLIPMESH_INDEX_DATA_DIR": str(tmp_path_factory.mktemp("index"))}
-    )
-    async with (
-        serve_in_process(encoder_config, create_encoder(encoder_config)) as encoder,
-        serve_in_process(index_config, create_index(index_config)) as index,
-    ):
-        await _library(encoder.target, index.target)
-        config = load_config(
-            OrchestratorConfig,
-            environ={
-                "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": encoder.target,
-                "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": index.target,
-                "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("orchestrator")),
-            },
-        )
-        async with serve_in_process(config, create_orchestrator(config)) as orchestrator:
-            channel = create_channel(
-                orchestrator.target, ChannelOptions(timeout_s=10, max_attempts=1)
-            )
-            orchestrator.search = search_pb2_grpc.SearchServiceStub(channel)
-            orchestrator.library = ingest_pb2_grpc.IngestServiceStub(channel)
-            orchestrator.config = config
-            yield orchestrator
-            await channel.close()
+async def mesh(mesh_factory):
+    async with mesh_factory.in_process("encoder", "index", "orchestrator") as running:
+        await _library(running)
+        running.search = running.stub("orchestrator", search_pb2_grpc.SearchServiceStub, CALLS)
+        running.library = running.stub("orchestrator", ingest_pb2_grpc.IngestServiceStub, CALLS)
+        running.config = running.configs["orchestrator"]
+        yield running
 
 
 def query(*parts, **fields) -> search_pb2.SearchVideosRequest:
@@ -233,7 +199,7 @@ async def test_a_stalled_encoder_fails_fast_within_the_budget(mesh, free_ports) 
     try:
         async with (
             serve_in_process(config, create_orchestrator(config)) as stalled,
-            create_channel(stalled.target, ChannelOptions(timeout_s=10, max_attempts=1)) as channel,
+            open_aio_channel(stalled.target, CALLS) as channel,
         ):
             started = time.monotonic()
             error = await _refusal(
@@ -253,7 +219,7 @@ async def test_an_absent_encoder_answers_unavailable_at_once(mesh, free_ports) -
     config = replace(mesh.config, encoder_target=f"127.0.0.1:{free_ports()}")
     async with (
         serve_in_process(config, create_orchestrator(config)) as orphan,
-        create_channel(orphan.target, ChannelOptions(timeout_s=10, max_attempts=1)) as channel,
+        open_aio_channel(orphan.target, CALLS) as channel,
     ):
         error = await _refusal(
             search_pb2_grpc.SearchServiceStub(channel).SearchVideos(query(image(11)))

@@ -1,8 +1,7 @@
-"""The orchestrator's scalable tier: with previs off it serves search and ingest only.
+"""Each front door serves its own API: the orchestrator search and ingest, previs PrevisService.
 
-Kubernetes runs search and ingest on replicas behind an autoscaler and previs (whose project
-store is one SQLite file) on a single replica; the scaled tier must not answer previs calls
-with a store of its own.
+Kubernetes scales the orchestrator behind an autoscaler and runs previs as its own workload;
+neither may answer the other's calls with a store of its own.
 """
 
 from __future__ import annotations
@@ -11,12 +10,21 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.server import create_app
-from clipmesh.runtime.channels import create_channel
+from clipmesh.orchestrator.server import create_app as create_orchestrator
+from clipmesh.previs.config import PrevisConfig
+from clipmesh.previs.server import create_app as create_previs
 from clipmesh.runtime.config import load_config
-from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
+from clipmesh_api.orchestrator.v1 import (
+    previs_pb2,
+    previs_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+)
+from clipmesh_client.wire import open_aio_channel
 from tests.support import serve_in_process
 
+SEARCH = "clipmesh.orchestrator.v1.SearchService"
+INGEST = "clipmesh.orchestrator.v1.IngestService"
 PREVIS = "clipmesh.orchestrator.v1.PrevisService"
 
 
@@ -29,25 +37,46 @@ async def _health(channel: grpc.aio.Channel, service: str) -> grpc.StatusCode | 
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
-async def test_with_previs_off_the_previs_service_is_not_served(tmp_path) -> None:
+async def _code(call) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_the_orchestrator_serves_search_and_ingest_and_no_previs(tmp_path) -> None:
     config = load_config(
         OrchestratorConfig,
-        environ={
-            "CLIPMESH_ORCHESTRATOR_PREVIS_ENABLED": "false",
-            "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path / "orchestrator"),
-        },
+        environ={"CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path / "orchestrator")},
     )
     async with (
-        serve_in_process(config, create_app(config)) as service,
-        create_channel(service.target) as channel,
+        serve_in_process(config, create_orchestrator(config)) as service,
+        open_aio_channel(service.target) as channel,
     ):
-        assert await _health(channel, "clipmesh.orchestrator.v1.SearchService") == "SERVING"
+        assert await _health(channel, SEARCH) == "SERVING"
+        assert await _health(channel, INGEST) == "SERVING"
         assert await _health(channel, PREVIS) == grpc.StatusCode.NOT_FOUND
         stub = previs_pb2_grpc.PrevisServiceStub(channel)
-        try:
-            await stub.GetProject(previs_pb2.GetProjectRequest(project_id="p"), timeout=5)
-        except grpc.aio.AioRpcError as error:
-            assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-        else:
-            raise AssertionError("GetProject answered on a tier that serves no previs")
-    assert not (tmp_path / "orchestrator" / "previs.sqlite3").exists()
+        request = previs_pb2.GetProjectRequest(project_id="p")
+        assert await _code(stub.GetProject(request, timeout=5)) == grpc.StatusCode.UNIMPLEMENTED
+    assert not list((tmp_path / "orchestrator").rglob("*.sqlite3"))
+
+
+async def test_previs_serves_previs_and_no_search(tmp_path) -> None:
+    config = load_config(PrevisConfig, environ={"CLIPMESH_PREVIS_DATA_DIR": str(tmp_path)})
+    async with (
+        serve_in_process(config, create_previs(config)) as service,
+        open_aio_channel(service.target) as channel,
+    ):
+        assert await _health(channel, PREVIS) == "SERVING"
+        assert await _health(channel, SEARCH) == grpc.StatusCode.NOT_FOUND
+        previs = previs_pb2_grpc.PrevisServiceStub(channel)
+        missing = previs.GetProject(previs_pb2.GetProjectRequest(project_id="p"), timeout=5)
+        assert await _code(missing) == grpc.StatusCode.NOT_FOUND
+        search = search_pb2_grpc.SearchServiceStub(channel)
+        request = search_pb2.SearchVideosRequest(parts=[search_pb2.QueryPart(text="x")])
+        assert await _code(search.SearchVideos(request, timeout=5)) == (
+            grpc.StatusCode.UNIMPLEMENTED
+        )
+    assert (tmp_path / "previs.sqlite3").exists()

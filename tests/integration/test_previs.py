@@ -1,7 +1,8 @@
-"""Previs over the real mesh (encoder, index, generator with the animatic backend, orchestrator)
-on free ports: a script becomes a checked, stitched cut with a timeline; a review regenerates
-only its shot; a deliberately bad clip is caught and regenerated; a listed name is blocked
-before any provider sees it; variants, reference images and bad requests."""
+"""Previs over the real mesh (encoder, index, generator with the animatic backend,
+orchestrator, previs) on free ports: a script becomes a checked, stitched cut with a timeline;
+a review regenerates only its shot; a deliberately bad clip is caught and regenerated; a
+listed name is blocked before any provider sees it; variants, reference images and bad
+requests."""
 
 from __future__ import annotations
 
@@ -14,17 +15,8 @@ import pytest
 import pytest_asyncio
 
 from clipmesh.demo.library import make_library, still_from
-from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.server import create_app as create_encoder
-from clipmesh.generator.config import GeneratorConfig
 from clipmesh.generator.server import GeneratorApp
-from clipmesh.index.config import IndexConfig
-from clipmesh.index.server import create_app as create_index
-from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.ingest.paths import path_from_uri
-from clipmesh.orchestrator.server import create_app as create_orchestrator
-from clipmesh.runtime.channels import ChannelOptions, create_channel
-from clipmesh.runtime.config import load_config
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.orchestrator.v1 import (
     ingest_pb2,
@@ -32,8 +24,8 @@ from clipmesh_api.orchestrator.v1 import (
     previs_pb2,
     previs_pb2_grpc,
 )
+from clipmesh_client.wire import ChannelPolicy
 from tests.fakes.flaky_backend import BlurryFirstTryBackend
-from tests.support import serve_in_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 State = previs_pb2.ShotState
@@ -63,61 +55,32 @@ Mara stands at the edge, the letter in her hand, wind in her hair.
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(tmp_path_factory):
+async def mesh(mesh_factory, tmp_path_factory):
     library = make_library(tmp_path_factory.mktemp("library"), count=2, seed=3)
-    encoder_config = load_config(
-        EncoderConfig,
-        environ={
-            "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
-            "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-            "CLIPMESH_ENCODER_PRECISION": "fp32",
-        },
-    )
-    index_config = load_config(
-        IndexConfig, environ={"CLIPMESH_INDEX_DATA_DIR": str(tmp_path_factory.mktemp("index"))}
-    )
-    generator_config = load_config(
-        GeneratorConfig,
-        environ={
-            "CLIPMESH_GENERATOR_DATA_DIR": str(tmp_path_factory.mktemp("generator")),
-            "CLIPMESH_GENERATOR_ANIMATIC_MAX_CONCURRENT": "2",
-        },
-    )
     people = tmp_path_factory.mktemp("lists") / "people.txt"
     people.write_text("# this deployment's list\nMira Castellan\n卡斯特兰\n", encoding="utf-8")
     flaky = BlurryFirstTryBackend()
-    generator_app = GeneratorApp(generator_config, extra_backends={flaky.name: flaky})
-    async with (
-        serve_in_process(encoder_config, create_encoder(encoder_config)) as encoder,
-        serve_in_process(index_config, create_index(index_config)) as index,
-        serve_in_process(generator_config, generator_app) as generator,
-    ):
-        config = load_config(
-            OrchestratorConfig,
-            environ={
-                "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": encoder.target,
-                "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": index.target,
-                "CLIPMESH_ORCHESTRATOR_GENERATOR_TARGET": generator.target,
-                "CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(library[0].path.parent),
-                "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("orchestrator")),
-                "CLIPMESH_ORCHESTRATOR_PREVIS_REAL_PEOPLE_FILES": str(people),
-            },
-        )
-        async with serve_in_process(config, create_orchestrator(config)) as orchestrator:
-            channel = create_channel(
-                orchestrator.target, ChannelOptions(timeout_s=300, max_attempts=1)
+    env = {
+        "generator": {"CLIPMESH_GENERATOR_ANIMATIC_MAX_CONCURRENT": "2"},
+        "orchestrator": {"CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(library[0].path.parent)},
+        "previs": {"CLIPMESH_PREVIS_REAL_PEOPLE_FILES": str(people)},
+    }
+    builders = {
+        "generator": lambda config: GeneratorApp(config, extra_backends={flaky.name: flaky})
+    }
+    services = ("encoder", "index", "generator", "orchestrator", "previs")
+    async with mesh_factory.in_process(*services, env=env, builders=builders) as running:
+        calls = ChannelPolicy(timeout_s=300, max_attempts=1)
+        running.previs = running.stub("previs", previs_pb2_grpc.PrevisServiceStub, calls)
+        running.ingest = running.stub("orchestrator", ingest_pb2_grpc.IngestServiceStub, calls)
+        running.flaky, running.library = flaky, library
+        async for _ in running.ingest.IngestVideos(
+            ingest_pb2.IngestVideosRequest(
+                items=[ingest_pb2.IngestItem(uri=str(spec.path)) for spec in library]
             )
-            orchestrator.previs = previs_pb2_grpc.PrevisServiceStub(channel)
-            orchestrator.ingest = ingest_pb2_grpc.IngestServiceStub(channel)
-            orchestrator.flaky, orchestrator.library = flaky, library
-            async for _ in orchestrator.ingest.IngestVideos(
-                ingest_pb2.IngestVideosRequest(
-                    items=[ingest_pb2.IngestItem(uri=str(spec.path)) for spec in library]
-                )
-            ):
-                pass
-            yield orchestrator
-            await channel.close()
+        ):
+            pass
+        yield running
 
 
 async def create(mesh, script: str, **fields) -> tuple[list, previs_pb2.Project]:

@@ -17,12 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.runtime import errors
-from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config
 from clipmesh.runtime.server import Application, GrpcService, serve
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_client import errors as client_errors
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.support import serve_in_process
 
 ENCODER = "clipmesh.encoder.v1.EncoderService"
@@ -93,7 +93,7 @@ async def service():
 
 
 async def _embed(target: str, text: str, **options) -> encoder_pb2.EmbedTextsResponse:
-    async with create_channel(target, ChannelOptions(**options)) as channel:
+    async with open_aio_channel(target, ChannelPolicy(**options)) as channel:
         stub = encoder_pb2_grpc.EncoderServiceStub(channel)
         return await stub.EmbedTexts(encoder_pb2.EmbedTextsRequest(texts=[text]))
 
@@ -132,7 +132,7 @@ async def test_unknown_exceptions_are_internal_generic_and_logged(service, caplo
 
 
 async def test_an_rpc_not_yet_built_answers_unimplemented(service) -> None:
-    async with create_channel(service.target) as channel:
+    async with open_aio_channel(service.target) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await encoder_pb2_grpc.EncoderServiceStub(channel).GetModelInfo(
                 encoder_pb2.GetModelInfoRequest()
@@ -144,7 +144,7 @@ async def test_an_rpc_not_yet_built_answers_unimplemented(service) -> None:
 
 async def test_an_error_mid_stream_ends_the_stream_with_its_code(service) -> None:
     received = []
-    async with create_channel(service.target) as channel:
+    async with open_aio_channel(service.target) as channel:
         stub = generator_pb2_grpc.GeneratorServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for response in stub.WatchJob(generator_pb2.WatchJobRequest(job_id="vanishes")):
@@ -201,7 +201,7 @@ async def test_stream_metrics_count_messages_and_the_final_code(service) -> None
         REGISTRY.get_sample_value("grpc_server_handled_total", {**labels, "grpc_code": "NOT_FOUND"})
         or 0
     )
-    async with create_channel(service.target) as channel:
+    async with open_aio_channel(service.target) as channel:
         stub = generator_pb2_grpc.GeneratorServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError):
             async for _ in stub.WatchJob(generator_pb2.WatchJobRequest(job_id="vanishes")):

@@ -34,26 +34,22 @@ from clipmesh.encoder.server import create_app as create_encoder
 from clipmesh.index.config import IndexConfig
 from clipmesh.index.server import create_app as create_index
 from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.dependencies import Dependencies
 from clipmesh.orchestrator.server import create_app as create_orchestrator
 from clipmesh.runtime.auth import token_digest
-from clipmesh.runtime.channels import create_channel
 from clipmesh.runtime.config import ConfigError, load_config
+from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.logs import JsonFormatter
 from clipmesh.runtime.security import channel_credentials
 from clipmesh.runtime.server import StartupError, create_server
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 from clipmesh_client import Client, UnauthenticatedError, UnavailableError, tls_credentials
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.media import encode, gradient_image
+from tests.mesh import TINY_ENCODER_ENV
 from tests.support import scrape_metrics, serve_in_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-ENCODER_ENV = {
-    "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
-    "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-    "CLIPMESH_ENCODER_PRECISION": "fp32",
-}
 ALICE_TOKEN = "alice-token-0123456789"
 SEARCH = "clipmesh.orchestrator.v1.SearchService"
 
@@ -260,8 +256,8 @@ async def _index_one_video(encoder_target: str, index_target: str, config) -> No
     """Indexes video "harbour" through channels holding the orchestrator's client certificate."""
     credentials = channel_credentials(config)
     async with (
-        create_channel(encoder_target, credentials=credentials) as encoder_channel,
-        create_channel(index_target, credentials=credentials) as index_channel,
+        open_aio_channel(encoder_target, credentials=credentials) as encoder_channel,
+        open_aio_channel(index_target, credentials=credentials) as index_channel,
     ):
         images = [encode(gradient_image(96, 64, seed=seed)) for seed in (11, 12)]
         embedded = await encoder_pb2_grpc.EncoderServiceStub(encoder_channel).EmbedImages(
@@ -284,7 +280,7 @@ async def secured(tmp_path_factory, mesh_ca):
     tokens = tmp_path_factory.mktemp("tokens") / "tokens.txt"
     tokens.write_text(f"# who may search\nalice:{token_digest(ALICE_TOKEN)}\nbob:bob-token\n")
     encoder_config = load_config(
-        EncoderConfig, environ={**ENCODER_ENV, **tls_env("encoder", mesh_ca, client_auth=True)}
+        EncoderConfig, environ={**TINY_ENCODER_ENV, **tls_env("encoder", mesh_ca, client_auth=True)}
     )
     index_dir = tmp_path_factory.mktemp("index")
     index_cfg = index_config(index_dir, **tls_env("index", mesh_ca, client_auth=True))
@@ -409,28 +405,30 @@ async def test_renewed_client_certificates_reach_the_orchestrators_channels_with
         },
     )
 
-    async def stats_code(deps: Dependencies) -> str:
+    async def stats_code(channels: DependencyChannels) -> str:
+        # Looked up per call, as the typed clients do: a renewal applies to the next call.
+        stub = channels.stub(secured.dependencies["index"], index_pb2_grpc.IndexServiceStub)
         try:
-            await deps.index.GetStats(index_pb2.GetStatsRequest(), timeout=5)
+            await stub.GetStats(index_pb2.GetStatsRequest(), timeout=5)
         except grpc.aio.AioRpcError as error:
             return error.code().name
         return "OK"
 
-    deps = Dependencies(config)
+    channels = DependencyChannels(config, ChannelPolicy(timeout_s=10))
     try:
-        assert await stats_code(deps) == "UNAVAILABLE"
-        assert not deps.reload_credentials()  # nothing changed
+        assert await stats_code(channels) == "UNAVAILABLE"
+        assert not channels.reload_credentials()  # nothing changed
         install(mesh_ca, "orchestrator.crt")  # half a rotation: the key is still the old one
-        with caplog.at_level(logging.ERROR, logger="clipmesh.orchestrator"):
-            assert not deps.reload_credentials()
+        with caplog.at_level(logging.ERROR, logger="clipmesh.runtime"):
+            assert not channels.reload_credentials()
         assert any("do not load" in r.getMessage() for r in caplog.records)
         install(mesh_ca, "orchestrator.key")  # the rotation completes
-        assert deps.reload_credentials()
-        assert await stats_code(deps) == "OK"
+        assert channels.reload_credentials()
+        assert await stats_code(channels) == "OK"
         expiry = REGISTRY.get_sample_value(EXPIRY_METRIC, {"usage": "client"})  # this process
         assert expiry == not_after(mesh_ca.cert_file("orchestrator"))
     finally:
-        await deps.close()
+        await channels.close()
 
 
 async def test_health_checks_need_no_token(secured, mesh_ca) -> None:
@@ -463,8 +461,9 @@ async def test_up_with_tls_runs_internal_services_on_mtls_and_the_public_port_on
             str(certs / f"{name}.key"),
         )
         assert config.tls_ca_file == str(certs / "ca.crt")
-        assert config.tls_client_auth == (name != "orchestrator")
-    assert configs["orchestrator"].auth_tokens_file == str(certs / "tokens.txt")
+        public = name in ("orchestrator", "previs")
+        assert config.tls_client_auth == (not public)
+        assert config.auth_tokens_file == (str(certs / "tokens.txt") if public else "")
     assert DevCredentials(certs).token_file.is_file()
     assert mesh.probe_credentials() is not None
 
@@ -474,7 +473,7 @@ async def test_dev_certs_writes_a_ca_and_certificates_for_every_service(tmp_path
     result = CliRunner().invoke(cli, ["dev-certs", str(target)])
     assert result.exit_code == 0, result.output
     ca = x509.load_pem_x509_certificate((target / "ca.crt").read_bytes())
-    for service in ("encoder", "index", "generator", "orchestrator"):
+    for service in ("encoder", "index", "generator", "orchestrator", "previs"):
         cert = x509.load_pem_x509_certificate((target / f"{service}.crt").read_bytes())
         cert.verify_directly_issued_by(ca)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

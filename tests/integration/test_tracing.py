@@ -1,4 +1,4 @@
-"""Traces across services: one call through the channel factory, one SearchVideos and one
+"""Traces across services: one call of a typed client, one SearchVideos and one
 IngestVideos each yield a single trace whose spans nest from the caller down to the encoder
 and the index.
 
@@ -18,26 +18,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from clipmesh.demo.library import make_video
+from clipmesh.encoder.client import EncoderClient
 from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.server import create_app as create_encoder
-from clipmesh.index.config import IndexConfig
-from clipmesh.index.server import create_app as create_index
-from clipmesh.orchestrator.config import OrchestratorConfig
-from clipmesh.orchestrator.server import create_app as create_orchestrator
-from clipmesh.runtime.channels import ChannelOptions, create_channel
 from clipmesh.runtime.config import load_config
+from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh.runtime.tracing import SERVICE_ATTRIBUTE, tracer_provider
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
+from clipmesh_client.wire import ChannelPolicy
 from tests.media import encode, gradient_image
 from tests.support import serve_in_process
 
-ENCODER_ENV = {
-    "CLIPMESH_ENCODER_MODEL": "clipmesh-tiny",
-    "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-    "CLIPMESH_ENCODER_PRECISION": "fp32",
-}
 SEARCH = "clipmesh.orchestrator.v1.SearchService/SearchVideos"
 INGEST = "clipmesh.orchestrator.v1.IngestService/IngestVideos"
 EMBED_IMAGES = "clipmesh.encoder.v1.EncoderService/EmbedImages"
@@ -92,36 +84,15 @@ def _one_trace(spans: Sequence[ReadableSpan]) -> None:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(tmp_path_factory, span_exporter):
+async def mesh(mesh_factory, tmp_path_factory, span_exporter):
     """Encoder, index and orchestrator serving in this process, and stubs of the last."""
     root = tmp_path_factory.mktemp("videos")
-    encoder_config = load_config(EncoderConfig, environ=ENCODER_ENV)
-    index_config = load_config(
-        IndexConfig, environ={"CLIPMESH_INDEX_DATA_DIR": str(tmp_path_factory.mktemp("index"))}
-    )
-    async with (
-        serve_in_process(encoder_config, create_encoder(encoder_config)) as encoder,
-        serve_in_process(index_config, create_index(index_config)) as index,
-    ):
-        config = load_config(
-            OrchestratorConfig,
-            environ={
-                "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": encoder.target,
-                "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": index.target,
-                "CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(root),
-                "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path_factory.mktemp("orchestrator")),
-            },
-        )
-        async with (
-            serve_in_process(config, create_orchestrator(config)) as orchestrator,
-            create_channel(
-                orchestrator.target, ChannelOptions(timeout_s=60, max_attempts=1)
-            ) as channel,
-        ):
-            orchestrator.search = search_pb2_grpc.SearchServiceStub(channel)
-            orchestrator.ingest = ingest_pb2_grpc.IngestServiceStub(channel)
-            orchestrator.root = root
-            yield orchestrator
+    env = {"orchestrator": {"CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(root)}}
+    async with mesh_factory.in_process("encoder", "index", "orchestrator", env=env) as running:
+        running.search = running.stub("orchestrator", search_pb2_grpc.SearchServiceStub)
+        running.ingest = running.stub("orchestrator", ingest_pb2_grpc.IngestServiceStub)
+        running.root = root
+        yield running
 
 
 def _tiny_video(mesh, name: str, seed: int) -> Path:
@@ -134,15 +105,16 @@ async def _ingest(mesh, path: Path) -> ingest_pb2.IngestSummary:
     return events[-1].summary
 
 
-async def test_client_and_server_spans_share_one_trace(span_exporter) -> None:
+async def test_a_typed_clients_call_and_its_server_share_one_trace(span_exporter) -> None:
     config = load_config(EncoderConfig, environ={"CLIPMESH_ENCODER_WEIGHTS": "random:0"})
-    async with (
-        serve_in_process(config, TracedApp()) as service,
-        create_channel(service.target) as channel,
-    ):
-        span_exporter.clear()
-        stub = encoder_pb2_grpc.EncoderServiceStub(channel)
-        await stub.GetModelInfo(encoder_pb2.GetModelInfoRequest())
+    async with serve_in_process(config, TracedApp()) as service:
+        channels = DependencyChannels(config, ChannelPolicy(timeout_s=10))
+        try:
+            span_exporter.clear()
+            info = await EncoderClient(channels, service.target).model_info(timeout_s=10)
+        finally:
+            await channels.close()
+    assert info.model_id == "traced"
     spans = [s for s in span_exporter.get_finished_spans() if "GetModelInfo" in s.name]
     kinds = {s.kind for s in spans}
     assert {SpanKind.CLIENT, SpanKind.SERVER} <= kinds

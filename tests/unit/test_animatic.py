@@ -19,8 +19,8 @@ from clipmesh.generator.backends.shot_language import (
     Palette,
     read_shot_language,
 )
-from clipmesh.runtime.errors import InvalidArgument
 from clipmesh.generator.jobs import GenerationSpec
+from clipmesh.runtime.errors import InvalidArgument
 
 # Small clips keep the suite fast; 128 is the smallest side the model accepts.
 SMALL = {"width": 160, "height": 128, "duration_s": 1.0, "fps": 12.0}

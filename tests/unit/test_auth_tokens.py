@@ -14,8 +14,7 @@ from clipmesh.runtime.auth import TokenFile, parse_tokens, token_digest
 from clipmesh.runtime.config import ConfigError
 from clipmesh.runtime.identity import acting_for, current_caller
 from clipmesh.runtime.security import check_tls_settings
-from clipmesh_client.wire import CALLER_HEADER
-from clipmesh_client.wire import bearer_metadata
+from clipmesh_client.wire import CALLER_HEADER, bearer_metadata
 
 
 def test_hashed_and_plain_lines_name_their_callers() -> None:

@@ -16,6 +16,7 @@ from clipmesh.encoder.images import MAX_ASPECT_RATIO, ImageLimits, decode_image
 from clipmesh.index.filters import parse_filter
 from clipmesh.ingest.frames import analysis_frames, frames_at
 from clipmesh.ingest.media import probe
+from clipmesh.ingest.shots import plan_segments
 from clipmesh.previs.compliance import CompliancePolicy
 from clipmesh.previs.script import (
     MAX_SCRIPT_CHARS,
@@ -23,7 +24,6 @@ from clipmesh.previs.script import (
     estimate_s,
     parse_script,
 )
-from clipmesh.ingest.shots import plan_segments
 from clipmesh.runtime.errors import InvalidArgument
 from clipmesh_api.common.v1 import common_pb2
 from tests.media import encode, gradient_image

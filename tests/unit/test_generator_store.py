@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import sqlite3
 import time
 
 import pytest
-
-import dataclasses
-import sqlite3
 
 from clipmesh.generator.cache import ContentCache, cache_key
 from clipmesh.generator.convert import job_to_proto, result_to_proto

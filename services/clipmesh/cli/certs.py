@@ -5,13 +5,13 @@ For trying TLS, mTLS and token auth on one machine, never for production (use ce
 your own PKI there, and tokens of your own). The directory gets:
 
 - `ca.crt` / `ca.key`: the development CA (EC P-256, self-signed).
-- `<service>.crt` / `<service>.key` for encoder, index, generator and orchestrator: usable as a
-  server certificate *and* as the service's client certificate for mTLS (serverAuth and
-  clientAuth), with SANs for the service's name, localhost, 127.0.0.1 and ::1.
+- `<service>.crt` / `<service>.key` for encoder, index, generator, orchestrator and previs:
+  usable as a server certificate *and* as the service's client certificate for mTLS
+  (serverAuth and clientAuth), with SANs for the service's name, localhost, 127.0.0.1 and ::1.
 - `client.crt` / `client.key`: a client-only certificate for the CLI or an operator calling an
   internal service (such as the generator gateway) directly.
-- `tokens.txt`: the orchestrator's tokens file, holding only the SHA-256 of the token, and
-  `local.token`: the token itself (for `CLIPMESH_TOKEN`).
+- `tokens.txt`: the tokens file of the public services (orchestrator and previs), holding only
+  the SHA-256 of the token, and `local.token`: the token itself (for `CLIPMESH_TOKEN`).
 
 Keys and the token are created 0600; nothing is overwritten unless asked to.
 """

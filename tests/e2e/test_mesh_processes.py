@@ -1,4 +1,4 @@
-"""The four services as real processes (`clipmesh serve`, `clipmesh up`) on free ports:
+"""The five services as real processes (`clipmesh serve`, `clipmesh up`) on free ports:
 health, reflection, /metrics that Prometheus accepts, previs from the CLI, clean SIGTERM."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from clipmesh.cli.services import CONFIG_TYPES, SERVICE_NAMES
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
-from tests.processes import mesh_environ, running_mesh
+from tests.mesh import mesh_environ, process_mesh
 
 EXPECTED_SERVICES = {
     "encoder": {"clipmesh.encoder.v1.EncoderService"},
@@ -30,15 +30,15 @@ EXPECTED_SERVICES = {
     "orchestrator": {
         "clipmesh.orchestrator.v1.SearchService",
         "clipmesh.orchestrator.v1.IngestService",
-        "clipmesh.orchestrator.v1.PrevisService",
     },
+    "previs": {"clipmesh.orchestrator.v1.PrevisService"},
 }
 
 
 @pytest.fixture
 def services(tmp_path, free_ports):
-    """All four services started with `clipmesh serve <name>`."""
-    with running_mesh(tmp_path, free_ports) as running:
+    """All five services started with `clipmesh serve <name>`."""
+    with process_mesh(tmp_path, free_ports) as running:
         yield running
 
 
@@ -66,8 +66,8 @@ def _cli(*args: str, timeout_s: float = 300) -> list[dict]:
 
 
 def test_a_script_becomes_a_reviewed_cut_from_the_cli_over_the_mesh(services, tmp_path) -> None:
-    """The whole previs flow over four real processes, with the animatic backend."""
-    target = services["orchestrator"]["target"]
+    """The whole previs flow over five real processes, with the animatic backend."""
+    target = services["previs"]["target"]
     script = tmp_path / "harbour.txt"
     script.write_text(
         "The harbour at dawn. Fishing boats drift past the lighthouse.\n\n"
@@ -159,7 +159,7 @@ def test_a_bad_setting_fails_start_up_with_a_message_naming_it(tmp_path, free_po
     assert "CLIPMESH_INDEX_PORT" in result.stderr
 
 
-def test_clipmesh_up_starts_four_healthy_services_and_stops_them_all(tmp_path, free_ports) -> None:
+def test_clipmesh_up_starts_five_healthy_services_and_stops_them_all(tmp_path, free_ports) -> None:
     env = mesh_environ(tmp_path, free_ports)
     up = subprocess.Popen(
         [sys.executable, "-m", "clipmesh", "up", "--data-dir", str(tmp_path / "mesh")],
@@ -179,7 +179,7 @@ def test_clipmesh_up_starts_four_healthy_services_and_stops_them_all(tmp_path, f
         targets = {n: f"127.0.0.1:{env[CONFIG_TYPES[n].env_name('port')]}" for n in SERVICE_NAMES}
         assert all(health_status(t) == "SERVING" for t in targets.values())
         children = _children_of(up.pid)
-        assert len(children) == 4
+        assert len(children) == len(SERVICE_NAMES)
         up.send_signal(signal.SIGTERM)
         rest = up.communicate(timeout=30)[0]
         assert up.returncode == 0, rest
