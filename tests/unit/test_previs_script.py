@@ -10,10 +10,9 @@ from clipmesh.previs.script import (
     DialogueLine,
     ScriptError,
     Shot,
-    clean_text,
-    detect_format,
     parse_script,
 )
+from clipmesh.previs.script_reading import clean_text, detect_format
 
 LONG_ACTION_ZH = (
     "推镜头，林夏望向窗外，雨水顺着玻璃流下，街上的霓虹灯在水汽中变得模糊，一辆出租车缓缓驶过，"

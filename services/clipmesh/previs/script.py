@@ -1,108 +1,46 @@
 """Script in, scenes and shots out: the first stage of the previs pipeline.
 
-A script is plain prose (Chinese or English) or a Fountain screenplay. It is cleaned, split
-into scenes at their headings, and each scene's action and dialogue is cut into shots of at
-most `max_shot_s` seconds. Fountain is parsed by `screenplain`; plain text by the heading and
-speaker patterns below.
-
-Duration model (how long the camera needs to show the action, or the actors to say a line):
-
-* action: 2.5 English words/s, 5 CJK characters/s;
-* dialogue: 3 English words/s, 4 CJK characters/s;
-* a shot lasts the sum of its action and dialogue, and at least `MIN_SHOT_S`.
-
-Each action paragraph starts a shot; the dialogue after it joins that shot while it fits, and
-otherwise starts a dialogue-only shot. Text longer than a shot is split at sentence ends
-(。！？.!?), then at commas, and as a last resort between words or CJK characters, so every shot
-fits however the text is written.
+A script is plain prose (Chinese or English) or a Fountain screenplay, read into scenes by
+`script_reading`. Each action paragraph starts a shot; the dialogue after it joins that shot
+while it fits, and otherwise starts a dialogue-only shot. `shot_timing` estimates durations
+and cuts text longer than a shot; a shot lasts the sum of its action and dialogue, and at
+least `MIN_SHOT_S`.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from screenplain import types as ftypes
-from screenplain.parsers import fountain
+from clipmesh.previs.script_reading import (
+    SceneDraft,
+    camera_hints,
+    clean_text,
+    detect_format,
+    fountain_scenes,
+    plain_scenes,
+)
+from clipmesh.previs.shot_timing import estimate_s, split_to_fit
+
+__all__ = [
+    "FORMATS",
+    "MAX_SCRIPT_CHARS",
+    "MIN_SHOT_S",
+    "DialogueLine",
+    "Scene",
+    "Script",
+    "ScriptError",
+    "Shot",
+    "estimate_s",
+    "parse_script",
+]
 
 MAX_SCRIPT_CHARS = 200_000
 MIN_SHOT_S = 2.0
-ACTION_WORDS_PER_S, ACTION_CJK_PER_S = 2.5, 5.0
-SPEECH_WORDS_PER_S, SPEECH_CJK_PER_S = 3.0, 4.0
 FORMATS = ("auto", "plain", "fountain")
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_CJK_RE = re.compile(f"[{_CJK}]")
-_WORD_RE = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
-# Last-resort cuts go before each word or CJK character, the units `estimate_s` counts, so
-# the pieces' durations add up ("0.0.0…" is one run of text but many words).
-_TOKEN_RE = re.compile(rf"[{_CJK}]|[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
-# (?<!\.): a run of dots is tried from its first dot only, else a long run is quadratic.
-_SENTENCE_END_RE = re.compile(r"(?:[。！？!?…]+|(?<!\.)\.+(?=\s|$))[\"”」』’)）]*\s*")
-_CLAUSE_END_RE = re.compile(r"[，,；;、：:]\s*")
-
-# Camera language → normalised hint. Ambiguous English words ("pan", "wide") only count in
-# capitals, the way screenplays write camera directions; phrases count in any case.
-_CAMERA_HINTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), hint)
-    for pattern, hint in (
-        (r"(?i:\bclose[- ]?ups?\b|\bclose on\b)|\bE?CU\b|大?特写", "close-up"),
-        (r"近景", "medium close-up"),
-        (r"(?i:\bmedium shot\b)|\bMS\b|中景", "medium"),
-        (
-            r"(?i:\bwide shot\b|\bwide on\b|\blong shot\b|\bestablishing\b)|\bWIDE\b|远景|全景",
-            "wide",
-        ),
-        (r"(?i:\bpans? (?:to|across|over|left|right)\b)|\bPANS?\b|摇镜头|横摇", "pan"),
-        (r"(?i:\bangle on\b)", "angle on"),
-        (r"\bPOV\b|(?i:\bpoint of view\b)|主观镜头|主观视角", "pov"),
-        (r"(?i:\bpush(?:es)? in\b|\bdolly in\b)|推镜头|推近|镜头推", "push in"),
-        (r"(?i:\bpull(?:s)? (?:back|out)\b|\bdolly out\b)|拉镜头|拉远", "pull out"),
-        (r"(?i:\bzoom(?:s)? in\b)", "zoom in"),
-        (r"(?i:\bhigh angle\b|\boverhead\b|\bbird'?s[- ]eye\b)|俯拍|俯视|俯瞰", "high angle"),
-        (r"(?i:\blow angle\b)|仰拍|仰视", "low angle"),
-        (r"(?i:\btracking shot\b|\btracks with\b)|\bTRACKING\b|跟拍|跟镜头", "tracking"),
-        (r"(?i:\baerial shot\b|\bdrone shot\b)|\bAERIAL\b|航拍", "aerial"),
-        (r"(?i:\bover the shoulder\b)|\bOTS\b|过肩", "over-the-shoulder"),
-        (r"(?i:\bhandheld\b|\bhand-held\b)|手持", "handheld"),
-    )
-)
-
-# Plain-text scene headings: 第一场 / 场景一 / Scene 1 / INT. … / "1. 咖啡馆 内 夜".
-_NUM = r"[0-9一二三四五六七八九十百零〇两]+"
-_ZH_HEADING_RE = re.compile(
-    rf"^(?:第{_NUM}[场幕]|场景?{_NUM}(?=[\s:：.、]|$))[\s:：.、]*(?P<rest>.*)$"
-)
-_EN_HEADING_RE = re.compile(r"^(?i:scene)\s+(?:\d+|[IVXLC]+)\b[\s:.\-–—]*(?P<rest>.*)$")
-_SLUG_RE = re.compile(r"^(?i:int\.?/ext|i/e|int|ext|est)[.\s]\s*(?P<rest>.*)$")
-_NUMBERED_HEADING_RE = re.compile(r"^\d+[.、]\s*(?P<rest>\S.{0,40})$")
-_ZH_PLACE_WORDS = {"内", "外", "内外", "室内", "室外", "内景", "外景"}
-_ZH_TIME_WORDS = {
-    "日", "夜", "白天", "夜晚", "清晨", "早晨", "黎明", "凌晨", "上午", "中午", "午后", "下午",
-    "黄昏", "傍晚", "日落", "晚上", "深夜", "日景", "夜景",
-}  # fmt: skip
-
-# Plain-text speech: `林夏：…`, `林夏（轻声）：…`, `ANNA: …`; quoted “…” / "…" / 「…」.
-_SPEAKER_RE = re.compile(
-    r"^(?P<name>[\u4e00-\u9fff·]{1,8}|[A-Z][A-Za-z.'-]*(?: [A-Z][A-Za-z.'-]*){0,2})"
-    r"\s*(?:[（(][^）)]*[）)])?\s*[：:]\s*(?P<line>\S.*)$"
-)
-_QUOTE_RE = re.compile(
-    r"(?:(?P<name>[\u4e00-\u9fff]{1,4})(?:低声|轻声|大声)?(?:说|问|道|喊|答|叫道)[：:，,]?)?"
-    # An opening mark ends the search for a close: "“" * n would otherwise be quadratic.
-    r"(?:“(?P<a>[^“”]+)”|\"(?P<b>[^\"]+)\"|「(?P<c>[^「」]+)」)"
-)
-_META_KEYS = {"人物", "角色", "出场人物", "时间", "地点", "场景", "Characters", "Cast"}
-_FOUNTAIN_HINT_RE = re.compile(
-    r"^(?:(?i:int\.?/ext|i/e|int|ext|est)[.\s]|\.[^.\s]"
-    r"|(?:Title|Credit|Author|Authors|Source|Draft date|Contact)\s*:|[A-Z ]+TO:$)",
-    re.MULTILINE,
-)
-_CUE_EXTENSION_RE = re.compile(r"\s*\([^)]*\)|\s*\^$|^@")
 # The only characters that `re`'s case-insensitive matching equates with ASCII letters but
 # `str.lower` does not lower to them.
 _ASCII_FOLD = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
@@ -177,16 +115,6 @@ class Script:
         return round(sum(shot.duration_s for shot in self.shots), 3)
 
 
-@dataclass
-class _SceneDraft:
-    heading: str
-    location: str = ""
-    time_of_day: str = ""
-    # ("action", text, "") / ("dialogue", line, speaker) / ("hint", text, "") in script order.
-    beats: list[tuple[str, str, str]] = field(default_factory=list)
-    cast: list[str] = field(default_factory=list)
-
-
 def parse_script(text: str, *, format: str = "auto", max_shot_s: float = 10.0) -> Script:
     """Parses a script into scenes and shots of at most `max_shot_s` seconds each.
 
@@ -218,202 +146,14 @@ def parse_script(text: str, *, format: str = "auto", max_shot_s: float = 10.0) -
         raise ScriptError("script has only whitespace or control characters")
     if format == "auto":
         format = detect_format(cleaned)
-    drafts = _fountain_scenes(cleaned) if format == "fountain" else _plain_scenes(cleaned)
+    drafts = fountain_scenes(cleaned) if format == "fountain" else plain_scenes(cleaned)
     script = _build(format, drafts, max_shot_s)
     if not script.shots:
         raise ScriptError("script has no action or dialogue to turn into shots")
     return script
 
 
-def clean_text(text: str) -> str:
-    """Strips BOM and control characters, half-widths full-width ASCII, tidies whitespace.
-
-    Chinese punctuation (，。！？：) stays full-width: it marks the sentence and speaker
-    boundaries the splitter relies on. Spaces around it are dropped.
-    """
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
-    chars = []
-    for char in text:
-        code = ord(char)
-        if char in {"\n", " "}:
-            chars.append(char)
-        elif code == 0x3000 or unicodedata.category(char) == "Zs":
-            chars.append(" ")
-        elif unicodedata.category(char)[0] == "C":
-            continue  # BOM, zero-width and control characters
-        elif 0xFF10 <= code <= 0xFF19 or 0xFF21 <= code <= 0xFF3A or 0xFF41 <= code <= 0xFF5A:
-            chars.append(unicodedata.normalize("NFKC", char))
-        elif code == 0xFF0E:  # full-width full stop, as in "１．咖啡馆"
-            chars.append(".")
-        else:
-            chars.append(char)
-    lines = [re.sub(r" {2,}", " ", line).strip() for line in "".join(chars).split("\n")]
-    lines = [re.sub(r" ?([，。！？；：、“”「」]) ?", r"\1", line) for line in lines]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def detect_format(text: str) -> str:
-    """Returns "fountain" when the text has scene headings, title-page keys or transitions."""
-    return "fountain" if _FOUNTAIN_HINT_RE.search(text) else "plain"
-
-
-def estimate_s(text: str, *, speech: bool = False) -> float:
-    """Seconds needed to show `text` as action, or to say it when `speech` is true."""
-    cjk = len(_CJK_RE.findall(text))
-    words = len(_WORD_RE.findall(_CJK_RE.sub(" ", text)))
-    if speech:
-        return cjk / SPEECH_CJK_PER_S + words / SPEECH_WORDS_PER_S
-    return cjk / ACTION_CJK_PER_S + words / ACTION_WORDS_PER_S
-
-
-def camera_hints(text: str) -> list[str]:
-    """Normalised camera hints in `text`, in the order they first appear."""
-    found = []
-    for pattern, hint in _CAMERA_HINTS:
-        match = pattern.search(text)
-        if match:
-            found.append((match.start(), hint))
-    return list(dict.fromkeys(hint for _, hint in sorted(found)))
-
-
-def parse_heading(heading: str) -> tuple[str, str]:
-    """Splits a scene heading into (location, time of day); either may be empty."""
-    for pattern in (_SLUG_RE, _ZH_HEADING_RE, _EN_HEADING_RE, _NUMBERED_HEADING_RE):
-        match = pattern.match(heading)
-        if match:
-            heading = match["rest"]
-            break
-    if " - " in heading or re.search(r"\s[-–—]\s", heading):
-        location, _, time_of_day = re.split(r"\s([-–—])\s", heading, maxsplit=1)
-        return location.strip(" .").upper() if location.isascii() else location, time_of_day
-    words = re.split(r"[\s/，,·]+", heading.strip())
-    times = [word for word in words if word in _ZH_TIME_WORDS]
-    places = [w for w in words if w not in _ZH_TIME_WORDS and w not in _ZH_PLACE_WORDS and w]
-    return " ".join(places), " ".join(times)
-
-
-def _fit(text: str, *, speech: bool, max_s: float) -> list[str]:
-    """Cuts `text` into consecutive pieces that each take at most `max_s` seconds."""
-    if estimate_s(text, speech=speech) <= max_s:
-        return [text]
-    pieces = []
-    for sentence in _split_after(text, _SENTENCE_END_RE):
-        if estimate_s(sentence, speech=speech) <= max_s:
-            pieces.append(sentence)
-            continue
-        for clause in _split_after(sentence, _CLAUSE_END_RE):
-            if estimate_s(clause, speech=speech) <= max_s:
-                pieces.append(clause)
-            else:  # one over-long clause: cut between words or CJK characters
-                starts = [m.start() for m in _TOKEN_RE.finditer(clause)][1:]
-                pieces.extend(_slices(clause, starts))
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        if current and estimate_s(current + piece, speech=speech) > max_s:
-            chunks.append(current.strip())
-            current = ""
-        current += piece
-    chunks.append(current.strip())
-    return [chunk for chunk in chunks if chunk]
-
-
-def _split_after(text: str, boundary: re.Pattern[str]) -> list[str]:
-    return _slices(text, [m.end() for m in boundary.finditer(text)])
-
-
-def _slices(text: str, cuts: list[int]) -> list[str]:
-    bounds = [0, *(cut for cut in cuts if 0 < cut < len(text)), len(text)]
-    return [text[a:b] for a, b in itertools.pairwise(bounds) if a < b]
-
-
-def _fountain_scenes(text: str) -> list[_SceneDraft]:
-    screenplay = fountain.parse_lines(text.split("\n"))
-    scenes = [_SceneDraft(heading="")]
-    for paragraph in screenplay:
-        if isinstance(paragraph, ftypes.Slug):
-            heading = str(paragraph.line).strip()
-            scenes.append(_SceneDraft(heading, *parse_heading(heading)))
-        elif isinstance(paragraph, ftypes.Action):
-            lines = " ".join(str(line).strip() for line in paragraph.lines)
-            scenes[-1].beats.append(("action", lines.strip(), ""))
-        elif isinstance(paragraph, ftypes.Transition):
-            scenes[-1].beats.append(("hint", str(paragraph.line), ""))
-        elif isinstance(paragraph, (ftypes.Dialog, ftypes.DualDialog)):
-            pair = [paragraph] if isinstance(paragraph, ftypes.Dialog) else [
-                paragraph.left, paragraph.right]  # fmt: skip
-            for dialog in pair:
-                _add_fountain_dialog(scenes[-1], dialog)
-    return scenes
-
-
-def _add_fountain_dialog(scene: _SceneDraft, dialog: ftypes.Dialog) -> None:
-    cue = _CUE_EXTENSION_RE.sub("", str(dialog.character)).strip()
-    spoken = [str(text).strip() for parenthetical, text in dialog.blocks if not parenthetical]
-    if camera_hints(cue):
-        # "WIDE SHOT" above an action line reads as a character cue in Fountain: it is action.
-        scene.beats.append(("action", " ".join([f"{cue}.", *spoken]), ""))
-        return
-    scene.cast.append(cue)
-    scene.beats.append(("dialogue", " ".join(spoken), cue))
-
-
-def _plain_scenes(text: str) -> list[_SceneDraft]:
-    lines = text.split("\n")
-    has_headings = any(_is_plain_heading(line) for line in lines)
-    scenes = [_SceneDraft(heading="")]
-    for line in lines:
-        if not line:
-            # Without headings, blank-line-separated blocks are the scenes.
-            if not has_headings and scenes[-1].beats:
-                scenes.append(_SceneDraft(heading=""))
-            continue
-        if _is_plain_heading(line):
-            scenes.append(_SceneDraft(line, *parse_heading(line)))
-            continue
-        scene = scenes[-1]
-        scene.heading = scene.heading or line
-        _add_plain_line(scene, line)
-    return scenes
-
-
-def _is_plain_heading(line: str) -> bool:
-    if any(p.match(line) for p in (_ZH_HEADING_RE, _EN_HEADING_RE, _SLUG_RE)):
-        return True
-    numbered = _NUMBERED_HEADING_RE.match(line)
-    words = set(re.split(r"[\s/，,·]+", numbered["rest"])) if numbered else set()
-    return bool(words & (_ZH_PLACE_WORDS | _ZH_TIME_WORDS))
-
-
-def _add_plain_line(scene: _SceneDraft, line: str) -> None:
-    match = _SPEAKER_RE.match(line)
-    name = match["name"] if match else ""
-    if match and name in _META_KEYS:
-        value = match["line"]
-        if name in {"人物", "角色", "出场人物", "Characters", "Cast"}:
-            scene.cast.extend(n for n in re.split(r"[、，,\s]+", value) if n)
-        elif name == "时间":
-            scene.time_of_day = scene.time_of_day or value
-        else:
-            scene.location = scene.location or value
-        return
-    if match and not camera_hints(name):
-        line_text = match["line"].strip('“”"「」')
-        scene.cast.append(name)
-        scene.beats.append(("dialogue", line_text, name))
-        return
-    # Quoted speech leaves the action; the action comes first, then what is said in it.
-    quotes = list(_QUOTE_RE.finditer(line))
-    action = re.sub(r"\s+", " ", _QUOTE_RE.sub(" ", line)).strip(" ，,：:")
-    if action:
-        scene.beats.append(("action", action, ""))
-    for quote in quotes:
-        speaker = quote["name"] or ""
-        scene.cast.extend([speaker] if speaker else [])
-        scene.beats.append(("dialogue", quote["a"] or quote["b"] or quote["c"], speaker))
-
-
-def _build(format: str, drafts: list[_SceneDraft], max_s: float) -> Script:
+def _build(format: str, drafts: list[SceneDraft], max_s: float) -> Script:
     cast = _Cast(dict.fromkeys(name for draft in drafts for name in draft.cast))
     scenes: list[Scene] = []
     index = 0
@@ -455,11 +195,11 @@ def _group(
         if kind == "hint":
             pending_hints += " " + text  # a transition ("PAN TO:") shapes the next shot
         elif kind == "action":
-            for chunk in _fit(text, speech=False, max_s=max_s):
+            for chunk in split_to_fit(text, speech=False, max_s=max_s):
                 shots.append((chunk, [], pending_hints.strip()))
                 pending_hints, used_s = "", estimate_s(chunk)
         else:
-            for piece in _fit(text, speech=True, max_s=max_s):
+            for piece in split_to_fit(text, speech=True, max_s=max_s):
                 piece_s = estimate_s(piece, speech=True)
                 if not shots or used_s + piece_s > max_s:  # a silent "…" line takes 0 s
                     shots.append(("", [], pending_hints.strip()))
