@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 
 from clipmesh.demo.library import make_video
 from clipmesh.generator.backends.base import GenerationFailed, TaskContext
-from clipmesh.generator.backends.dashscope import DashScopeBackend, request_body
+from clipmesh.generator.backends.dashscope import DashScopeBackend
+from clipmesh.generator.backends.dashscope_api import request_body
 from clipmesh.generator.jobs import GenerationSpec
 from clipmesh.runtime.errors import InvalidArgument
 from tests.fakes.dashscope_server import FakeDashScope, check_submission
