@@ -25,8 +25,8 @@ from clipmesh.demo.synthetic import encode_image, gradient_image
 from clipmesh.encoder.images import ImageLimits, decode_image
 from clipmesh.encoder.model import load_model
 from clipmesh.encoder.weights import WeightsSpec
-from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
 CONCURRENCY = (1, 8, 32, 64)

@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import console, latency_summary, print_table, service_process, write_results
-from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 
 DIMENSION = 512
 SEGMENTS_PER_VIDEO = 50

@@ -39,10 +39,10 @@ from clipmesh.encoder.model import load_model
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.index.collection import AnnSettings, Collection
 from clipmesh.index.records import SearchQuery, Segments, VideoMeta, VideoWrite
-from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
 from clipmesh_client import AsyncClient, ClipmeshError, IngestProgress, IngestSummary
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 
 WEIGHTS = "random:0"
 COLLECTION = "default"  # the orchestrator's default collection: searches name none

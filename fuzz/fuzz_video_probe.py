@@ -23,10 +23,10 @@ import atheris
 from fuzz.common import INSTRUMENTED, expect, fuzz
 
 with atheris.instrument_imports(include=INSTRUMENTED):
-    from clipmesh.ingest.frames import analysis_frames, frames_at
-    from clipmesh.ingest.media import MediaLimits, probe
-    from clipmesh.ingest.paths import resolve_media_path
-    from clipmesh.ingest.shots import plan_segments
+    from clipmesh.media.frames import analysis_frames, frames_at
+    from clipmesh.media.paths import resolve_media_path
+    from clipmesh.media.probe import MediaLimits, probe
+    from clipmesh.media.shots import plan_segments
     from clipmesh.runtime.errors import InvalidArgument, PermissionDenied
 
 # Production limits but a short read timeout: the file is local and small.

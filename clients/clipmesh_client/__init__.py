@@ -17,7 +17,8 @@ Against a secured mesh, pass `credentials=tls_credentials("ca.crt")` and `token=
 the typed errors below, chained from the `grpc.RpcError`; match on the class or `.reason`.
 """
 
-from clipmesh_client.client import AsyncClient, Client
+from clipmesh_client.async_client import AsyncClient
+from clipmesh_client.client import Client
 from clipmesh_client.errors import (
     AlreadyExistsError,
     CancelledError,

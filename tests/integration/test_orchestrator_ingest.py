@@ -17,7 +17,7 @@ from clipmesh.demo.library import (
     write_not_a_video,
     write_truncated_mp4,
 )
-from clipmesh.ingest.frames import frames_at
+from clipmesh.media.frames import frames_at
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
 from clipmesh_client.wire import ChannelPolicy
 from tests.support import run_cli, scrape_metrics

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from clipmesh.demo.library import make_library, still_from
 from clipmesh.generator.server import GeneratorApp
-from clipmesh.ingest.paths import path_from_uri
+from clipmesh.media.paths import path_from_uri
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.orchestrator.v1 import (
     ingest_pb2,

@@ -176,5 +176,5 @@ async def test_one_ingest_is_one_trace_through_encoder_and_index(mesh, span_expo
     inside = [s for s in spans if s.context.span_id not in callers and s is not root]
     assert all(_descends_from(s, root, spans) for s in inside)
     video_span = next(s for s in spans if s.name == "ingest.video")
-    assert video_span.attributes["clipmesh.ingest.outcome"] == "INGEST_STAGE_DONE"
+    assert video_span.attributes["clipmesh.media.outcome"] == "INGEST_STAGE_DONE"
     assert _descends_from(downstream[INDEX_UPSERT], video_span, spans)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from clipmesh.encoder.images import MAX_ASPECT_RATIO, ImageLimits, decode_image
+from clipmesh.encoder.images import ImageLimits, decode_image
 from clipmesh.index.filters import parse_filter
-from clipmesh.ingest.frames import analysis_frames, frames_at
-from clipmesh.ingest.media import probe
-from clipmesh.ingest.shots import plan_segments
+from clipmesh.media.frames import analysis_frames, frames_at
+from clipmesh.media.images import MAX_ASPECT_RATIO
+from clipmesh.media.probe import probe
+from clipmesh.media.shots import plan_segments
 from clipmesh.previs.compliance import CompliancePolicy
 from clipmesh.previs.script import (
     MAX_SCRIPT_CHARS,

@@ -19,10 +19,10 @@ from clipmesh.demo.library import (
     write_not_a_video,
     write_truncated_mp4,
 )
-from clipmesh.ingest.frames import AnalysisFrame, analysis_frames, frames_at
-from clipmesh.ingest.media import DEFAULT_LIMITS, MediaLimits, probe
-from clipmesh.ingest.paths import resolve_media_path, sha256_file
-from clipmesh.ingest.shots import PlannedSegment, plan_segments
+from clipmesh.media.frames import AnalysisFrame, analysis_frames, frames_at
+from clipmesh.media.paths import resolve_media_path, sha256_file
+from clipmesh.media.probe import DEFAULT_LIMITS, MediaLimits, probe
+from clipmesh.media.shots import PlannedSegment, plan_segments
 from clipmesh.runtime.errors import InvalidArgument, NotFound, PermissionDenied
 from tests.media import encode, gradient_image
 

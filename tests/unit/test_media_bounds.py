@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from clipmesh.demo.library import make_video
-from clipmesh.ingest.frames import analysis_frames, frames_at
-from clipmesh.ingest.media import (
+from clipmesh.media.frames import analysis_frames, frames_at
+from clipmesh.media.probe import (
     DEFAULT_LIMITS,
     Deadline,
     MediaLimits,
@@ -108,8 +108,8 @@ def test_a_decompression_bomb_video_never_has_its_frames_allocated(
         """
         import resource, sys
         from pathlib import Path
-        from clipmesh.ingest.frames import analysis_frames, frames_at
-        from clipmesh.ingest.media import probe
+        from clipmesh.media.frames import analysis_frames, frames_at
+        from clipmesh.media.probe import probe
         from clipmesh.runtime.errors import InvalidArgument
 
         for path in map(Path, sys.argv[1:]):

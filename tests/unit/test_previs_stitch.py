@@ -11,7 +11,7 @@ import opentimelineio as otio
 import pytest
 
 from clipmesh.demo.library import make_video, write_not_a_video
-from clipmesh.ingest.media import probe
+from clipmesh.media.probe import probe
 from clipmesh.previs.stitch import CutClip, stitch
 from clipmesh.runtime.errors import InvalidArgument
 

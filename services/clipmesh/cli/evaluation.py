@@ -1,22 +1,13 @@
 """`clipmesh eval QUERIES.jsonl`: retrieval quality and latency over a labelled query set.
 
 A team keeps a small file of queries it knows the answers to, each with a category of its own
-choosing (costume, region, scene type, people, …), and runs it before a rollout: recall@1/5/10,
-the share of found videos whose moment contains the expected time, and latency, overall and per
-category, show whether new weights or index settings help, and whether retrieval is fair across
-categories.
-
-One query per line (JSON):
-
-    {"id": "harbour-frame", "category": "scene type",
-     "frame": {"video": "video-00.mp4", "at_s": 4.2},      # or "image": "stills/a.jpg",
-                                                            # or "text": "港口的清晨"
-     "expected": ["Harbour at dawn"], "expected_time_s": 4.2}
-
-`expected` names videos by id, title or file name (with or without extension), so a query file
-can be written before ingest assigns ids. Relative media paths are read from `--media-root`
-(default: the query file's folder). A `frame` query takes that frame of the video, crops a tenth
-off each side and re-compresses it, the way a still from an edit arrives.
+(costume, region, scene type, people, …), and runs it before a rollout: recall@1/5/10, the
+share of found videos whose moment holds the expected time, and latency, overall and per
+category, show whether new weights or index settings help, and whether retrieval is fair
+across categories. The file's format (one JSON query a line: an image, a text or a `frame` of
+a video, and the expected videos by id, title or file name) is in the README's "Measuring
+retrieval"; a `frame` query is cropped a tenth off each side and re-compressed, the way a
+still from an edit arrives.
 """
 
 from __future__ import annotations

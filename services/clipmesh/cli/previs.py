@@ -23,7 +23,7 @@ from clipmesh.cli import connection
 from clipmesh.cli.connection import client_options
 from clipmesh.cli.generation import parse_size
 from clipmesh.cli.library import json_option, one_line_errors
-from clipmesh.ingest.paths import path_from_uri
+from clipmesh.media.paths import path_from_uri
 from clipmesh_api.orchestrator.v1 import previs_pb2
 from clipmesh_client.previs import DEFAULT_TARGET, FORMATS, PrevisClient
 

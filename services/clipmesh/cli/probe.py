@@ -6,16 +6,15 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from clipmesh_client.wire import ChannelPolicy, open_channel
+
+# A probe asks once: a retry would only spend the probe's short deadline.
+_PROBE = ChannelPolicy(max_attempts=1)
+
 
 def connect_address(host: str, port: int) -> str:
     """The address to dial for a server bound to `host` (wildcards mean this machine)."""
     return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
-
-
-def _channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
-    if credentials is None:
-        return grpc.insecure_channel(target)
-    return grpc.secure_channel(target, credentials)
 
 
 def health_status(
@@ -29,7 +28,7 @@ def health_status(
 
     A TLS port probed without `credentials` (or with a certificate it refuses) is UNREACHABLE.
     """
-    with _channel(target, credentials) as channel:
+    with open_channel(target, _PROBE, credentials=credentials) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
@@ -43,7 +42,7 @@ def list_services(
     target: str, *, timeout_s: float = 2.0, credentials: grpc.ChannelCredentials | None = None
 ) -> list[str]:
     """The gRPC services `target` lists through server reflection."""
-    with _channel(target, credentials) as channel:
+    with open_channel(target, _PROBE, credentials=credentials) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         for response in stub.ServerReflectionInfo(iter([request]), timeout=timeout_s):

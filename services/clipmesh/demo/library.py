@@ -259,7 +259,7 @@ def write_audio_only_mp4(dst: Path | str, *, duration_s: float = 1.0) -> Path:
 def still_from(video: Path | str, time_s: float, *, max_side: int = 480) -> bytes:
     """A frame of `video` at `time_s` as a still from an edit arrives: a tenth cropped off each
     side and re-compressed as JPEG (quality 75), so it is never byte-identical to a keyframe."""
-    from clipmesh.ingest.frames import frames_at  # the service's decoder, not a copy
+    from clipmesh.media.frames import frames_at  # the service's decoder, not a copy
 
     (picture,) = frames_at(Path(video), [time_s], max_side=max_side)
     width, height = picture.size

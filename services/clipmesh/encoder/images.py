@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from clipmesh.media.images import MAX_ASPECT_RATIO, too_elongated
 from clipmesh.runtime.errors import InvalidArgument
 
 _MAGIC = (
@@ -31,8 +32,6 @@ _KNOWN_OTHERS = (
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
 )
-# Longest side over shortest; preprocessing scales the shortest side to the model's input.
-MAX_ASPECT_RATIO = 100
 
 
 @dataclass(frozen=True)
@@ -62,12 +61,6 @@ def _describe_unsupported(data: bytes) -> str:
 
 def _bad(index: int, reason: str, message: str) -> InvalidArgument:
     return InvalidArgument(f"images[{index}]: {message}", field=f"images[{index}]", reason=reason)
-
-
-def too_elongated(width: int, height: int) -> bool:
-    """True when the longest side is over `MAX_ASPECT_RATIO` times the shortest: a strip that
-    scaling to the model's (or a detector's) side would blow up. Every image intake refuses it."""
-    return max(width, height) > MAX_ASPECT_RATIO * min(width, height)
 
 
 def decode_image(data: bytes, index: int, limits: ImageLimits, min_side: int) -> Image.Image:

@@ -1,13 +1,12 @@
-"""The gateway's core: durable jobs, a queue per backend in front of its limits, and events
-fanned out to every watcher.
+"""The gateway's core: a job from submission to its end, and its events to every watcher.
 
 A job's life: Generate validates the spec against its backend, answers from the content cache
-or an earlier job with the same idempotency key when it can, else stores the job QUEUED. Each
-backend's queue runs at most `backend.max_concurrent` jobs at once (the provider's limit for
-the account); a running job reports progress through its `TaskContext`; it ends SUCCEEDED
-(its video moved into the output store and the cache), FAILED (a reason code) or CANCELLED.
-Every state change is committed to the job store before watchers hear of it, so after a crash
-queued jobs stay queued and provider tasks are polled again, never submitted twice.
+or an earlier job with the same idempotency key when it can, else stores the job QUEUED. The
+backend's queue (`queues.py`) starts it when the provider's limit allows; a running job
+reports progress through its `TaskContext`; it ends SUCCEEDED (its video moved into the output
+store and the cache), FAILED (a reason code) or CANCELLED. Every state change is committed
+(`ledger.py`) before watchers hear of it, so after a crash queued jobs stay queued and
+provider tasks are polled again, never submitted twice.
 
 Watchers (the Generate stream, WatchJob) follow a `LiveJob` (live.py); a disconnecting
 watcher never stops its job.
@@ -22,9 +21,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,6 @@ from typing import Any
 from clipmesh.generator import metrics
 from clipmesh.generator.admission import Admission, GatewayLimits
 from clipmesh.generator.backends.base import Backend, GenerationFailed, TaskContext
-from clipmesh.generator.cache import ContentCache, cache_key
 from clipmesh.generator.jobs import (
     CancelOutcome,
     GenerationResult,
@@ -45,15 +41,12 @@ from clipmesh.generator.jobs import (
     request_digest,
     state_name,
 )
+from clipmesh.generator.ledger import JobLedger
 from clipmesh.generator.live import LiveJob
-from clipmesh.generator.outputs import OutputStore
-from clipmesh.generator.store import JobStore
+from clipmesh.generator.queues import BackendQueues
 from clipmesh.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
-POSITION_UPDATE_INTERVAL_S = 1.0
-"""Queue positions are republished at most this often: with hundreds queued, every start
-would otherwise send an event to every waiting job."""
 
 
 class Gateway:
@@ -78,49 +71,34 @@ class Gateway:
             unavailable=unavailable or {},
             limits=limits or GatewayLimits(),
         )
-        self._cache_options = (cache_memory_entries, cache_max_bytes)
-        # One thread owns SQLite and the files: commits never block the event loop and never
-        # interleave.
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobstore")
-        self._store: JobStore | None = None
-        self._outputs = OutputStore(data_dir / "outputs")
-        self._cache: ContentCache | None = None
+        self._ledger = JobLedger(
+            data_dir,
+            cache_memory_entries=cache_memory_entries,
+            cache_max_bytes=cache_max_bytes,
+        )
         self._live: dict[str, LiveJob] = {}
-        self._queues: dict[str, deque[str]] = {name: deque() for name in backends}
-        self._running: dict[str, int] = dict.fromkeys(backends, 0)
-        self._run_seconds: dict[str, float] = {}
-        self._position_updates: dict[str, asyncio.TimerHandle] = {}
+        self._queues = BackendQueues(backends, self._start)
         self._tasks: set[asyncio.Task] = set()
         self._admit = asyncio.Lock()
-        self._stopping = False
 
     # Lifecycle.
 
     async def start(self) -> None:
         """Opens the store and picks up every job a previous run left unfinished."""
-        self._store = await self._db(JobStore, self._data_dir / "jobs.sqlite3")
-        memory_entries, max_bytes = self._cache_options
-        self._cache = ContentCache(
-            self._store, self._outputs, memory_entries=memory_entries, max_bytes=max_bytes
-        )
-        for stored in await self._db(lambda: list(self._store.unfinished())):
+        for stored in await self._ledger.open():
             await self._recover(stored.job, submitting=stored.submitting)
         for name in self._backends:
-            self._dispatch(name)
+            self._queues.dispatch(name)
 
     async def stop(self) -> None:
         """Stops running work without ending it: the store keeps it for the next start."""
-        self._stopping = True
-        for handle in self._position_updates.values():
-            handle.cancel()
+        self._queues.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for backend in self._backends.values():
             await backend.close()
-        if self._store is not None:
-            await self._db(self._store.close)
-        self._executor.shutdown(wait=True)
+        await self._ledger.close()
 
     async def _recover(self, job: Job, *, submitting: bool) -> None:
         backend = self._backends.get(job.backend)
@@ -134,6 +112,7 @@ class Gateway:
             self._enqueue(live)
         elif job.provider_task_id:
             log.info("resuming job %s: polling provider task", job.job_id)
+            self._queues.running(live)
             self._start(live, resume_task_id=job.provider_task_id)
         elif submitting and backend.remote:
             # The gateway stopped between sending a billable submission and recording its
@@ -147,7 +126,7 @@ class Gateway:
         else:  # a local render cut short: nothing was billed, it simply runs again
             job.state = JobState.QUEUED
             job.start_time_s = 0.0
-            await self._db(self._store.update, job)
+            await self._ledger.update(job)
             self._enqueue(live)
 
     # Submitting and watching.
@@ -169,7 +148,7 @@ class Gateway:
             )
         async with self._admit:
             if idempotency_key:
-                earlier = await self._db(self._store.by_idempotency_key, idempotency_key)
+                earlier = await self._ledger.by_idempotency_key(idempotency_key)
                 if earlier is not None:
                     if earlier.request_sha256 != request_sha256:
                         raise FailedPrecondition(
@@ -181,7 +160,7 @@ class Gateway:
                     return self.events(earlier.job.job_id)
             self._admission.check(
                 caller,
-                queued=sum(len(q) for q in self._queues.values()),
+                queued=self._queues.waiting(),
                 active=sum(1 for live in self._live.values() if live.job.caller == caller),
             )
             job = Job(
@@ -195,19 +174,16 @@ class Gateway:
                 eta_s=-1,
                 create_time_s=time.time(),
             )
-            key = cache_key(filled) if self._cache.enabled else ""
-            cached = await self._db(self._cache.get, key) if key else None
-            if key:
-                metrics.CACHE_LOOKUPS.labels("hit" if cached else "miss").inc()
+            cached = await self._ledger.cached(filled)
             if cached is not None:
                 return self.events(await self._answer_from_cache(job, cached, request_sha256))
-            await self._db(self._store.insert, job, request_sha256=request_sha256)
+            await self._ledger.insert(job, request_sha256=request_sha256)
             live = LiveJob(job, backend)
             self._enqueue(live)
             # Subscribed and snapshotted before the job can start, so the caller's first event
             # is QUEUED with its position, whatever happens next.
             events = live.follow(f"queued for {backend.name}")
-            self._dispatch(backend.name)
+            self._queues.dispatch(backend.name)
             return events
 
     async def _answer_from_cache(self, job: Job, cached: GenerationResult, request_sha: str) -> str:
@@ -216,9 +192,7 @@ class Gateway:
         job.result = dataclasses.replace(cached, cache_hit=True)
         job.start_time_s = job.create_time_s
         job.end_time_s = time.time()
-        await self._db(
-            self._store.insert, job, request_sha256=request_sha, output_sha256=cached.sha256
-        )
+        await self._ledger.insert(job, request_sha256=request_sha)
         metrics.JOBS_ENDED.labels("succeeded", job.backend).inc()
         return job.job_id
 
@@ -236,7 +210,7 @@ class Gateway:
         live = self._live.get(job_id)
         if live is not None:
             return live.snapshot()
-        stored = await self._db(self._store.get, job_id) if job_id else None
+        stored = await self._ledger.get(job_id) if job_id else None
         if stored is None:
             raise NotFound(f"no job {job_id!r}", reason="JOB_NOT_FOUND")
         return stored.job
@@ -245,8 +219,8 @@ class Gateway:
         self, *, states: tuple[JobState, ...], backend: str, before_seq: int | None, limit: int
     ) -> tuple[list[Job], int | None]:
         """A page of jobs, newest first, and the cursor of the next page (None at the end)."""
-        rows = await self._db(
-            self._store.page, states=states, backend=backend, before_seq=before_seq, limit=limit
+        rows = await self._ledger.page(
+            states=states, backend=backend, before_seq=before_seq, limit=limit
         )
         jobs = [
             self._live[row.job.job_id].snapshot() if row.job.job_id in self._live else row.job
@@ -262,8 +236,7 @@ class Gateway:
         if live is None:
             return await self.get(job_id), CancelOutcome.NOT_CANCELLABLE
         if live.job.state == JobState.QUEUED:
-            self._queues[live.backend.name].remove(job_id)
-            self._schedule_positions(live.backend.name)
+            self._queues.remove(live)
             await self._end(live, JobState.CANCELLED, "cancelled while queued")
             return live.snapshot(), CancelOutcome.CANCELLED
         live.cancel_requested.set()
@@ -287,15 +260,7 @@ class Gateway:
         if job.output_deleted:
             return job, False
         job.output_deleted = True
-        return job, await self._db(self._delete_output, job)
-
-    def _delete_output(self, job: Job) -> bool:
-        sha256 = job.result.sha256
-        self._store.update(job)  # clears the job's hold on the content first
-        if self._store.jobs_holding(sha256):
-            return False
-        self._cache.drop_content(sha256)
-        return self._outputs.delete(sha256)
+        return job, await self._ledger.delete_output(job)
 
     def output_chunks(self, job: Job) -> Any:
         """The bytes of a succeeded job's video (iterated on the store's thread by the caller)."""
@@ -303,72 +268,27 @@ class Gateway:
             raise FailedPrecondition(
                 f"job {job.job_id} has no output to download", reason="NO_OUTPUT"
             )
-        if not self._outputs.exists(job.result.sha256):
+        if not self._ledger.has_output(job.result.sha256):
             raise NotFound(f"the output of job {job.job_id} is gone", reason="OUTPUT_GONE")
-        return self._outputs.chunks(job.result.sha256)
+        return self._ledger.output_chunks(job.result.sha256)
 
-    # The queues.
+    # Jobs in the queues and running.
 
     def _enqueue(self, live: LiveJob) -> None:
-        job = live.job
-        self._live[job.job_id] = live
-        queue = self._queues[live.backend.name]
-        queue.append(job.job_id)
-        job.queue_position = len(queue) - 1
-        job.eta_s = self._queue_eta(live.backend, job.queue_position)
-        metrics.JOBS.labels("queued", job.backend).inc()
-        metrics.QUEUE_DEPTH.labels(job.backend).set(len(queue))
-
-    def _dispatch(self, name: str) -> None:
-        """Starts queued jobs of backend `name` while it has free slots."""
-        backend, queue = self._backends[name], self._queues[name]
-        started = False
-        while queue and self._running[name] < backend.max_concurrent and not self._stopping:
-            live = self._live[queue.popleft()]
-            metrics.QUEUE_SECONDS.labels(name).observe(time.monotonic() - live.queued_at)
-            metrics.JOBS.labels("queued", name).dec()
-            self._start(live)
-            started = True
-        metrics.QUEUE_DEPTH.labels(name).set(len(queue))
-        if started:
-            self._schedule_positions(name)
+        self._live[live.job.job_id] = live
+        self._queues.add(live)
 
     def _start(self, live: LiveJob, *, resume_task_id: str = "") -> None:
+        """Runs a job the queues handed over (or one resumed at start)."""
         self._live[live.job.job_id] = live
         # RUNNING from here on (committed by `_run`), so a cancel now reaches the backend's
         # cancel flag instead of a queue the job has left.
         live.job.state = JobState.RUNNING
         live.job.queue_position = 0
-        self._running[live.backend.name] += 1
         metrics.JOBS.labels("running", live.job.backend).inc()
         task = asyncio.get_running_loop().create_task(self._run(live, resume_task_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _schedule_positions(self, name: str) -> None:
-        if name in self._position_updates or self._stopping:
-            return
-        loop = asyncio.get_running_loop()
-        self._position_updates[name] = loop.call_later(
-            POSITION_UPDATE_INTERVAL_S, self._publish_positions, name
-        )
-
-    def _publish_positions(self, name: str) -> None:
-        self._position_updates.pop(name, None)
-        backend = self._backends[name]
-        for position, job_id in enumerate(self._queues[name]):
-            live = self._live[job_id]
-            if live.job.queue_position != position:
-                live.job.queue_position = position
-                live.job.eta_s = self._queue_eta(backend, position)
-                if live.watchers:
-                    live.publish(f"position {position} in the {name} queue")
-
-    def _queue_eta(self, backend: Backend, position: int) -> float:
-        typical_s = self._run_seconds.get(backend.name)
-        if typical_s is None:
-            return -1.0
-        return round((position // backend.max_concurrent + 1) * typical_s, 1)
 
     # Running one job.
 
@@ -380,7 +300,7 @@ class Gateway:
         try:
             if not resume_task_id:
                 job.start_time_s = time.time()
-                await self._db(self._store.update, job, submitting=backend.remote)
+                await self._ledger.update(job, submitting=backend.remote)
                 live.publish(f"running on {backend.name}")
             if live.cancel_requested.is_set():  # cancelled before the backend was called
                 await self._end(live, JobState.CANCELLED, "cancelled before it started")
@@ -401,13 +321,10 @@ class Gateway:
             await self._end(live, JobState.FAILED, "failed", error=error)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-            self._running[backend.name] -= 1
-            if live.job.state == JobState.SUCCEEDED:
-                elapsed = time.monotonic() - started
-                typical = self._run_seconds.get(backend.name, elapsed)
-                self._run_seconds[backend.name] = 0.8 * typical + 0.2 * elapsed
-            if not self._stopping:
-                self._dispatch(backend.name)
+            succeeded = live.job.state == JobState.SUCCEEDED
+            self._queues.finished(
+                live, succeeded_after_s=time.monotonic() - started if succeeded else None
+            )
 
     async def _finish(self, live: LiveJob, ctx: TaskContext, resume_task_id: str) -> None:
         job, backend = live.job, live.backend
@@ -423,20 +340,8 @@ class Gateway:
             error = JobError(failure.reason, failure.message, failure.provider_code)
             await self._end(live, JobState.FAILED, "failed", error=error)
             return
-        sha256, path, size = await self._db(self._outputs.put, video.path)
-        result = GenerationResult(
-            uri=path.resolve().as_uri(),
-            duration_s=video.duration_s,
-            fps=video.fps,
-            width=video.width,
-            height=video.height,
-            size_bytes=size,
-            sha256=sha256,
-        )
+        result = await self._ledger.keep_output(job.spec, video)
         job.actual_prompt = video.actual_prompt
-        key = cache_key(job.spec)
-        if key:
-            await self._db(self._cache.put, key, result)
         metrics.RESULT_SECONDS.labels(backend.name).observe(time.monotonic() - live.submitted_at)
         await self._end(live, JobState.SUCCEEDED, "succeeded", result=result)
 
@@ -450,7 +355,7 @@ class Gateway:
 
     async def _submitted(self, live: LiveJob, provider_task_id: str) -> None:
         live.job.provider_task_id = provider_task_id
-        await self._db(self._store.update, live.job, submitting=False)
+        await self._ledger.update(live.job)
         live.publish(f"submitted to {live.backend.name} as task {provider_task_id}")
 
     async def _end(
@@ -480,10 +385,5 @@ class Gateway:
     async def _end_stored(self, job: Job, state: JobState) -> None:
         job.state = state
         job.end_time_s = time.time()
-        output = job.result.sha256 if state == JobState.SUCCEEDED and job.result else ""
-        await self._db(self._store.update, job, output_sha256=output)
+        await self._ledger.update(job)
         metrics.JOBS_ENDED.labels(state_name(state), job.backend).inc()
-
-    async def _db(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(function, *args, **kwargs))

@@ -1,24 +1,20 @@
-"""gRPC servicer of the generator gateway: translates proto ↔ the gateway, nothing more."""
+"""gRPC servicer of the generator gateway: translates proto ↔ domain, nothing else."""
 
 from __future__ import annotations
 
 import asyncio
 
 from clipmesh.generator.convert import (
-    STATES_BY_CODE,
     event_to_proto,
     job_to_proto,
     outcome_to_proto,
     spec_from_proto,
 )
 from clipmesh.generator.gateway import Gateway
-from clipmesh.runtime.errors import InvalidArgument
+from clipmesh.generator.requests import job_id, parse_listing
 from clipmesh.runtime.identity import caller_of
-from clipmesh.runtime.paging import parse_page
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
-
-_MAX_ID_CHARS = 64
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
@@ -37,39 +33,32 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             yield generator_pb2.GenerateResponse(event=event_to_proto(event))
 
     async def WatchJob(self, request, context):
-        async for event in self._gateway.events(_job_id(request.job_id)):
+        async for event in self._gateway.events(job_id(request.job_id)):
             yield generator_pb2.WatchJobResponse(event=event_to_proto(event))
 
     async def GetJob(self, request, context):
-        job = await self._gateway.get(_job_id(request.job_id))
+        job = await self._gateway.get(job_id(request.job_id))
         return generator_pb2.GetJobResponse(job=job_to_proto(job))
 
     async def CancelJob(self, request, context):
-        job, outcome = await self._gateway.cancel(_job_id(request.job_id))
+        job, outcome = await self._gateway.cancel(job_id(request.job_id))
         return generator_pb2.CancelJobResponse(
             job=job_to_proto(job), outcome=outcome_to_proto(outcome)
         )
 
     async def ListJobs(self, request, context):
-        cursor, limit = parse_page(request.page, default_size=50, max_size=500)
-        for index, state in enumerate(request.states):
-            if state not in generator_pb2.JobState.values():
-                raise InvalidArgument(
-                    f"states[{index}] = {state} is not a JobState",
-                    field=f"states[{index}]",
-                    reason="BAD_STATE",
-                )
+        listing = parse_listing(request)
         jobs, next_cursor = await self._gateway.list_jobs(
-            states=tuple(STATES_BY_CODE[s] for s in request.states if s),
-            backend=request.backend,
-            before_seq=cursor or None,
-            limit=limit,
+            states=listing.states,
+            backend=listing.backend,
+            before_seq=listing.before_seq,
+            limit=listing.limit,
         )
         page = common_pb2.PageResponse(next_page_token=str(next_cursor) if next_cursor else "")
         return generator_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs], page=page)
 
     async def DownloadJobOutput(self, request, context):
-        job = await self._gateway.get(_job_id(request.job_id))
+        job = await self._gateway.get(job_id(request.job_id))
         chunks = self._gateway.output_chunks(job)
         done = object()
         while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
@@ -78,18 +67,8 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             )
 
     async def DeleteJobOutput(self, request, context):
-        job, removed = await self._gateway.delete_output(_job_id(request.job_id))
+        job, removed = await self._gateway.delete_output(job_id(request.job_id))
         return generator_pb2.DeleteJobOutputResponse(job=job_to_proto(job), file_removed=removed)
-
-
-def _job_id(job_id: str) -> str:
-    if not job_id:
-        raise InvalidArgument("job_id is empty", field="job_id", reason="EMPTY_JOB_ID")
-    if len(job_id) > _MAX_ID_CHARS or not job_id.isascii() or not job_id.isalnum():
-        raise InvalidArgument(
-            "job_id is not a job id issued by this gateway", field="job_id", reason="BAD_JOB_ID"
-        )
-    return job_id
 
 
 def _caller(context) -> str:

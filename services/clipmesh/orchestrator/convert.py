@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from clipmesh.index.client import StoredVideo, VideoPage
 from clipmesh.index.convert import hit_to_proto, video_to_proto
-from clipmesh.ingest.records import IngestStage, IngestSummary, VideoProgress
+from clipmesh.media.records import IngestStage, IngestSummary, VideoProgress
 from clipmesh.orchestrator.records import SearchResponse
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.orchestrator.v1 import ingest_pb2, search_pb2

@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from clipmesh.ingest.records import (
+from clipmesh.media.ingest import VideoIngester
+from clipmesh.media.records import (
     IngestError,
     IngestItem,
     IngestOutcome,
@@ -23,7 +24,6 @@ from clipmesh.ingest.records import (
     IngestSummary,
     VideoProgress,
 )
-from clipmesh.ingest.video import VideoIngester
 from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.records import IngestRequest

@@ -1,7 +1,7 @@
 """The orchestrator's domain: a checked search, its answer, and a checked ingest request.
 
 Videos, hits and filters are the index's records (`clipmesh.index.records`,
-`clipmesh.index.filters`); ingest progress is the ingest core's (`clipmesh.ingest.records`).
+`clipmesh.index.filters`); ingest progress is the ingest core's (`clipmesh.media.records`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal
 
 from clipmesh.index.filters import VideoFilter
 from clipmesh.index.records import VideoResult
-from clipmesh.ingest.records import IngestItem
+from clipmesh.media.records import IngestItem
 
 PartKind = Literal["image", "text", "clip"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from clipmesh.index.filters import parse_filter
-from clipmesh.ingest.records import IngestItem
+from clipmesh.media.records import IngestItem
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.records import ClipRef, IngestRequest, QueryPart, SearchRequest
 from clipmesh.runtime.errors import InvalidArgument

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from clipmesh.encoder.client import EncoderClient
 from clipmesh.index.client import IndexClient
-from clipmesh.ingest.media import MediaLimits
-from clipmesh.ingest.video import VideoIngester
+from clipmesh.media.ingest import VideoIngester
+from clipmesh.media.probe import MediaLimits
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.ingest import IngestPipeline

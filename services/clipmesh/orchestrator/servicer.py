@@ -7,7 +7,7 @@ import time
 import grpc
 
 from clipmesh.index.filters import parse_filter
-from clipmesh.ingest.records import VideoProgress
+from clipmesh.media.records import VideoProgress
 from clipmesh.orchestrator import convert, requests
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.ingest import IngestPipeline

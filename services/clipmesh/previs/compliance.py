@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from clipmesh.encoder.images import MAX_ASPECT_RATIO, too_elongated
+from clipmesh.media.images import MAX_ASPECT_RATIO, too_elongated
 from clipmesh.runtime.errors import InvalidArgument
 
 DATA_DIR = Path(__file__).with_name("compliance_lists")

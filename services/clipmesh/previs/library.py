@@ -18,9 +18,9 @@ import numpy as np
 from clipmesh.index.client import IndexClient
 from clipmesh.index.filters import Clause, VideoFilter
 from clipmesh.index.records import VideoResult
-from clipmesh.ingest.paths import path_from_uri
-from clipmesh.ingest.records import IngestItem
-from clipmesh.ingest.video import VideoIngester
+from clipmesh.media.ingest import VideoIngester
+from clipmesh.media.paths import path_from_uri
+from clipmesh.media.records import IngestItem
 from clipmesh.previs.checks import ClipChecker
 from clipmesh.previs.records import Clip, Project, Shot, ShotRevision
 from clipmesh.runtime.errors import NotFound, ServiceError

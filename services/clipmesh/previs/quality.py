@@ -19,21 +19,8 @@ Scores:
   embeddings, computed from the encoder service's vectors (`text_video_match`). The mean,
   not the max: the whole clip should show the prompt, not one lucky frame.
 
-Default thresholds (`QualityThresholds`) sit between measurements on 160×128, 2 s, 24 fps
-H.264 clips (CRF 23), scored at the default 256-pixel side:
-
-- sharpness: a textured picture panned 2 px a frame measures 290; the same blurred with
-  σ = 1.5 px 23, with σ = 3 px 5. Floor **50**. The demo library's clips
-  (`clipmesh.demo.library.make_video`, seeds 0–4) are smooth gradients with no detail and
-  measure 5–15: the Laplacian cannot tell a featureless picture from a blurred one, so they
-  fail this floor, as a blank or washed-out generated clip should.
-- flicker: demo clips 0.17–0.21, the textured pan 0.02; a demo clip with brightness
-  alternating ±20 levels 39. Ceiling **3** (a ±1.5-level alternation).
-- smoothness: the textured pan 1.00, demo clips (which pan in whole-pixel steps, 0.04–0.28
-  px a frame) 0.84–0.98; the textured picture jumping 0–12 px at random 0.69, shaking
-  shaken by −8 to +12 px a frame 0.58. Floor **0.75**.
-- text_match: not measured here; **0.2** is the usual floor for CLIP-style text–image
-  cosines, where matching pairs score about 0.25–0.35 and unrelated ones below 0.2.
+Default thresholds (`QualityThresholds`) sit between measurements of good, blurred, flickering
+and shaken clips; docs/previs.md lists them and how they were chosen.
 """
 
 from __future__ import annotations
@@ -46,8 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clipmesh.ingest.frames import frames_at
-from clipmesh.ingest.media import probe
+from clipmesh.media.frames import frames_at
+from clipmesh.media.probe import probe
 
 # Keeps codec noise on a near-still clip from reading as jerk (see the module docstring).
 _FLOW_NOISE_PX = 1.0

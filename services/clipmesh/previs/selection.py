@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clipmesh.ingest.paths import path_from_uri
+from clipmesh.media.paths import path_from_uri
 from clipmesh.previs.records import Clip, ReviewRequest, Shot, ShotRevision, ShotState
 from clipmesh.previs.stitch import CutClip
 from clipmesh.runtime.errors import FailedPrecondition, InvalidArgument

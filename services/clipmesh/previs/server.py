@@ -8,8 +8,8 @@ from pathlib import Path
 from clipmesh.encoder.client import EncoderClient
 from clipmesh.generator.client import GatewayClient
 from clipmesh.index.client import IndexClient
-from clipmesh.ingest.media import DEFAULT_LIMITS
-from clipmesh.ingest.video import VideoIngester
+from clipmesh.media.ingest import VideoIngester
+from clipmesh.media.probe import DEFAULT_LIMITS
 from clipmesh.previs.checks import ClipChecker
 from clipmesh.previs.compliance import REAL_PEOPLE, SENSITIVE_TERMS, CompliancePolicy
 from clipmesh.previs.config import PrevisConfig

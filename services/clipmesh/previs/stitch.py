@@ -34,7 +34,7 @@ import numpy as np
 import opentimelineio as otio
 from opentimelineio.opentime import RationalTime, TimeRange
 
-from clipmesh.ingest.media import Clock, VideoInfo, corrupt, open_video, probe
+from clipmesh.media.probe import Clock, VideoInfo, corrupt, open_video, probe
 from clipmesh.runtime.errors import InvalidArgument
 
 MAX_SIDE = 4096

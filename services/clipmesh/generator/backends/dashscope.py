@@ -20,7 +20,7 @@ from clipmesh.generator import metrics
 from clipmesh.generator.backends.base import Backend, GenerationFailed, RenderedVideo, TaskContext
 from clipmesh.generator.backends.dashscope_api import MAX_SEED, MODELS, DashScopeAPI
 from clipmesh.generator.jobs import GenerationSpec
-from clipmesh.ingest import media
+from clipmesh.media.probe import probe
 from clipmesh.runtime.errors import InvalidArgument, ServiceError
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class DashScopeBackend(Backend):
         path = ctx.scratch_dir / "dashscope.mp4"
         await self._api.download(url, path)
         try:
-            info = await asyncio.to_thread(media.probe, path)
+            info = await asyncio.to_thread(probe, path)
         except ServiceError as exc:
             raise GenerationFailed(
                 "PROVIDER_BAD_RESULT", f"the video DashScope returned is unusable: {exc.message}"

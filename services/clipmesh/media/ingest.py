@@ -24,11 +24,11 @@ from opentelemetry import trace
 from clipmesh.encoder.client import EncoderClient
 from clipmesh.index.client import IndexClient
 from clipmesh.index.records import Segments, VideoMeta, VideoWrite
-from clipmesh.ingest.frames import analysis_frames, frames_at
-from clipmesh.ingest.media import Deadline, MediaLimits, check_file_size, probe
-from clipmesh.ingest.paths import resolve_media_path, sha256_file
-from clipmesh.ingest.records import IngestItem, IngestOutcome, IngestStage
-from clipmesh.ingest.shots import plan_segments
+from clipmesh.media.frames import analysis_frames, frames_at
+from clipmesh.media.paths import resolve_media_path, sha256_file
+from clipmesh.media.probe import Deadline, MediaLimits, check_file_size, probe
+from clipmesh.media.records import IngestItem, IngestOutcome, IngestStage
+from clipmesh.media.shots import plan_segments
 
 KEYFRAME_SIDE = 384  # enough for the model's 224 px input after a centre crop, and thumbnails
 ENCODE_BATCH = 16
@@ -102,8 +102,8 @@ class VideoIngester:
             span.set_attributes(
                 {
                     "clipmesh.video_id": outcome.video_id,
-                    "clipmesh.ingest.outcome": f"INGEST_STAGE_{outcome.stage.name}",
-                    "clipmesh.ingest.segments": outcome.segments,
+                    "clipmesh.media.outcome": f"INGEST_STAGE_{outcome.stage.name}",
+                    "clipmesh.media.segments": outcome.segments,
                 }
             )
         return outcome
@@ -135,12 +135,12 @@ class VideoIngester:
                     max_window_s=self._max_window_s,
                 )
             )
-            span.set_attribute("clipmesh.ingest.video_seconds", info.duration_s)
-            span.set_attribute("clipmesh.ingest.segments", len(plan))
+            span.set_attribute("clipmesh.media.ingest_seconds", info.duration_s)
+            span.set_attribute("clipmesh.media.segments", len(plan))
         elapsed = time.monotonic() - started
         report(IngestStage.EXTRACTING, 0.4, eta_s=elapsed * 1.5)
         with tracer.start_as_current_span(
-            "ingest.keyframes", attributes={"clipmesh.ingest.keyframes": len(plan)}
+            "ingest.keyframes", attributes={"clipmesh.media.keyframes": len(plan)}
         ):
             keyframes = await asyncio.to_thread(
                 lambda: frames_at(
@@ -187,7 +187,7 @@ class VideoIngester:
         return IngestOutcome(IngestStage.DONE, len(segments), info.duration_s, video_id=video_id)
 
     async def _embed(self, images: list[bytes]) -> np.ndarray:
-        attributes = {"clipmesh.ingest.images": len(images)}
+        attributes = {"clipmesh.media.images": len(images)}
         with tracer.start_as_current_span("ingest.embed", attributes=attributes):
             embeddings = await self._encoder.embed_images(
                 images, interactive=False, timeout_s=CALL_TIMEOUT_S
@@ -196,7 +196,7 @@ class VideoIngester:
 
     async def _upsert(self, collection: str, write: VideoWrite) -> None:
         """Writes the video and its segments to the index in one durable write."""
-        attributes = {"clipmesh.ingest.segments": len(write.segments)}
+        attributes = {"clipmesh.media.segments": len(write.segments)}
         with tracer.start_as_current_span("ingest.upsert", attributes=attributes):
             await self._index.upsert_video(collection, write, timeout_s=CALL_TIMEOUT_S)
 

@@ -30,7 +30,7 @@ from av.container import InputContainer
 from av.video.stream import VideoStream
 from PIL import Image
 
-from clipmesh.ingest.media import (
+from clipmesh.media.probe import (
     DEFAULT_LIMITS,
     Clock,
     Deadline,

@@ -1,12 +1,10 @@
 """Shot-aware segmentation: where a video's segments start and end, and which frame shows each.
 
 Cuts come from PySceneDetect's `ContentDetector` (HSV difference between consecutive frames),
-fed the analysis pass's small frames (8 a second, 160 pixels) through its `process_frame`
-API. We measured that against its `SceneManager` with the PyAV backend (`VideoStreamAv`),
-which decodes every frame in full and converts each to a full-size BGR array before scaling
-it down: on a 20 s generated video on two cores, 0.39 s against 0.12 s at 320×180 and 1.36 s
-against 0.42 s at 1280×720, finding the same cuts. The price is precision: a cut is placed on
-the first analysis frame after it, up to 1/8 s late, where `SceneManager` is frame-exact.
+fed the analysis pass's small frames (8 a second, 160 pixels) through its `process_frame` API
+rather than its `SceneManager`, which decodes and converts every frame in full (about three
+times slower for the same cuts; the figures are in docs/benchmarks.md). The price is
+precision: a cut is placed on the first analysis frame after it, up to 1/8 s late.
 
 Segments then follow the rules of the data model:
 
@@ -36,7 +34,7 @@ import cv2
 import numpy as np
 from scenedetect import ContentDetector, FrameTimecode
 
-from clipmesh.ingest.frames import AnalysisFrame
+from clipmesh.media.frames import AnalysisFrame
 
 _THUMBNAIL_SIDE = 16
 

@@ -1,28 +1,15 @@
 """Opening and probing untrusted local video files with PyAV (FFmpeg).
 
-Every file is opened the same way, by `open_video`: only FFmpeg's `file` protocol and a short
-list of video container demuxers are allowed. The protocol whitelist alone is not enough: a
-playlist demuxer (HLS, concat) reading through `file` could still pull in any local file, so
-playlists, image sequences and raw streams are refused by the demuxer whitelist. Probing reads
-at most `probe_size_bytes`, and a read timeout bounds how long FFmpeg may block on a stalled
-(network) file system.
-
-A hostile file must not wedge a worker or exhaust memory, so `MediaLimits` bounds each file:
-its size (checked before it is hashed or opened), its duration and frame size (checked from the
-headers before any frame is decoded), the pixels any decoder may allocate for one frame
-(FFmpeg's `max_pixels`, so a frame larger than its header claims, a decompression bomb, is
-refused inside the decoder too), and the wall time of all of its probing and decoding: a
-`Deadline` checked before every packet is read and decoded. Each step between two checks is
-one read, bounded by the read timeout, and one frame's decode, bounded by the pixel cap, so a
-file costs at most the limit plus one frame. That keeps the work in the calling thread (PyAV
-releases the GIL while FFmpeg works) instead of a subprocess per file.
-
-`probe` then checks what the orchestrator relies on: one decodable video stream, a known
-duration and frame rate within the limits, and, where the container has an index, that the
-file holds everything the index lists and that its last keyframe decodes. That catches
-`+faststart` files cut short, whose index survives while their media does not. Errors are
-`InvalidArgument` with reasons `NOT_A_VIDEO`, `CORRUPT_MEDIA`, `MEDIA_TOO_LARGE` or
-`MEDIA_TOO_SLOW` and a message that names the file, e.g. "clip.mp4: no video stream".
+Every file is opened by `open_video`: FFmpeg's `file` protocol only, and only an allowlist of
+container demuxers, so a playlist (HLS, concat) cannot pull in other files. `MediaLimits`
+bounds each file so a hostile one can neither wedge a worker nor exhaust memory: its size
+before it is read, duration and frame size from the headers, the pixels any decoder may
+allocate for one frame (FFmpeg's `max_pixels`), and one `Deadline` for all its probing and
+decoding, checked before every packet. That keeps the work in the calling thread (PyAV
+releases the GIL) instead of a subprocess per file. `probe` then checks what ingest relies on
+and catches `+faststart` files cut short. Errors are `InvalidArgument` (`NOT_A_VIDEO`,
+`CORRUPT_MEDIA`, `MEDIA_TOO_LARGE`, `MEDIA_TOO_SLOW`) naming the file; the limits and their
+defaults are in docs/security.md.
 """
 
 from __future__ import annotations
