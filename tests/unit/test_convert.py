@@ -39,6 +39,7 @@ from clipmesh.previs.records import (
     ShotState,
 )
 from clipmesh.runtime.errors import InvalidArgument
+from clipmesh.runtime.messages import from_message, to_message
 from clipmesh_api.orchestrator.v1 import previs_pb2, search_pb2
 
 TIME_S = 1_733_100_000.125
@@ -211,7 +212,7 @@ def test_a_project_round_trips_through_the_api() -> None:
     project = _project()
     for record in (project, project.shots[0], project.shots[0].revisions[0]):
         _assert_every_field_set(record)
-    assert previs_convert.project_from_proto(previs_convert.project_to_proto(project)) == project
+    assert from_message(to_message(project, previs_pb2.Project), Project) == project
 
 
 def test_an_unknown_script_format_is_refused_naming_the_field() -> None:

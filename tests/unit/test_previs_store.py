@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from clipmesh.previs.convert import project_to_proto, shot_to_proto
 from clipmesh.previs.planning import note_chain
 from clipmesh.previs.records import (
     Clip,
@@ -22,7 +21,9 @@ from clipmesh.previs.records import (
     ShotState,
 )
 from clipmesh.previs.store import SCHEMA_VERSION, ProjectNotFound, ProjectStore
+from clipmesh.runtime.messages import to_message
 from clipmesh.runtime.server import StartupError
+from clipmesh_api.orchestrator.v1 import previs_pb2
 
 
 def _project() -> Project:
@@ -113,16 +114,16 @@ def test_a_store_written_by_the_protobuf_release_is_converted_once(tmp_path: Pat
             PRIMARY KEY (project_id, shot_id));
         """
     )
-    header = project_to_proto(project)
+    header = to_message(project, previs_pb2.Project)
     del header.shots[:]
     legacy.execute(
         "INSERT INTO projects (project_id, state, script, project) VALUES (?, ?, ?, ?)",
         ("p1", 2, "script", header.SerializeToString()),
     )
     for shot in project.shots:
+        blob = to_message(shot, previs_pb2.Shot).SerializeToString()
         legacy.execute(
-            "INSERT INTO shots VALUES (?, ?, ?, ?, ?)",
-            ("p1", shot.shot_id, shot.order, None, shot_to_proto(shot).SerializeToString()),
+            "INSERT INTO shots VALUES (?, ?, ?, ?, ?)", ("p1", shot.shot_id, shot.order, None, blob)
         )
     legacy.commit()
     legacy.close()

@@ -84,13 +84,8 @@ class JobStore:
     """Jobs and the content cache's index, in SQLite."""
 
     def __init__(self, path: Path) -> None:
-        self._db = open_store(
-            path,
-            what="job store",
-            schema=_SCHEMA,
-            version=SCHEMA_VERSION,
-            upgrades={0: _convert_protobuf_rows},
-        )
+        upgrades = [_convert_protobuf_rows]  # version 0 kept protobuf bytes
+        self._db = open_store(path, "job store", _SCHEMA, SCHEMA_VERSION, upgrades)
 
     def close(self) -> None:
         self._db.close()

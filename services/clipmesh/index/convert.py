@@ -9,7 +9,6 @@ The orchestrator answers with the same `common.v1` messages (videos, hits, momen
 from __future__ import annotations
 
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from clipmesh.index.filters import Clause, VideoFilter
 from clipmesh.index.records import (
@@ -20,7 +19,7 @@ from clipmesh.index.records import (
     VideoResult,
     VideoWrite,
 )
-from clipmesh.runtime.timestamps import seconds_of, timestamp
+from clipmesh.runtime.messages import from_message, to_message
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2
 
@@ -30,44 +29,18 @@ SOURCE_NAMES = {
     common_pb2.VIDEO_SOURCE_GENERATED: "generated",
 }
 SOURCE_VALUES = {name: value for value, name in SOURCE_NAMES.items()}
+_MOMENT = {MomentHit: {"thumbnail": "thumbnail_uri"}}
 
 
 def video_to_proto(collection: str, meta: VideoMeta) -> common_pb2.Video:
     """The API form of a video's metadata."""
-    video = common_pb2.Video(
-        video_id=meta.video_id,
-        collection=collection,
-        uri=meta.uri,
-        title=meta.title,
-        duration_s=meta.duration_s,
-        fps=meta.fps,
-        width=meta.width,
-        height=meta.height,
-        size_bytes=meta.size_bytes,
-        source=SOURCE_VALUES.get(meta.source, 0),
-        content_sha256=meta.content_sha256,
-        labels=meta.labels,
-    )
-    video.create_time.CopyFrom(timestamp(meta.create_time_s) or Timestamp())
-    return video
+    source = SOURCE_VALUES.get(meta.source, 0)
+    return to_message(meta, common_pb2.Video, collection=collection, source=source)
 
 
 def video_from_proto(video: common_pb2.Video) -> VideoMeta:
     """A video's metadata from its API form (the collection is the caller's to keep)."""
-    return VideoMeta(
-        video_id=video.video_id,
-        uri=video.uri,
-        title=video.title,
-        duration_s=video.duration_s,
-        fps=video.fps,
-        width=video.width,
-        height=video.height,
-        size_bytes=video.size_bytes,
-        source=SOURCE_NAMES.get(video.source, ""),
-        create_time_s=seconds_of(video, "create_time"),
-        content_sha256=video.content_sha256,
-        labels=dict(video.labels),
-    )
+    return from_message(video, VideoMeta, source=SOURCE_NAMES.get(video.source, ""))
 
 
 def segments_to_proto(segments: Segments) -> list[index_pb2.Segment]:
@@ -115,28 +88,14 @@ def hit_to_proto(collection: str, result: VideoResult) -> common_pb2.VideoHit:
     return common_pb2.VideoHit(
         video=video_to_proto(collection, result.meta),
         score=result.score,
-        moments=[
-            common_pb2.Moment(
-                start_s=m.start_s,
-                end_s=m.end_s,
-                peak_s=m.peak_s,
-                score=m.score,
-                thumbnail_uri=m.thumbnail,
-            )
-            for m in result.moments
-        ],
+        moments=[to_message(m, common_pb2.Moment, renames=_MOMENT) for m in result.moments],
     )
 
 
 def hit_from_proto(hit: common_pb2.VideoHit) -> VideoResult:
     """One matching video from its API form."""
-    return VideoResult(
-        meta=video_from_proto(hit.video),
-        score=hit.score,
-        moments=tuple(
-            MomentHit(m.start_s, m.end_s, m.peak_s, m.score, m.thumbnail_uri) for m in hit.moments
-        ),
-    )
+    moments = tuple(from_message(m, MomentHit, renames=_MOMENT) for m in hit.moments)
+    return VideoResult(video_from_proto(hit.video), hit.score, moments)
 
 
 def search_result_to_proto(collection: str, result: SearchResult) -> index_pb2.SearchResponse:

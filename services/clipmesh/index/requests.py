@@ -8,15 +8,16 @@ normalised one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from clipmesh.index.convert import SOURCE_NAMES
+from clipmesh.index.convert import video_from_proto
 from clipmesh.index.filters import parse_filter
-from clipmesh.index.records import SearchQuery, Segments, VideoMeta, VideoWrite
+from clipmesh.index.records import SearchQuery, Segments, VideoWrite
 from clipmesh.runtime.errors import InvalidArgument
 from clipmesh_api.index.v1 import index_pb2
 
@@ -140,20 +141,7 @@ def _parse_video(entry: index_pb2.VideoSegments, where: str, limits: Limits) -> 
                 field=f"{where}.video.{name}",
                 reason="BAD_METADATA",
             )
-    meta = VideoMeta(
-        video_id=identifier,
-        uri=video.uri,
-        title=video.title,
-        duration_s=video.duration_s,
-        fps=video.fps,
-        width=video.width,
-        height=video.height,
-        size_bytes=video.size_bytes,
-        source=SOURCE_NAMES.get(video.source, ""),
-        create_time_s=video.create_time.seconds + video.create_time.nanos / 1e9,
-        content_sha256=video.content_sha256,
-        labels=dict(video.labels),
-    )
+    meta = dataclasses.replace(video_from_proto(video), video_id=identifier)
     return VideoWrite(meta, _parse_segments(entry.segments, f"{where}.segments", limits))
 
 

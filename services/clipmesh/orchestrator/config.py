@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmesh.runtime.config import ConfigError, ServiceConfig, setting
+from clipmesh.runtime.config import ConfigError, FrontDoorConfig, setting
 
 
 @dataclass(frozen=True)
-class OrchestratorConfig(ServiceConfig):
+class OrchestratorConfig(FrontDoorConfig):
     """How the orchestrator serves, where its dependencies are, and its budgets and limits."""
 
     SERVICE = "orchestrator"
@@ -19,23 +19,11 @@ class OrchestratorConfig(ServiceConfig):
     data_dir: Path = setting(
         Path("clipmesh-data/orchestrator"), help="Directory for the keyframe thumbnails."
     )
-    max_concurrent_rpcs_per_caller: int = setting(
-        128,
-        help="Most RPCs one caller runs at once on the public API (token identity, else the "
-        "x-clipmesh-caller header): one team's batch cannot take every slot. 0 = no limit.",
-        minimum=0,
-    )
-    encoder_target: str = setting(
-        "127.0.0.1:50051",
-        help="Encoder address; `dns:///encoder-headless:50051` on Kubernetes.",
-    )
-    index_target: str = setting("127.0.0.1:50052", help="Index address.")
     allowed_roots: tuple[str, ...] = setting(
         (),
         help="Comma-separated directories ingest may read from (after resolving symlinks); "
         "nothing else is ever opened. Empty: ingest refuses every path.",
     )
-    default_collection: str = setting("default", help="Collection used when a request names none.")
     search_budget_ms: int = setting(
         500,
         help="End-to-end budget of a search when the caller sets none.",
@@ -97,7 +85,6 @@ class OrchestratorConfig(ServiceConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.require_set("encoder_target", "index_target")
         for root in self.allowed_roots:
             if not Path(root).is_absolute():
                 raise ConfigError(f"{self.env_name('allowed_roots')}: {root!r} is not absolute")

@@ -17,7 +17,6 @@ from clipmesh.orchestrator.servicer import IngestServicer, SearchServicer
 from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
-from clipmesh_client.wire import ChannelPolicy
 
 
 def media_limits(config: OrchestratorConfig) -> MediaLimits:
@@ -51,10 +50,7 @@ class OrchestratorApp(Application):
         # Channels are made on the serving event loop; dependencies may still be starting:
         # calls to them fail fast with UNAVAILABLE until they answer.
         config = self.config
-        self.channels = DependencyChannels(
-            config,
-            ChannelPolicy(timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb),
-        )
+        self.channels = DependencyChannels(config)
         encoder = EncoderClient(self.channels, config.encoder_target)
         index = IndexClient(self.channels, config.index_target)
         ingester = VideoIngester(

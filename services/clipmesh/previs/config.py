@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmesh.runtime.config import ServiceConfig, setting
+from clipmesh.runtime.config import FrontDoorConfig, setting
 
 
 @dataclass(frozen=True)
-class PrevisConfig(ServiceConfig):
+class PrevisConfig(FrontDoorConfig):
     """How previs serves, where the services it calls are, and its limits and quality bar."""
 
     SERVICE = "previs"
@@ -21,23 +21,7 @@ class PrevisConfig(ServiceConfig):
         help="Directory for the project store (previs.sqlite3), the projects' clips and cuts, "
         "and the clips' thumbnails.",
     )
-    max_concurrent_rpcs_per_caller: int = setting(
-        128,
-        help="Most RPCs one caller runs at once (token identity, else the x-clipmesh-caller "
-        "header): one team's batch cannot take every slot. 0 = no limit.",
-        minimum=0,
-    )
-    encoder_target: str = setting(
-        "127.0.0.1:50051",
-        help="Encoder address (quality checks); `dns:///encoder-headless:50051` on Kubernetes.",
-    )
-    index_target: str = setting(
-        "127.0.0.1:50052", help="Index address (reference footage, the clips in the library)."
-    )
     generator_target: str = setting("127.0.0.1:50053", help="Generator gateway address.")
-    default_collection: str = setting(
-        "default", help="Library collection used when a project names none."
-    )
     max_shots: int = setting(200, help="Most shots one project may have.", minimum=1, maximum=5000)
     max_variants: int = setting(
         4, help="Most style variants per shot a project may ask for.", minimum=1, maximum=16
@@ -86,4 +70,4 @@ class PrevisConfig(ServiceConfig):
 
     def validate(self) -> None:
         super().validate()
-        self.require_set("encoder_target", "index_target", "generator_target")
+        self.require_set("generator_target")

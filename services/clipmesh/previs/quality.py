@@ -59,7 +59,7 @@ class ClipScores:
 
 @dataclass(frozen=True)
 class QualityThresholds:
-    """The limits a clip must meet to pass; defaults are calibrated in the module docstring.
+    """The limits a clip must meet to pass; docs/previs.md says how the defaults were chosen.
 
     Attributes:
         min_sharpness: Lowest acceptable mean Laplacian variance.

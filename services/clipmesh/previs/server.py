@@ -24,7 +24,6 @@ from clipmesh.previs.templates import TemplateLibrary
 from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
-from clipmesh_client.wire import ChannelPolicy
 
 # A generated clip is at most 10 s: one window per shot is the most a segment needs to be.
 CLIP_WINDOW_S = 10.0
@@ -43,10 +42,7 @@ class PrevisApp(Application):
 
     async def start(self) -> None:
         config = self.config
-        self.channels = DependencyChannels(
-            config,
-            ChannelPolicy(timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb),
-        )
+        self.channels = DependencyChannels(config)
         encoder = EncoderClient(self.channels, config.encoder_target)
         index = IndexClient(self.channels, config.index_target)
         checker = ClipChecker(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from clipmesh.previs import convert
 from clipmesh.previs.engine import PrevisEngine
+from clipmesh.previs.records import ProjectProgress
 from clipmesh.runtime.errors import Unavailable
+from clipmesh.runtime.messages import to_message
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
 
 
@@ -23,17 +25,21 @@ class PrevisServicer(previs_pb2_grpc.PrevisServiceServicer):
     async def CreateProject(self, request, context):
         project = convert.project_request_from_proto(request)
         async for progress in self._engine.create(project):
-            yield previs_pb2.CreateProjectResponse(progress=convert.progress_to_proto(progress))
+            yield previs_pb2.CreateProjectResponse(progress=_report(progress))
 
     async def ReviewShot(self, request, context):
         review = convert.review_from_proto(request)
         async for progress in self._engine.review(review):
-            yield previs_pb2.ReviewShotResponse(progress=convert.progress_to_proto(progress))
+            yield previs_pb2.ReviewShotResponse(progress=_report(progress))
 
     async def GetProject(self, request, context):
         project = self._engine.get(request.project_id)
-        return previs_pb2.GetProjectResponse(project=convert.project_to_proto(project))
+        return previs_pb2.GetProjectResponse(project=to_message(project, previs_pb2.Project))
 
     async def ExportCut(self, request, context):
         cut = self._engine.export(request.project_id)
-        return previs_pb2.ExportCutResponse(cut=convert.cut_to_proto(cut))
+        return previs_pb2.ExportCutResponse(cut=to_message(cut, previs_pb2.Cut))
+
+
+def _report(progress: ProjectProgress) -> previs_pb2.ProjectProgress:
+    return to_message(progress, previs_pb2.ProjectProgress)

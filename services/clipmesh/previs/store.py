@@ -22,8 +22,8 @@ from pathlib import Path
 
 import msgspec
 
-from clipmesh.previs.convert import project_from_proto, shot_from_proto
 from clipmesh.previs.records import Project, ProjectState, Shot
+from clipmesh.runtime.messages import from_message
 from clipmesh.runtime.sqlite import open_store
 from clipmesh_api.orchestrator.v1 import previs_pb2
 
@@ -65,13 +65,8 @@ class ProjectStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self._db = open_store(
-            path,
-            what="project store",
-            schema=_SCHEMA,
-            version=SCHEMA_VERSION,
-            upgrades={0: _convert_protobuf_rows},
-        )
+        upgrades = [_convert_protobuf_rows]  # version 0 kept protobuf bytes
+        self._db = open_store(path, "project store", _SCHEMA, SCHEMA_VERSION, upgrades)
         # One connection shared by the event loop and worker threads, guarded by a lock.
         self._lock = threading.Lock()
 
@@ -177,7 +172,7 @@ def _header_json(project: Project) -> bytes:
 def _convert_protobuf_rows(db: sqlite3.Connection) -> None:
     """Rewrites version 0's protobuf rows as JSON records (inside the caller's transaction)."""
     for project_id, blob in db.execute("SELECT project_id, project FROM projects").fetchall():
-        header = project_from_proto(previs_pb2.Project.FromString(blob))
+        header = from_message(previs_pb2.Project.FromString(blob), Project)
         db.execute(
             "UPDATE projects SET project = ? WHERE project_id = ?",
             (_header_json(header), project_id),
@@ -185,7 +180,7 @@ def _convert_protobuf_rows(db: sqlite3.Connection) -> None:
     for project_id, shot_id, blob in db.execute(
         "SELECT project_id, shot_id, shot FROM shots"
     ).fetchall():
-        shot = shot_from_proto(previs_pb2.Shot.FromString(blob))
+        shot = from_message(previs_pb2.Shot.FromString(blob), Shot)
         db.execute(
             "UPDATE shots SET shot = ? WHERE project_id = ? AND shot_id = ?",
             (msgspec.json.encode(shot), project_id, shot_id),

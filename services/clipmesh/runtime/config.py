@@ -163,6 +163,29 @@ class ServiceConfig:
         return "--" + field_name.replace("_", "-")
 
 
+@dataclasses.dataclass(frozen=True)
+class FrontDoorConfig(ServiceConfig):
+    """What the services of the public API (the orchestrator, previs) share: a per-caller
+    bound, and where the encoder and the index are."""
+
+    max_concurrent_rpcs_per_caller: int = setting(
+        128,
+        help="Most RPCs one caller runs at once on the public API (token identity, else the "
+        "x-clipmesh-caller header): one team's batch cannot take every slot. 0 = no limit.",
+        minimum=0,
+    )
+    encoder_target: str = setting(
+        "127.0.0.1:50051",
+        help="Encoder address; `dns:///encoder-headless:50051` on Kubernetes.",
+    )
+    index_target: str = setting("127.0.0.1:50052", help="Index address.")
+    default_collection: str = setting("default", help="Collection used when a request names none.")
+
+    def validate(self) -> None:
+        super().validate()
+        self.require_set("encoder_target", "index_target")
+
+
 ConfigT = TypeVar("ConfigT", bound=ServiceConfig)
 
 

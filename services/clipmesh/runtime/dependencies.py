@@ -54,12 +54,15 @@ class DependencyChannels:
 
     Args:
         config: The calling service's settings (`tls_*`, `max_message_mb`).
-        policy: Deadline and retry policy of every channel.
+        policy: Deadline and retry policy of every channel; by default 30 s a call (callers
+            pass shorter deadlines of their own) and up to 3 attempts on UNAVAILABLE.
     """
 
-    def __init__(self, config: ServiceConfig, policy: ChannelPolicy) -> None:
+    def __init__(self, config: ServiceConfig, policy: ChannelPolicy | None = None) -> None:
         self._config = config
-        self._policy = policy
+        self._policy = policy or ChannelPolicy(
+            timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb
+        )
         self._paths = tls_file_paths(config)
         self._signature = file_signature(self._paths)
         try:

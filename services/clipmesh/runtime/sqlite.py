@@ -9,7 +9,7 @@ a database newer than the code is refused with an error naming the file, rather 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clipmesh.runtime.server import StartupError
@@ -18,7 +18,7 @@ Upgrade = Callable[[sqlite3.Connection], None]
 
 
 def open_store(
-    path: Path, *, what: str, schema: str, version: int, upgrades: Mapping[int, Upgrade]
+    path: Path, what: str, schema: str, version: int, upgrades: Sequence[Upgrade]
 ) -> sqlite3.Connection:
     """Opens (or creates) the database at `path` at schema `version`.
 
@@ -27,8 +27,8 @@ def open_store(
         what: What the store holds, for errors ("job store").
         schema: `CREATE … IF NOT EXISTS` statements of the current schema.
         version: The current schema version.
-        upgrades: From each older version, what rewrites its rows to the next one (run after
-            the current schema's statements, in the same transaction).
+        upgrades: What rewrites the rows of version n to version n + 1, for every n below
+            `version` (run after the current schema's statements, in the same transaction).
 
     Raises:
         StartupError: The database is newer than this code, or has no upgrade path.
@@ -52,7 +52,7 @@ def open_store(
         for statement in filter(str.strip, schema.split(";")):
             db.execute(statement)
         for step in range(found, version):
-            if step not in upgrades:
+            if step >= len(upgrades):
                 raise StartupError(f"{path}: no upgrade of the {what} from version {step}")
             upgrades[step](db)
         db.execute(f"PRAGMA user_version = {version}")

@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from clipmesh.generator import metrics
 from clipmesh.generator.backends.base import Backend, GenerationFailed, RenderedVideo, TaskContext
@@ -36,19 +35,11 @@ class DashScopeBackend(Backend):
     """Wan text-to-video through DashScope's asynchronous task API.
 
     Args:
-        base_url: The API root, e.g. `https://dashscope-intl.aliyuncs.com/api/v1`.
-        api_key: The Model Studio API key (`sk-…`); sent only in `Authorization`.
-        submissions_per_s: The account's task submissions a second (shared by all its keys);
-            each holds its slot until DashScope answers, so arrivals keep to it.
         max_concurrent: The account's concurrent tasks; the gateway's queue keeps to it.
         poll_initial_s: First wait between status polls; grows ×1.5 per poll.
         poll_max_s: Longest wait between status polls.
-        max_retries: Retries of one call after a 429, a 5xx or a transport error.
-        retry_base_s: Backoff base: retry n waits uniform(0, retry_base_s·2ⁿ), capped at 20 s.
-        request_timeout_s: Timeout of each connect, read and write of an API call.
-        download_max_bytes: Largest result video accepted.
-        download_timeout_s: Longest one download attempt may take in all.
-        transport: An httpx transport to use instead of the network (tests).
+        api: How to reach the account (`base_url`, `api_key`, `submissions_per_s`, retries,
+            timeouts, download limits): `DashScopeAPI`'s arguments, documented there.
     """
 
     name = "dashscope"
@@ -60,31 +51,12 @@ class DashScopeBackend(Backend):
     def __init__(
         self,
         *,
-        base_url: str,
-        api_key: str,
-        submissions_per_s: float = 2,
         max_concurrent: int = 2,
         poll_initial_s: float = 2.0,
         poll_max_s: float = 15.0,
-        max_retries: int = 5,
-        retry_base_s: float = 0.5,
-        request_timeout_s: float = 30,
-        download_max_bytes: int = 500 * 2**20,
-        download_timeout_s: float = 600,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **api: Any,
     ) -> None:
-        self._api = DashScopeAPI(
-            base_url=base_url,
-            api_key=api_key,
-            backend=self.name,
-            submissions_per_s=submissions_per_s,
-            max_retries=max_retries,
-            retry_base_s=retry_base_s,
-            request_timeout_s=request_timeout_s,
-            download_max_bytes=download_max_bytes,
-            download_timeout_s=download_timeout_s,
-            transport=transport,
-        )
+        self._api = DashScopeAPI(backend=self.name, **api)
         self.max_concurrent = max_concurrent
         self._poll_initial_s = poll_initial_s
         self._poll_max_s = poll_max_s

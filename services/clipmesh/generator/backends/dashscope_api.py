@@ -154,7 +154,8 @@ class DashScopeAPI:
         base_url: The API root, e.g. `https://dashscope-intl.aliyuncs.com/api/v1`.
         api_key: The Model Studio API key (`sk-…`); sent only in `Authorization`.
         backend: The backend's name, the label of its metrics.
-        submissions_per_s: The account's task submissions a second (shared by all its keys).
+        submissions_per_s: The account's task submissions a second (shared by all its keys);
+            each holds its slot until DashScope answers, so arrivals keep to it.
         max_retries: Retries of one call after a 429, a 5xx or a transport error.
         retry_base_s: Backoff base: retry n waits uniform(0, retry_base_s·2ⁿ), capped at 20 s.
         request_timeout_s: Timeout of each connect, read and write of an API call.
@@ -169,13 +170,13 @@ class DashScopeAPI:
         base_url: str,
         api_key: str,
         backend: str,
-        submissions_per_s: float,
-        max_retries: int,
-        retry_base_s: float,
-        request_timeout_s: float,
-        download_max_bytes: int,
-        download_timeout_s: float,
-        transport: httpx.AsyncBaseTransport | None,
+        submissions_per_s: float = 2,
+        max_retries: int = 5,
+        retry_base_s: float = 0.5,
+        request_timeout_s: float = 30,
+        download_max_bytes: int = 500 * 2**20,
+        download_timeout_s: float = 600,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key is empty")
