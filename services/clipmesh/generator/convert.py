@@ -15,13 +15,13 @@ from clipmesh.generator.jobs import (
     JobEvent,
     JobState,
 )
-from clipmesh.runtime.messages import from_message, to_message
+from clipmesh.runtime.messages import field_names, from_message, to_message
 from clipmesh_api.generator.v1 import generator_pb2
 
 STATE_CODES = {state: generator_pb2.JobState.Value(f"JOB_STATE_{state.name}") for state in JobState}
 STATES_BY_CODE = {code: state for state, code in STATE_CODES.items()}
 # An event's time is its own field name in the API.
-_EVENT = {JobEvent: {"time_s": "event_time_s"}}
+_EVENT = field_names({JobEvent: {"time_s": "event_time_s"}})
 
 
 def spec_to_proto(spec: GenerationSpec) -> generator_pb2.GenerationSpec:

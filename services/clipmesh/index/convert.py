@@ -19,7 +19,7 @@ from clipmesh.index.records import (
     VideoResult,
     VideoWrite,
 )
-from clipmesh.runtime.messages import from_message, to_message
+from clipmesh.runtime.messages import field_names, from_message, to_message
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.index.v1 import index_pb2
 
@@ -29,7 +29,7 @@ SOURCE_NAMES = {
     common_pb2.VIDEO_SOURCE_GENERATED: "generated",
 }
 SOURCE_VALUES = {name: value for value, name in SOURCE_NAMES.items()}
-_MOMENT = {MomentHit: {"thumbnail": "thumbnail_uri"}}
+_MOMENT = field_names({MomentHit: {"thumbnail": "thumbnail_uri"}})
 
 
 def video_to_proto(collection: str, meta: VideoMeta) -> common_pb2.Video:
