@@ -136,42 +136,35 @@ class _DefaultDeadline:
             details.wait_for_ready,
         )
 
-
-class _UnaryUnaryDeadline(_DefaultDeadline, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, details, request):
         return await continuation(self._with_deadline(details), request)
 
-
-class _UnaryStreamDeadline(_DefaultDeadline, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, details, request):
         return await continuation(self._with_deadline(details), request)
 
-
-class _StreamUnaryDeadline(_DefaultDeadline, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, details, request_iterator):
         return await continuation(self._with_deadline(details), request_iterator)
 
-
-class _StreamStreamDeadline(_DefaultDeadline, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, details, request_iterator):
         return await continuation(self._with_deadline(details), request_iterator)
 
 
-def default_deadline(timeout_s: float) -> list[grpc.aio.ClientInterceptor]:
-    """Interceptors giving every call of an asyncio channel that sets no deadline `timeout_s`.
+_CALL_KINDS = (
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+)
+# An asyncio channel files an interceptor under the first kind of call it implements only, so
+# one object implementing all four would leave streams without a deadline: one class a kind.
+_DEADLINES = [
+    type(f"_{kind.__name__}Deadline", (_DefaultDeadline, kind), {}) for kind in _CALL_KINDS
+]
 
-    One per kind of call: an asyncio channel files an interceptor under the first kind it
-    implements only, so one object implementing all four would leave streams without a deadline.
-    """
-    return [
-        kind(timeout_s)
-        for kind in (
-            _UnaryUnaryDeadline,
-            _UnaryStreamDeadline,
-            _StreamUnaryDeadline,
-            _StreamStreamDeadline,
-        )
-    ]
+
+def default_deadline(timeout_s: float) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors giving every call of an asyncio channel that sets no deadline `timeout_s`."""
+    return [deadline(timeout_s) for deadline in _DEADLINES]
 
 
 @dataclass(frozen=True)
