@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services" / "clipmesh"
 SDK = ROOT / "clients" / "clipmesh_client"
 
+# What the front doors (orchestrator, previs) may import from the services they call.
+_CALLERS = {"runtime", "media", "encoder.client", "index.client", "index.records", "index.filters"}
 # What each package of `clipmesh` may import from the others (its own modules always).
 MAY_IMPORT: dict[str, set[str]] = {
     "runtime": set(),
@@ -22,25 +24,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "encoder": {"runtime", "media.images"},
     "index": {"runtime"},
     "generator": {"runtime", "media.probe"},
-    "orchestrator": {
-        "runtime",
-        "media",
-        "encoder.client",
-        "index.client",
-        "index.records",
-        "index.filters",
-        "index.convert",
-    },
-    "previs": {
-        "runtime",
-        "media",
-        "encoder.client",
-        "index.client",
-        "index.records",
-        "index.filters",
-        "generator.client",
-        "generator.jobs",
-    },
+    "orchestrator": _CALLERS | {"index.convert"},
+    "previs": _CALLERS | {"generator.client", "generator.jobs"},
 }
 CHANNEL_FACTORIES = {"insecure_channel", "secure_channel", "intercept_channel"}
 
