@@ -126,14 +126,15 @@ async def test_a_snapshot_drops_the_log_it_covers(tmp_path) -> None:
 
 
 async def test_writes_older_than_the_interval_are_snapshotted_by_maintenance(tmp_path) -> None:
-    backend = FaissBackend(tmp_path, snapshot_interval_s=0.05)
+    # An interval a loaded CI machine cannot overrun between the write and the first look.
+    backend = FaissBackend(tmp_path, snapshot_interval_s=1.0)
     await backend.open()
     await backend.maintain()  # nothing written: nothing to snapshot
     assert backend.last_snapshot_time_s is None
     await backend.upsert("default", [video("v0", random_unit(np.random.default_rng(0), 2))])
     await backend.maintain()  # the write is younger than the interval
     assert backend.snapshot_sequence == 0
-    await asyncio.sleep(0.06)
+    await asyncio.sleep(1.05)
     await backend.maintain()
     assert backend.snapshot_sequence == backend.applied_sequence == 1
     await backend.close()
