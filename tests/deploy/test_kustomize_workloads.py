@@ -1,50 +1,40 @@
-"""The kustomize manifests (deploy/k8s) render, pass Kubernetes 1.30's schemas, and say what
-the services need: gRPC probes the kubelet can make, a locked-down security context, settings
-each service accepts, Services and budgets that find their pods, and every referenced object.
-The network policies are checked in test_network_policies.py, TLS in test_tls_manifests.py.
+"""The rendered kustomize manifests (deploy/k8s) pass Kubernetes 1.30's schemas, and their
+workloads say what the services need: the label contract, gRPC probes the kubelet can make,
+resources, a locked-down security context, writable /tmp and HOME, and settings each service
+accepts, with its paths on mounted volumes and its callers' targets on headless Services.
 
-Each of base, dev and prod is rendered once (kubectl is required: a missing kubectl fails).
+Base and every overlay are checked (the `objects` fixture of tests/deploy/conftest.py).
+Services, budgets and references: test_kustomize_services.py; what each overlay sets:
+test_kustomize_overlays.py; network policies: test_network_policies.py; TLS:
+test_tls_manifests.py.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from pathlib import Path, PurePosixPath
 
 import kubernetes_validate
-import pytest
 
 from clipmesh.cli.mesh import DEPENDENCIES
 from clipmesh.cli.services import CONFIG_TYPES
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.runtime.config import ConfigError, ServiceConfig, fields_of, load_config
 from tests.deploy.manifests import (
-    BASE,
-    DEV,
-    OVERLAYS,
-    PROD,
     Manifest,
-    autoscaler_of,
     component,
     container_ports,
     containers,
     describe,
-    exists,
     find,
     loaded_configs,
     mount_holding,
-    of_kind,
     pod_labels,
     pod_spec,
     quantity,
     referenced,
-    render,
-    selected_workloads,
     selector_matches,
     service_of,
     settings_of,
-    volume_of_mount,
     workload_of,
     workloads,
     writable,
@@ -61,10 +51,7 @@ CUSTOM_KINDS = {
     "Issuer": "cert-manager.io/v1",
 }
 COMPONENTS = {"orchestrator", "previs", "encoder", "index", "generator"}
-# Secrets an SRE creates in the namespace (deploy/k8s/README.md); never committed.
-EXTERNAL_SECRETS = {"clipmesh-generator-provider", "clipmesh-milvus", "clipmesh-api-tokens"}
 UID = 10001
-REGISTRY = "registry.example.com/clipmesh/"
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 # Kinds that belong to the services and carry the label contract (and so do the ConfigMaps
 # the pods read).
@@ -78,27 +65,6 @@ LABELLED_KINDS = {
     "PersistentVolumeClaim",
     "NetworkPolicy",
 }
-
-
-@functools.cache
-def _build(path: Path) -> list[Manifest]:
-    return render(path)
-
-
-@pytest.fixture(scope="module", params=[BASE, *OVERLAYS], ids=lambda path: path.name)
-def objects(request: pytest.FixtureRequest) -> list[Manifest]:
-    """Base and every overlay, rendered."""
-    return _build(request.param)
-
-
-@pytest.fixture(scope="module")
-def prod() -> list[Manifest]:
-    return _build(PROD)
-
-
-@pytest.fixture(scope="module")
-def dev() -> list[Manifest]:
-    return _build(DEV)
 
 
 # --- schemas --------------------------------------------------------------------------------
@@ -325,183 +291,3 @@ def test_callers_targets_name_headless_services_of_their_dependency(
             assert selector_matches(
                 {"matchLabels": service["spec"]["selector"]}, pod_labels(callee)
             )
-
-
-# --- Services, budgets, autoscalers, references ---------------------------------------------
-
-
-def test_services_select_one_workload_and_reach_its_named_ports(objects: list[Manifest]) -> None:
-    """Each Service's `grpc` (and `metrics`) port lands on the container port of that name."""
-    problems = []
-    for service in of_kind(objects, "Service"):
-        selected = selected_workloads(objects, {"matchLabels": service["spec"]["selector"]})
-        if len(selected) != 1:
-            problems.append(f"{describe(service)} selects {[describe(w) for w in selected]}")
-            continue
-        [container] = containers(selected[0])
-        named = container_ports(container)
-        ports = {port["name"]: port for port in service["spec"]["ports"]}
-        if "grpc" not in ports:
-            problems.append(f"{describe(service)}: no port named grpc")
-        for name, port in ports.items():
-            target = named.get(port["targetPort"], port["targetPort"])
-            if target != named.get(name):
-                problems.append(f"{describe(service)}: {name} reaches {target}, not {name}")
-    assert not problems, "\n".join(problems)
-
-
-def test_dependencies_are_headless_and_the_orchestrator_has_both(objects: list[Manifest]) -> None:
-    for name in ("clipmesh-encoder", "clipmesh-index", "clipmesh-generator"):
-        assert find(objects, "Service", name)["spec"].get("clusterIP") == "None", name
-    public = find(objects, "Service", "clipmesh-orchestrator")
-    assert public["spec"].get("clusterIP") != "None"
-    assert find(objects, "Service", "clipmesh-orchestrator-headless")["spec"]["clusterIP"] == "None"
-    assert find(objects, "Service", "clipmesh-previs")["spec"].get("clusterIP") != "None"
-
-
-def test_every_workload_has_a_budget_that_selects_it(objects: list[Manifest]) -> None:
-    budgets = of_kind(objects, "PodDisruptionBudget")
-    for budget in budgets:
-        assert len(selected_workloads(objects, budget["spec"]["selector"])) == 1, describe(budget)
-    covered = {
-        describe(w) for b in budgets for w in selected_workloads(objects, b["spec"]["selector"])
-    }
-    assert covered == {describe(w) for w in workloads(objects)}
-
-
-def test_single_replicas_never_block_a_node_drain(objects: list[Manifest]) -> None:
-    """A budget of minAvailable 1 over one pod would stop every drain until a human came."""
-    for budget in of_kind(objects, "PodDisruptionBudget"):
-        [workload] = selected_workloads(objects, budget["spec"]["selector"])
-        if workload["spec"].get("replicas", 1) == 1 and not autoscaler_of(objects, workload):
-            assert "minAvailable" not in budget["spec"], describe(budget)
-            assert budget["spec"]["maxUnavailable"] >= 1, describe(budget)
-
-
-def test_autoscalers_target_workloads_that_leave_replicas_to_them(objects: list[Manifest]) -> None:
-    for autoscaler in of_kind(objects, "HorizontalPodAutoscaler"):
-        target = autoscaler["spec"]["scaleTargetRef"]
-        workload = find(objects, target["kind"], target["name"])
-        # A replica count in the workload would reset the autoscaler's on every apply.
-        assert "replicas" not in workload["spec"], describe(workload)
-        assert autoscaler["spec"]["minReplicas"] >= 2, describe(autoscaler)
-
-
-def test_everything_the_pods_reference_is_rendered(objects: list[Manifest]) -> None:
-    """Or created outside the manifests: a Secret an SRE makes, or one cert-manager issues for
-    a rendered Certificate."""
-    issued = {c["spec"]["secretName"] for c in of_kind(objects, "Certificate")}
-    missing = [
-        f"{describe(workload)} uses {kind}/{name}"
-        for workload in workloads(objects)
-        for kind, name in sorted(referenced(workload))
-        if not exists(objects, kind, name)
-        and not (kind == "Secret" and name in EXTERNAL_SECRETS | issued)
-    ]
-    assert not missing, "\n".join(missing)
-
-
-def test_no_secret_values_are_committed(objects: list[Manifest]) -> None:
-    assert not of_kind(objects, "Secret")
-
-
-# --- per overlay ----------------------------------------------------------------------------
-
-
-def config_of(objects: list[Manifest], component_name: str) -> ServiceConfig:
-    [container] = containers(workload_of(objects, component_name))
-    environ = settings_of(objects, container)
-    return load_config(CONFIG_TYPES[service_of(container)], environ=environ)
-
-
-def test_previs_runs_the_previs_service_on_one_replica(objects: list[Manifest]) -> None:
-    assert config_of(objects, "previs").SERVICE == "previs"
-    assert config_of(objects, "orchestrator").SERVICE == "orchestrator"
-    previs = workload_of(objects, "previs")
-    assert previs["spec"]["replicas"] == 1
-    assert previs["spec"]["strategy"]["type"] == "Recreate"
-
-
-@pytest.mark.parametrize("path", [BASE, PROD], ids=lambda path: path.name)
-def test_real_weights_outside_dev(path: Path) -> None:
-    spec = WeightsSpec.parse(config_of(_build(path), "encoder").weights)
-    assert spec.kind == "checkpoint"
-    assert PurePosixPath(spec.ref).is_relative_to("/models")
-
-
-def test_prod_encoder_runs_on_a_gpu(prod: list[Manifest]) -> None:
-    encoder = workload_of(prod, "encoder")
-    [container] = containers(encoder)
-    assert container["image"].startswith(f"{REGISTRY}clipmesh-cuda:")
-    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
-    assert any(t["key"] == "nvidia.com/gpu" for t in pod_spec(encoder)["tolerations"])
-    config = config_of(prod, "encoder")
-    assert (config.device, config.precision, config.max_batch) == ("cuda", "fp16", 128)
-    autoscaler = autoscaler_of(prod, encoder)
-    metrics = [m["pods"]["metric"]["name"] for m in autoscaler["spec"]["metrics"] if "pods" in m]
-    assert metrics == ["clipmesh_encoder_queue_depth"]
-
-
-def test_prod_images_come_from_the_registry(prod: list[Manifest]) -> None:
-    for workload in workloads(prod):
-        for container in containers(workload):
-            assert container["image"].startswith(REGISTRY), describe(workload)
-    cpu_images = {c["image"] for w in workloads(prod) for c in containers(w)} - {
-        containers(workload_of(prod, "encoder"))[0]["image"]
-    }
-    assert cpu_images == {f"{REGISTRY}clipmesh:0.1.0"}
-
-
-def test_prod_index_is_stateless_on_milvus(prod: list[Manifest]) -> None:
-    config = config_of(prod, "index")
-    assert config.backend == "milvus"
-    assert config.milvus_uri == "http://milvus.milvus.svc.cluster.local:19530"
-    index = workload_of(prod, "index")
-    [container] = containers(index)
-    token = next(v for v in container["env"] if v["name"] == "CLIPMESH_INDEX_MILVUS_TOKEN")
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "clipmesh-milvus", "key": "token"}
-    assert index["spec"]["replicas"] == 2
-    assert "volumeClaimTemplates" not in index["spec"]
-    assert find(prod, "PodDisruptionBudget", "clipmesh-index")["spec"] == {
-        "minAvailable": 1,
-        "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        "selector": index["spec"]["selector"],
-    }
-
-
-def test_prod_generator_defaults_to_dashscope_with_a_required_key(prod: list[Manifest]) -> None:
-    config = config_of(prod, "generator")
-    assert config.default_backend == "dashscope"
-    generator = workload_of(prod, "generator")
-    [container] = containers(generator)
-    mount = mount_holding(container, str(config.dashscope_api_key_file))
-    volume = volume_of_mount(generator, mount)
-    assert volume["secret"]["secretName"] == "clipmesh-generator-provider"
-    assert volume["secret"]["optional"] is False
-    assert config.dashscope_api_key_file.name == "dashscope-api-key"
-
-
-def test_base_provider_key_is_optional_and_unused() -> None:
-    """Without the key-file setting the gateway never reads the (optional) Secret; with it
-    set and the file missing, it would refuse to start."""
-    base = _build(BASE)
-    assert str(config_of(base, "generator").dashscope_api_key_file) in ("", ".")
-    generator = workload_of(base, "generator")
-    [secret] = [v["secret"] for v in pod_spec(generator)["volumes"] if "secret" in v]
-    assert secret["optional"] is True
-
-
-def test_dev_runs_one_replica_of_everything_without_autoscalers(dev: list[Manifest]) -> None:
-    assert not of_kind(dev, "HorizontalPodAutoscaler")
-    for workload in workloads(dev):
-        assert workload["spec"]["replicas"] == 1, describe(workload)
-
-
-def test_dev_needs_no_weights_and_no_gpu(dev: list[Manifest]) -> None:
-    assert WeightsSpec.parse(config_of(dev, "encoder").weights).is_random
-    assert config_of(dev, "encoder").device == "cpu"
-    assert config_of(dev, "generator").default_backend == "animatic"
-    assert not exists(dev, "PersistentVolumeClaim", "clipmesh-models")
-    for workload in workloads(dev):
-        for container in containers(workload):
-            assert "nvidia.com/gpu" not in container["resources"]["limits"], describe(workload)
