@@ -19,7 +19,8 @@ from clipmesh.generator.backends.dashscope import DashScopeBackend
 from clipmesh.generator.backends.dashscope_api import request_body
 from clipmesh.generator.jobs import GenerationSpec
 from clipmesh.runtime.errors import InvalidArgument
-from tests.fakes.dashscope_server import FakeDashScope, check_submission
+from tests.fakes.dashscope_server import FakeDashScope
+from tests.fakes.dashscope_tasks import check_submission
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import OperationStats, is_expected, rss_growth
+from bench.soak_report import OperationStats, is_expected, rss_growth
 from clipmesh_client.errors import DeadlineExceededError, ResourceExhaustedError
 
 
