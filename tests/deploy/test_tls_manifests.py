@@ -3,8 +3,9 @@ TLS with a certificate cert-manager issues for the name its callers dial, mutual
 internal services, tokens on the public API, probes on the plaintext health-only port, and
 certificates mounted so that renewals reach the pods.
 
-The services' side of this (TLS, mTLS, reload, the health port, tokens) runs for real in
-tests/integration/test_tls_auth.py; the CRD schemas are checked in test_custom_resources.py.
+The services' side of this runs for real in tests/integration: TLS, mTLS, reload and the
+health port in test_tls_transport.py, tokens in test_tls_token_auth.py; the CRD schemas are
+checked in test_custom_resources.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,174 @@
+"""What the generator gateway refuses over gRPC — bad specs before any provider call, bad job
+ids and states, a caller over its share of active jobs — and its clients against it: the
+Python SDK's round trip and the `clipmesh generate` / `clipmesh jobs` CLI. The jobs
+themselves are in test_generator_jobs.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+
+from clipmesh_api.generator.v1 import generator_pb2
+from clipmesh_client import errors as client_errors
+from clipmesh_client.generation import GeneratorClient
+from tests.integration.conftest import State, generate, refusal, spec
+from tests.support import run_cli
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason", "field"),
+    [
+        (spec(""), "EMPTY_PROMPT", "spec.prompt"),
+        (spec("x" * 801), "PROMPT_TOO_LONG", "spec.prompt"),
+        (spec(negative_prompt="n" * 501), "PROMPT_TOO_LONG", "spec.negative_prompt"),
+        (spec(width=1000, height=1000), "UNSUPPORTED_SIZE", "spec.width"),
+        (spec(duration_s=11), "UNSUPPORTED_DURATION", "spec.duration_s"),
+        (spec(fps=29.97), "UNSUPPORTED_FPS", "spec.fps"),
+        (spec(backend="dashscope", width=1280, height=720), "UNSUPPORTED_SIZE", "spec.width"),
+        (spec(backend="dashscope", duration_s=10), "UNSUPPORTED_DURATION", "spec.duration_s"),
+        (spec(backend="midjourney"), "UNKNOWN_BACKEND", "spec.backend"),
+        (spec(model="wan9"), "UNSUPPORTED_MODEL", "spec.model"),
+    ],
+)
+async def test_bad_specs_are_refused_before_any_provider_call(gateway, fake, bad, reason, field):
+    created = fake.tasks_created
+    error = await refusal(gateway.stub.Generate(generator_pb2.GenerateRequest(spec=bad)).read())
+    assert (error.code, error.reason, error.metadata.get("field")) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        reason,
+        field,
+    )
+    assert fake.tasks_created == created
+
+
+async def test_the_allowed_sizes_are_named_in_the_refusal(gateway):
+    error = await refusal(
+        gateway.stub.Generate(
+            generator_pb2.GenerateRequest(spec=spec(backend="dashscope", width=1280, height=720))
+        ).read()
+    )
+    assert "1920x1080" in error.message and "832x480" in error.message
+
+
+async def test_bad_ids_and_states_get_clear_errors(gateway):
+    missing = await refusal(gateway.stub.GetJob(generator_pb2.GetJobRequest(job_id="0" * 32)))
+    assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND")
+    for bad in ("", "../etc/passwd", "é" * 10, "x" * 65):
+        error = await refusal(gateway.stub.GetJob(generator_pb2.GetJobRequest(job_id=bad)))
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    error = await refusal(gateway.stub.ListJobs(generator_pb2.ListJobsRequest(states=[42])))
+    assert (error.reason, error.metadata["field"]) == ("BAD_STATE", "states[0]")
+
+
+async def test_one_caller_cannot_hold_more_than_its_share(gateway):
+    slow = spec("[slow] a long crane shot", backend="dashscope")
+    calls = [
+        gateway.stub.Generate(
+            generator_pb2.GenerateRequest(spec=slow), metadata=(("x-clipmesh-caller", "greedy"),)
+        )
+        for _ in range(4)
+    ]
+    jobs = [(await call.read()).event.job for call in calls]
+    error = await refusal(
+        gateway.stub.Generate(
+            generator_pb2.GenerateRequest(spec=slow), metadata=(("x-clipmesh-caller", "greedy"),)
+        ).read()
+    )
+    assert (error.code, error.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_JOBS")
+    assert error.retry_after_s
+    others = await generate(gateway, spec("someone else"), caller="patient")
+    assert others[-1].job.state == State.JOB_STATE_SUCCEEDED
+    for job in jobs:
+        await gateway.stub.CancelJob(generator_pb2.CancelJobRequest(job_id=job.job_id))
+    for call in calls:
+        call.cancel()
+
+
+def _sdk_round_trip(target: str, destination: Path) -> dict:
+    with GeneratorClient(target, caller="sdk-test", timeout_s=10) as gateway:
+        events = list(
+            gateway.generate(
+                "a pull out from a close-up, cold blue night",
+                size=(256, 144),
+                duration_s=1,
+                fps=12,
+                seed=3,
+                idempotency_key="sdk-1",
+                labels={"project": "demo"},
+            )
+        )
+        job = events[-1].job
+        again = list(
+            gateway.generate(
+                "a pull out from a close-up, cold blue night",
+                size=(256, 144),
+                duration_s=1,
+                fps=12,
+                seed=3,
+                idempotency_key="sdk-1",
+                labels={"project": "demo"},
+            )
+        )
+        saved = gateway.download_output(job.job_id, destination)
+        listed = [j.job_id for j in gateway.list_jobs(states=["succeeded"], page_size=2)]
+        with pytest.raises(client_errors.NotFoundError):
+            gateway.get_job("f" * 32)
+        return {
+            "first": events[0].job,
+            "job": job,
+            "again": again[-1].job,
+            "saved": saved,
+            "listed": listed,
+            "fetched": gateway.get_job(job.job_id),
+            "cancel": gateway.cancel_job(job.job_id),
+        }
+
+
+async def test_the_sdk_generates_watches_downloads_and_lists(gateway, tmp_path):
+    out = await asyncio.to_thread(_sdk_round_trip, gateway.target, tmp_path / "clip.mp4")
+    assert out["first"].state == "queued" and out["job"].state == "succeeded"
+    assert out["job"].finished and out["job"].size == (256, 144)
+    assert out["job"].labels == {"project": "demo"}
+    assert out["again"].job_id == out["job"].job_id  # the same key: the same job
+    assert out["saved"].stat().st_size > 0
+    assert out["job"].job_id in out["listed"]
+    assert out["fetched"] == out["job"]
+    assert out["cancel"][1] == "not_cancellable"
+
+
+async def test_the_cli_generates_lists_and_reports_errors_in_one_line(gateway, tmp_path):
+    output = tmp_path / "cli.mp4"
+    code, out, err = await run_cli(
+        "generate",
+        "固定镜头，夜晚的港口",
+        "--size",
+        "256x144",
+        "--duration",
+        "1",
+        "--fps",
+        "12",
+        "--output",
+        str(output),
+        "--target",
+        gateway.target,
+    )
+    assert code == 0, err
+    assert "succeeded" in out and output.stat().st_size > 0
+    code, out, _ = await run_cli(
+        "jobs", "list", "--json", "--limit", "3", "--target", gateway.target
+    )
+    listed = json.loads(out)
+    assert code == 0 and 1 <= len(listed) <= 3
+    assert listed[0]["prompt"] == "固定镜头，夜晚的港口"  # newest first
+    code, _, err = await run_cli("generate", "x" * 801, "--target", gateway.target)
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert "INVALID_ARGUMENT [PROMPT_TOO_LONG]" in line
+    code, _, err = await run_cli("generate", "a shot", "--size", "wide", "--target", gateway.target)
+    assert code == 2 and "WIDTHxHEIGHT" in err
