@@ -91,30 +91,19 @@ async def test_one_caller_cannot_hold_more_than_its_share(gateway):
 
 
 def _sdk_round_trip(target: str, destination: Path) -> dict:
+    request = dict(
+        size=(256, 144),
+        duration_s=1,
+        fps=12,
+        seed=3,
+        idempotency_key="sdk-1",
+        labels={"project": "demo"},
+    )
+    prompt = "a pull out from a close-up, cold blue night"
     with GeneratorClient(target, caller="sdk-test", timeout_s=10) as gateway:
-        events = list(
-            gateway.generate(
-                "a pull out from a close-up, cold blue night",
-                size=(256, 144),
-                duration_s=1,
-                fps=12,
-                seed=3,
-                idempotency_key="sdk-1",
-                labels={"project": "demo"},
-            )
-        )
+        events = list(gateway.generate(prompt, **request))
         job = events[-1].job
-        again = list(
-            gateway.generate(
-                "a pull out from a close-up, cold blue night",
-                size=(256, 144),
-                duration_s=1,
-                fps=12,
-                seed=3,
-                idempotency_key="sdk-1",
-                labels={"project": "demo"},
-            )
-        )
+        again = list(gateway.generate(prompt, **request))  # the same key: the same job
         saved = gateway.download_output(job.job_id, destination)
         listed = [j.job_id for j in gateway.list_jobs(states=["succeeded"], page_size=2)]
         with pytest.raises(client_errors.NotFoundError):

@@ -119,6 +119,20 @@ async def secured(tmp_path_factory, mesh_ca):
             yield orchestrator
 
 
+def _orchestrator_of(secured, data_dir, **settings) -> OrchestratorConfig:
+    """An orchestrator's settings calling the secured encoder and index; `settings` are
+    further CLIPMESH_ORCHESTRATOR_* values without the prefix."""
+    environ = {
+        "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": secured.dependencies["encoder"],
+        "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": secured.dependencies["index"],
+        "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(data_dir),
+    }
+    environ.update(
+        {f"CLIPMESH_ORCHESTRATOR_{name}": str(value) for name, value in settings.items()}
+    )
+    return load_config(OrchestratorConfig, environ=environ)
+
+
 def search(target: str, ca: DevCredentials, token: str | None):
     """A text search through the SDK over TLS, with `token` (or none)."""
     credentials = tls_credentials(ca.ca_file)
@@ -176,16 +190,8 @@ async def test_a_wrong_token_is_unauthenticated(secured, mesh_ca) -> None:
 async def test_an_orchestrator_without_a_client_certificate_cannot_reach_the_encoder(
     secured, mesh_ca, tmp_path
 ) -> None:
-    config = load_config(
-        OrchestratorConfig,
-        environ={
-            "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": secured.dependencies["encoder"],
-            "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": secured.dependencies["index"],
-            "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path),
-            # Verifies the encoder's certificate but presents none of its own.
-            "CLIPMESH_ORCHESTRATOR_TLS_CA_FILE": str(mesh_ca.ca_file),
-        },
-    )
+    # Verifies the encoder's certificate but presents none of its own.
+    config = _orchestrator_of(secured, tmp_path, TLS_CA_FILE=mesh_ca.ca_file)
     async with serve_in_process(config, create_orchestrator(config)) as orchestrator:
         with (
             Client(orchestrator.target, max_attempts=1) as client,
@@ -208,16 +214,12 @@ async def test_renewed_client_certificates_reach_the_orchestrators_channels_with
             os.replace(live / f".{name}.new", live / name)
 
     install(other_ca, "orchestrator.crt", "orchestrator.key")  # not trusted by the index
-    config = load_config(
-        OrchestratorConfig,
-        environ={
-            "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": secured.dependencies["encoder"],
-            "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": secured.dependencies["index"],
-            "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(tmp_path),
-            "CLIPMESH_ORCHESTRATOR_TLS_CERT_FILE": str(live / "orchestrator.crt"),
-            "CLIPMESH_ORCHESTRATOR_TLS_KEY_FILE": str(live / "orchestrator.key"),
-            "CLIPMESH_ORCHESTRATOR_TLS_CA_FILE": str(mesh_ca.ca_file),
-        },
+    config = _orchestrator_of(
+        secured,
+        tmp_path,
+        TLS_CERT_FILE=live / "orchestrator.crt",
+        TLS_KEY_FILE=live / "orchestrator.key",
+        TLS_CA_FILE=mesh_ca.ca_file,
     )
 
     async def stats_code(channels: DependencyChannels) -> str:
