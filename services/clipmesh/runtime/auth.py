@@ -46,7 +46,7 @@ from clipmesh.runtime.errors import Unauthenticated, trailing_metadata_for
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh.runtime.identity import SPAN_ATTRIBUTE, acting_for
 from clipmesh.runtime.metrics import code_of
-from clipmesh.runtime.security import file_signature
+from clipmesh.runtime.security import FileWatch
 from clipmesh_client.wire import AUTHORIZATION_HEADER
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class TokenFile:
         self._check_interval_s = check_interval_s
         self._lock = threading.Lock()
         self._checked_at = time.monotonic()
-        self._signature = file_signature([str(self._path)])
+        self._file = FileWatch([str(path)])
         self._entries = self._load()
 
     @property
@@ -160,14 +160,9 @@ class TokenFile:
             return
         with self._lock:
             self._checked_at = now
-            signature = file_signature([str(self._path)])
-            if signature == self._signature:
-                return
-            self._signature = signature
-            try:
-                self._entries = self._load()
-            except ConfigError as exc:
-                log.error("tokens file changed but does not load; keeping the old tokens: %s", exc)
+            entries = self._file.reload(self._load, "tokens file")
+            if entries is not None:
+                self._entries = entries
                 return
         log.info("tokens reloaded", extra={"callers": len(self.callers)})
 

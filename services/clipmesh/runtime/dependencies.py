@@ -34,7 +34,7 @@ from clipmesh.runtime.errors import (
     ServiceError,
     Unavailable,
 )
-from clipmesh.runtime.security import channel_credentials, file_signature, tls_file_paths
+from clipmesh.runtime.security import FileWatch, channel_credentials, tls_file_paths
 from clipmesh.runtime.server import StartupError
 from clipmesh.runtime.tracing import client_interceptors
 from clipmesh_client.wire import ChannelPolicy, decode_status, open_aio_channel
@@ -63,8 +63,7 @@ class DependencyChannels:
         self._policy = policy or ChannelPolicy(
             timeout_s=30.0, max_attempts=3, max_message_mb=config.max_message_mb
         )
-        self._paths = tls_file_paths(config)
-        self._signature = file_signature(self._paths)
+        self._files = FileWatch(tls_file_paths(config))
         try:
             self._credentials = channel_credentials(config)
         except ConfigError as exc:
@@ -98,14 +97,8 @@ class DependencyChannels:
         A changed set that does not load (a key written before its certificate) is logged and
         left until the next change; the channels in use stay.
         """
-        signature = file_signature(self._paths)
-        if signature == self._signature:
-            return False
-        self._signature = signature
-        try:
-            credentials = channel_credentials(self._config)
-        except ConfigError as exc:
-            log.error("TLS files changed but do not load; keeping the old channels: %s", exc)
+        credentials = self._files.reload(lambda: channel_credentials(self._config), "TLS files")
+        if credentials is None:
             return False
         retired = list(self._channels.values())
         self._credentials = credentials

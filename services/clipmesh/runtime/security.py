@@ -10,7 +10,7 @@ before each new handshake, connections already open keep the certificate they be
 Client side, `channel_credentials()` gives a service's channels to the others (the orchestrator's
 and previs's) the same files: `tls_ca_file` to verify them and `tls_cert_file`/`tls_key_file` as
 its client certificate. gRPC's channel credentials are fixed once made, so the caller watches
-the files (`file_signature`) and opens new channels when they change (runtime/dependencies.py).
+the files (`FileWatch`) and opens new channels when they change (runtime/dependencies.py).
 
 Every file is checked at start: one that is missing, unreadable, not PEM, a key that does not
 match its certificate, or an expired certificate stops the service with a message naming the
@@ -23,8 +23,10 @@ import datetime
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from cryptography import x509
@@ -34,6 +36,8 @@ from prometheus_client import Gauge
 
 from clipmesh.runtime.config import ConfigError, ServiceConfig
 from clipmesh_client.wire import tls_credentials
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +71,48 @@ def check_tls_settings(config: ServiceConfig) -> None:
         )
 
 
-FileSignature = tuple[tuple[int, int, int] | None, ...]
+class FileWatch:
+    """Notices that one of a set of files changed, without reading them: how the TLS files and
+    the tokens file are reloaded.
 
-
-def file_signature(paths: list[str]) -> FileSignature:
-    """Modification time, size and inode of each path (None: unset or absent): how the TLS
-    files and the tokens file notice a change without reading them.
-
-    A Kubernetes Secret update swaps a symlink to a new directory and cert-manager rewrites the
-    files: either way one of the three changes.
+    A file's modification time, size and inode are compared with the last look (an unset or
+    absent path counts as None). A Kubernetes Secret update swaps a symlink to a new directory
+    and cert-manager rewrites the files: either way one of the three changes.
     """
-    signature = []
-    for path in paths:
+
+    def __init__(self, paths: list[str]) -> None:
+        self._paths = list(paths)
+        self._signature = self._look()
+
+    def changed(self) -> bool:
+        """True once for each change since the last look."""
+        signature = self._look()
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        return True
+
+    def reload(self, load: Callable[[], T], what: str) -> T | None:
+        """`load()` after a change, else None. A changed set that does not load (a key renewed
+        before its certificate) is logged as `what` and skipped until the next change, so what
+        is in use stays: a bad rotation never takes a serving service down."""
+        if not self.changed():
+            return None
         try:
-            st = os.stat(path) if path else None
-        except OSError:
-            st = None
-        signature.append(None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(signature)
+            return load()
+        except ConfigError as exc:
+            log.error("%s changed but cannot be loaded; keeping what is in use: %s", what, exc)
+            return None
+
+    def _look(self) -> tuple[tuple[int, int, int] | None, ...]:
+        signature = []
+        for path in self._paths:
+            try:
+                st = os.stat(path) if path else None
+            except OSError:
+                st = None
+            signature.append(None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(signature)
 
 
 def tls_file_paths(config: ServiceConfig) -> list[str]:
@@ -113,9 +141,8 @@ class ServerCertificates:
 
     def __init__(self, config: ServiceConfig) -> None:
         self._config = config
-        self._paths = tls_file_paths(config)
+        self._files = FileWatch(tls_file_paths(config))
         self._lock = threading.Lock()
-        self._signature = file_signature(self._paths)
         material = _load_server_material(config)
         self.initial = _certificate_configuration(material)
         _record_expiry("serving", material.leaf)
@@ -123,15 +150,9 @@ class ServerCertificates:
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """The new configuration when the files changed since the last look, else None."""
         with self._lock:
-            signature = file_signature(self._paths)
-            if signature == self._signature:
-                return None
-            self._signature = signature
-            try:
-                material = _load_server_material(self._config)
-            except ConfigError as exc:
-                log.error("TLS files changed but do not load; keeping the old ones: %s", exc)
-                return None
+            material = self._files.reload(lambda: _load_server_material(self._config), "TLS files")
+        if material is None:
+            return None
         log.info("TLS certificate reloaded", extra=_certificate_fields(material.leaf))
         # Recorded as handed to gRPC: it serves the next handshake with it.
         _record_expiry("serving", material.leaf)
