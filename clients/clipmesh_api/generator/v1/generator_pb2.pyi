@@ -1,3 +1,4 @@
+from clipmesh_api.common.v1 import access_pb2 as _access_pb2
 from clipmesh_api.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -100,7 +101,7 @@ class JobError(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., provider_code: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "idempotency_key", "backend", "spec", "state", "progress", "queue_position", "eta_s", "result", "error", "orig_prompt", "actual_prompt", "provider_task_id", "create_time", "start_time", "end_time", "output_deleted", "caller")
+    __slots__ = ("job_id", "idempotency_key", "backend", "spec", "state", "progress", "queue_position", "eta_s", "result", "error", "orig_prompt", "actual_prompt", "provider_task_id", "create_time", "start_time", "end_time", "output_deleted", "caller", "webhook_url")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +120,7 @@ class Job(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_DELETED_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     idempotency_key: str
     backend: str
@@ -137,7 +139,8 @@ class Job(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     output_deleted: bool
     caller: str
-    def __init__(self, job_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., backend: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., queue_position: _Optional[int] = ..., eta_s: _Optional[float] = ..., result: _Optional[_Union[GenerationResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., orig_prompt: _Optional[str] = ..., actual_prompt: _Optional[str] = ..., provider_task_id: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., output_deleted: bool = ..., caller: _Optional[str] = ...) -> None: ...
+    webhook_url: str
+    def __init__(self, job_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., backend: _Optional[str] = ..., spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., queue_position: _Optional[int] = ..., eta_s: _Optional[float] = ..., result: _Optional[_Union[GenerationResult, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., orig_prompt: _Optional[str] = ..., actual_prompt: _Optional[str] = ..., provider_task_id: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., output_deleted: bool = ..., caller: _Optional[str] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("job", "message", "event_time")
@@ -150,12 +153,14 @@ class JobEvent(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., message: _Optional[str] = ..., event_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("spec", "idempotency_key")
+    __slots__ = ("spec", "idempotency_key", "webhook_url")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
     spec: GenerationSpec
     idempotency_key: str
-    def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    webhook_url: str
+    def __init__(self, spec: _Optional[_Union[GenerationSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., webhook_url: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("event",)
@@ -248,3 +253,15 @@ class DeleteJobOutputResponse(_message.Message):
     job: Job
     file_removed: bool
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., file_removed: bool = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("caller", "quotas")
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    QUOTAS_FIELD_NUMBER: _ClassVar[int]
+    caller: str
+    quotas: _containers.RepeatedCompositeFieldContainer[_access_pb2.QuotaUsage]
+    def __init__(self, caller: _Optional[str] = ..., quotas: _Optional[_Iterable[_Union[_access_pb2.QuotaUsage, _Mapping]]] = ...) -> None: ...

@@ -71,6 +71,11 @@ class GeneratorServiceStub(object):
                 request_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputRequest.SerializeToString,
                 response_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/clipmesh.generator.v1.GeneratorService/GetUsage',
+                request_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class GeneratorServiceServicer(object):
@@ -108,7 +113,8 @@ class GeneratorServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Lists jobs, newest first, filtered by state and backend.
+        """Lists the caller's jobs (an admin's: every caller's), newest first, filtered by state and
+        backend.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +130,13 @@ class GeneratorServiceServicer(object):
 
     def DeleteJobOutput(self, request, context):
         """Deletes a job's video from the output store; the job's record stays, marked as such.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
+        """Returns the caller's generation quotas: provider video-seconds today and jobs at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,6 +179,11 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
                     servicer.DeleteJobOutput,
                     request_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputRequest.FromString,
                     response_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.GetUsageRequest.FromString,
+                    response_serializer=clipmesh_dot_generator_dot_v1_dot_generator__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +377,33 @@ class GeneratorService(object):
             '/clipmesh.generator.v1.GeneratorService/DeleteJobOutput',
             clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputRequest.SerializeToString,
             clipmesh_dot_generator_dot_v1_dot_generator__pb2.DeleteJobOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clipmesh.generator.v1.GeneratorService/GetUsage',
+            clipmesh_dot_generator_dot_v1_dot_generator__pb2.GetUsageRequest.SerializeToString,
+            clipmesh_dot_generator_dot_v1_dot_generator__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from clipmesh_api.common.v1 import access_pb2 as clipmesh_dot_common_dot_v1_dot_access__pb2
 from clipmesh_api.common.v1 import common_pb2 as clipmesh_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/ingest.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1f\x63lipmesh/common/v1/common.proto\"\x99\x01\n\nIngestItem\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12@\n\x06labels\x18\x03 \x03(\x0b\x32\x30.clipmesh.orchestrator.v1.IngestItem.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x13IngestVideosRequest\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.clipmesh.orchestrator.v1.IngestItem\x12\x12\n\ncollection\x18\x02 \x01(\t\".\n\x0bIngestError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcd\x01\n\rVideoProgress\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x34\n\x05stage\x18\x03 \x01(\x0e\x32%.clipmesh.orchestrator.v1.IngestStage\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x05 \x01(\x01\x12\x10\n\x08segments\x18\x06 \x01(\x05\x12\x34\n\x05\x65rror\x18\x07 \x01(\x0b\x32%.clipmesh.orchestrator.v1.IngestError\"\x84\x01\n\rIngestSummary\x12\x10\n\x08ingested\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\x12\x10\n\x08segments\x18\x04 \x01(\x05\x12\x15\n\rvideo_seconds\x18\x05 \x01(\x01\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\"\x98\x01\n\x14IngestVideosResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.VideoProgressH\x00\x12:\n\x07summary\x18\x02 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.IngestSummaryH\x00\x42\x07\n\x05\x65vent\"<\n\x13\x44\x65leteVideosRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tvideo_ids\x18\x02 \x03(\t\"D\n\x14\x44\x65leteVideosResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x05\x12\x15\n\rnot_found_ids\x18\x02 \x03(\t\"7\n\x0fGetVideoRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\"N\n\x10GetVideoResponse\x12(\n\x05video\x18\x01 \x01(\x0b\x32\x19.clipmesh.common.v1.Video\x12\x10\n\x08segments\x18\x02 \x01(\x05\"\x8a\x01\n\x11ListVideosRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x32\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\".clipmesh.common.v1.MetadataFilter\x12-\n\x04page\x18\x03 \x01(\x0b\x32\x1f.clipmesh.common.v1.PageRequest\"o\n\x12ListVideosResponse\x12)\n\x06videos\x18\x01 \x03(\x0b\x32\x19.clipmesh.common.v1.Video\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .clipmesh.common.v1.PageResponse*\x9f\x02\n\x0bIngestStage\x12\x1c\n\x18INGEST_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13INGEST_STAGE_QUEUED\x10\x01\x12\x18\n\x14INGEST_STAGE_PROBING\x10\x02\x12 \n\x1cINGEST_STAGE_DETECTING_SHOTS\x10\x03\x12\x1b\n\x17INGEST_STAGE_EXTRACTING\x10\x04\x12\x19\n\x15INGEST_STAGE_ENCODING\x10\x05\x12\x19\n\x15INGEST_STAGE_INDEXING\x10\x06\x12\x15\n\x11INGEST_STAGE_DONE\x10\x07\x12\x1a\n\x16INGEST_STAGE_DUPLICATE\x10\x08\x12\x17\n\x13INGEST_STAGE_FAILED\x10\t2\xbb\x03\n\rIngestService\x12o\n\x0cIngestVideos\x12-.clipmesh.orchestrator.v1.IngestVideosRequest\x1a..clipmesh.orchestrator.v1.IngestVideosResponse0\x01\x12m\n\x0c\x44\x65leteVideos\x12-.clipmesh.orchestrator.v1.DeleteVideosRequest\x1a..clipmesh.orchestrator.v1.DeleteVideosResponse\x12\x61\n\x08GetVideo\x12).clipmesh.orchestrator.v1.GetVideoRequest\x1a*.clipmesh.orchestrator.v1.GetVideoResponse\x12g\n\nListVideos\x12+.clipmesh.orchestrator.v1.ListVideosRequest\x1a,.clipmesh.orchestrator.v1.ListVideosResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/ingest.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1f\x63lipmesh/common/v1/access.proto\x1a\x1f\x63lipmesh/common/v1/common.proto\"\x99\x01\n\nIngestItem\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12@\n\x06labels\x18\x03 \x03(\x0b\x32\x30.clipmesh.orchestrator.v1.IngestItem.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x13IngestVideosRequest\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.clipmesh.orchestrator.v1.IngestItem\x12\x12\n\ncollection\x18\x02 \x01(\t\".\n\x0bIngestError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcd\x01\n\rVideoProgress\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\x12\x34\n\x05stage\x18\x03 \x01(\x0e\x32%.clipmesh.orchestrator.v1.IngestStage\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\r\n\x05\x65ta_s\x18\x05 \x01(\x01\x12\x10\n\x08segments\x18\x06 \x01(\x05\x12\x34\n\x05\x65rror\x18\x07 \x01(\x0b\x32%.clipmesh.orchestrator.v1.IngestError\"\x84\x01\n\rIngestSummary\x12\x10\n\x08ingested\x18\x01 \x01(\x05\x12\x12\n\nduplicates\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\x12\x10\n\x08segments\x18\x04 \x01(\x05\x12\x15\n\rvideo_seconds\x18\x05 \x01(\x01\x12\x14\n\x0cwall_seconds\x18\x06 \x01(\x01\"\x98\x01\n\x14IngestVideosResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.VideoProgressH\x00\x12:\n\x07summary\x18\x02 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.IngestSummaryH\x00\x42\x07\n\x05\x65vent\"<\n\x13\x44\x65leteVideosRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tvideo_ids\x18\x02 \x03(\t\"D\n\x14\x44\x65leteVideosResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x05\x12\x15\n\rnot_found_ids\x18\x02 \x03(\t\"7\n\x0fGetVideoRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x10\n\x08video_id\x18\x02 \x01(\t\"N\n\x10GetVideoResponse\x12(\n\x05video\x18\x01 \x01(\x0b\x32\x19.clipmesh.common.v1.Video\x12\x10\n\x08segments\x18\x02 \x01(\x05\"\x8a\x01\n\x11ListVideosRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x32\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\".clipmesh.common.v1.MetadataFilter\x12-\n\x04page\x18\x03 \x01(\x0b\x32\x1f.clipmesh.common.v1.PageRequest\"o\n\x12ListVideosResponse\x12)\n\x06videos\x18\x01 \x03(\x0b\x32\x19.clipmesh.common.v1.Video\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .clipmesh.common.v1.PageResponse*\x9f\x02\n\x0bIngestStage\x12\x1c\n\x18INGEST_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13INGEST_STAGE_QUEUED\x10\x01\x12\x18\n\x14INGEST_STAGE_PROBING\x10\x02\x12 \n\x1cINGEST_STAGE_DETECTING_SHOTS\x10\x03\x12\x1b\n\x17INGEST_STAGE_EXTRACTING\x10\x04\x12\x19\n\x15INGEST_STAGE_ENCODING\x10\x05\x12\x19\n\x15INGEST_STAGE_INDEXING\x10\x06\x12\x15\n\x11INGEST_STAGE_DONE\x10\x07\x12\x1a\n\x16INGEST_STAGE_DUPLICATE\x10\x08\x12\x17\n\x13INGEST_STAGE_FAILED\x10\t2\x8d\x04\n\rIngestService\x12\x83\x01\n\x0cIngestVideos\x12-.clipmesh.orchestrator.v1.IngestVideosRequest\x1a..clipmesh.orchestrator.v1.IngestVideosResponse\"\x12\xfa\xa9\x19\x0e\x08\x03\x12\ncollection0\x01\x12\x81\x01\n\x0c\x44\x65leteVideos\x12-.clipmesh.orchestrator.v1.DeleteVideosRequest\x1a..clipmesh.orchestrator.v1.DeleteVideosResponse\"\x12\xfa\xa9\x19\x0e\x08\x04\x12\ncollection\x12u\n\x08GetVideo\x12).clipmesh.orchestrator.v1.GetVideoRequest\x1a*.clipmesh.orchestrator.v1.GetVideoResponse\"\x12\xfa\xa9\x19\x0e\x08\x02\x12\ncollection\x12{\n\nListVideos\x12+.clipmesh.orchestrator.v1.ListVideosRequest\x1a,.clipmesh.orchestrator.v1.ListVideosResponse\"\x12\xfa\xa9\x19\x0e\x08\x02\x12\ncollectionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +35,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INGESTITEM_LABELSENTRY']._loaded_options = None
   _globals['_INGESTITEM_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_INGESTSTAGE']._serialized_start=1422
-  _globals['_INGESTSTAGE']._serialized_end=1709
-  _globals['_INGESTITEM']._serialized_start=101
-  _globals['_INGESTITEM']._serialized_end=254
-  _globals['_INGESTITEM_LABELSENTRY']._serialized_start=209
-  _globals['_INGESTITEM_LABELSENTRY']._serialized_end=254
-  _globals['_INGESTVIDEOSREQUEST']._serialized_start=256
-  _globals['_INGESTVIDEOSREQUEST']._serialized_end=350
-  _globals['_INGESTERROR']._serialized_start=352
-  _globals['_INGESTERROR']._serialized_end=398
-  _globals['_VIDEOPROGRESS']._serialized_start=401
-  _globals['_VIDEOPROGRESS']._serialized_end=606
-  _globals['_INGESTSUMMARY']._serialized_start=609
-  _globals['_INGESTSUMMARY']._serialized_end=741
-  _globals['_INGESTVIDEOSRESPONSE']._serialized_start=744
-  _globals['_INGESTVIDEOSRESPONSE']._serialized_end=896
-  _globals['_DELETEVIDEOSREQUEST']._serialized_start=898
-  _globals['_DELETEVIDEOSREQUEST']._serialized_end=958
-  _globals['_DELETEVIDEOSRESPONSE']._serialized_start=960
-  _globals['_DELETEVIDEOSRESPONSE']._serialized_end=1028
-  _globals['_GETVIDEOREQUEST']._serialized_start=1030
-  _globals['_GETVIDEOREQUEST']._serialized_end=1085
-  _globals['_GETVIDEORESPONSE']._serialized_start=1087
-  _globals['_GETVIDEORESPONSE']._serialized_end=1165
-  _globals['_LISTVIDEOSREQUEST']._serialized_start=1168
-  _globals['_LISTVIDEOSREQUEST']._serialized_end=1306
-  _globals['_LISTVIDEOSRESPONSE']._serialized_start=1308
-  _globals['_LISTVIDEOSRESPONSE']._serialized_end=1419
-  _globals['_INGESTSERVICE']._serialized_start=1712
-  _globals['_INGESTSERVICE']._serialized_end=2155
+  _globals['_INGESTSERVICE'].methods_by_name['IngestVideos']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['IngestVideos']._serialized_options = b'\372\251\031\016\010\003\022\ncollection'
+  _globals['_INGESTSERVICE'].methods_by_name['DeleteVideos']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['DeleteVideos']._serialized_options = b'\372\251\031\016\010\004\022\ncollection'
+  _globals['_INGESTSERVICE'].methods_by_name['GetVideo']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['GetVideo']._serialized_options = b'\372\251\031\016\010\002\022\ncollection'
+  _globals['_INGESTSERVICE'].methods_by_name['ListVideos']._loaded_options = None
+  _globals['_INGESTSERVICE'].methods_by_name['ListVideos']._serialized_options = b'\372\251\031\016\010\002\022\ncollection'
+  _globals['_INGESTSTAGE']._serialized_start=1455
+  _globals['_INGESTSTAGE']._serialized_end=1742
+  _globals['_INGESTITEM']._serialized_start=134
+  _globals['_INGESTITEM']._serialized_end=287
+  _globals['_INGESTITEM_LABELSENTRY']._serialized_start=242
+  _globals['_INGESTITEM_LABELSENTRY']._serialized_end=287
+  _globals['_INGESTVIDEOSREQUEST']._serialized_start=289
+  _globals['_INGESTVIDEOSREQUEST']._serialized_end=383
+  _globals['_INGESTERROR']._serialized_start=385
+  _globals['_INGESTERROR']._serialized_end=431
+  _globals['_VIDEOPROGRESS']._serialized_start=434
+  _globals['_VIDEOPROGRESS']._serialized_end=639
+  _globals['_INGESTSUMMARY']._serialized_start=642
+  _globals['_INGESTSUMMARY']._serialized_end=774
+  _globals['_INGESTVIDEOSRESPONSE']._serialized_start=777
+  _globals['_INGESTVIDEOSRESPONSE']._serialized_end=929
+  _globals['_DELETEVIDEOSREQUEST']._serialized_start=931
+  _globals['_DELETEVIDEOSREQUEST']._serialized_end=991
+  _globals['_DELETEVIDEOSRESPONSE']._serialized_start=993
+  _globals['_DELETEVIDEOSRESPONSE']._serialized_end=1061
+  _globals['_GETVIDEOREQUEST']._serialized_start=1063
+  _globals['_GETVIDEOREQUEST']._serialized_end=1118
+  _globals['_GETVIDEORESPONSE']._serialized_start=1120
+  _globals['_GETVIDEORESPONSE']._serialized_end=1198
+  _globals['_LISTVIDEOSREQUEST']._serialized_start=1201
+  _globals['_LISTVIDEOSREQUEST']._serialized_end=1339
+  _globals['_LISTVIDEOSRESPONSE']._serialized_start=1341
+  _globals['_LISTVIDEOSRESPONSE']._serialized_end=1452
+  _globals['_INGESTSERVICE']._serialized_start=1745
+  _globals['_INGESTSERVICE']._serialized_end=2270
 # @@protoc_insertion_point(module_scope)

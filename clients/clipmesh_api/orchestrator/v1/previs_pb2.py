@@ -22,58 +22,67 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from clipmesh_api.common.v1 import access_pb2 as clipmesh_dot_common_dot_v1_dot_access__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/previs.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\rQualityScores\x12\x11\n\tsharpness\x18\x01 \x01(\x01\x12\x0f\n\x07\x66licker\x18\x02 \x01(\x01\x12\x12\n\nsmoothness\x18\x03 \x01(\x01\x12\x12\n\ntext_match\x18\x04 \x01(\x01\x12\x0e\n\x06passed\x18\x05 \x01(\x08\x12\x10\n\x08\x66\x61ilures\x18\x06 \x03(\t\x12\x1b\n\x13text_match_enforced\x18\x07 \x01(\x08\"\xa3\x02\n\x04\x43lip\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x12\n\nduration_s\x18\x04 \x01(\x01\x12\x37\n\x06scores\x18\x05 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.QualityScores\x12\r\n\x05style\x18\x06 \x01(\t\x12\x10\n\x08video_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0f\n\x07variant\x18\t \x01(\x05\x12\x18\n\x0b\x63onsistency\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x66\x61ilure\x18\x0b \x01(\t\x12\x0e\n\x06prompt\x18\x0c \x01(\t\x12\x15\n\ractual_prompt\x18\r \x01(\tB\x0e\n\x0c_consistency\"\xbd\x02\n\x0cShotRevision\x12\x10\n\x08revision\x18\x01 \x01(\x05\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x15\n\ractual_prompt\x18\x04 \x01(\t\x12\x0f\n\x07lineage\x18\x05 \x03(\t\x12-\n\x05\x63lips\x18\x06 \x03(\x0b\x32\x1e.clipmesh.orchestrator.v1.Clip\x12\x15\n\rselected_clip\x18\x07 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fnegative_prompt\x18\t \x01(\t\x12\x1a\n\x12reference_video_id\x18\n \x01(\t\x12\x17\n\x0freference_score\x18\x0b \x01(\x01\x12\x10\n\x08\x62\x61sed_on\x18\x0c \x01(\x05\"\xf0\x02\n\x04Shot\x12\x0f\n\x07shot_id\x18\x01 \x01(\t\x12\x10\n\x08scene_id\x18\x02 \x01(\t\x12\r\n\x05order\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x12\x12\n\ncharacters\x18\x06 \x03(\t\x12\x10\n\x08location\x18\x07 \x01(\t\x12\x13\n\x0btime_of_day\x18\x08 \x01(\t\x12\x14\n\x0c\x63\x61mera_hints\x18\t \x03(\t\x12\x32\n\x05state\x18\n \x01(\x0e\x32#.clipmesh.orchestrator.v1.ShotState\x12\x16\n\x0e\x62locked_reason\x18\x0b \x01(\t\x12\x39\n\trevisions\x18\x0c \x03(\x0b\x32&.clipmesh.orchestrator.v1.ShotRevision\x12\x18\n\x10\x63urrent_revision\x18\r \x01(\x05\x12\x1b\n\x13has_reference_image\x18\x0e \x01(\x08\"*\n\x05Scene\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x0f\n\x07heading\x18\x02 \x01(\t\"m\n\x03\x43ut\x12\x0f\n\x07mp4_uri\x18\x01 \x01(\t\x12\x10\n\x08otio_uri\x18\x02 \x01(\t\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xee\x02\n\x07Project\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12/\n\x06scenes\x18\x03 \x03(\x0b\x32\x1f.clipmesh.orchestrator.v1.Scene\x12-\n\x05shots\x18\x04 \x03(\x0b\x32\x1e.clipmesh.orchestrator.v1.Shot\x12*\n\x03\x63ut\x18\x05 \x01(\x0b\x32\x1d.clipmesh.orchestrator.v1.Cut\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x08settings\x18\x07 \x01(\x0b\x32).clipmesh.orchestrator.v1.ProjectSettings\x12\x35\n\x05state\x18\x08 \x01(\x0e\x32&.clipmesh.orchestrator.v1.ProjectState\x12\x0f\n\x07notices\x18\t \x03(\t\"\x95\x01\n\x0fProjectSettings\x12\x10\n\x08variants\x18\x01 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05style\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x07 \x01(\x01\x12\x12\n\ncollection\x18\x08 \x01(\t\"\xb1\x01\n\x0fProjectProgress\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x12\n\nshots_done\x18\x03 \x01(\x05\x12\x13\n\x0bshots_total\x18\x04 \x01(\x05\x12\r\n\x05\x65ta_s\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x32\n\x07project\x18\x07 \x01(\x0b\x32!.clipmesh.orchestrator.v1.Project\"\x9c\x02\n\x14\x43reateProjectRequest\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0e\n\x06script\x18\x02 \x01(\t\x12\x36\n\x06\x66ormat\x18\x03 \x01(\x0e\x32&.clipmesh.orchestrator.v1.ScriptFormat\x12\x10\n\x08variants\x18\x04 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\r\n\x05style\x18\x06 \x01(\t\x12;\n\nreferences\x18\x07 \x03(\x0b\x32\'.clipmesh.orchestrator.v1.ShotReference\x12\x12\n\ncollection\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0b\n\x03\x66ps\x18\x0b \x01(\x01\"2\n\rShotReference\x12\x12\n\nshot_order\x18\x01 \x01(\x05\x12\r\n\x05image\x18\x02 \x01(\x0c\"T\n\x15\x43reateProjectResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32).clipmesh.orchestrator.v1.ProjectProgress\"\x8a\x01\n\x11ReviewShotRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07shot_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x18\n\x10restore_revision\x18\x04 \x01(\x05\x12\x18\n\x0bselect_clip\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x0e\n\x0c_select_clip\"Q\n\x12ReviewShotResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32).clipmesh.orchestrator.v1.ProjectProgress\"\'\n\x11GetProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"H\n\x12GetProjectResponse\x12\x32\n\x07project\x18\x01 \x01(\x0b\x32!.clipmesh.orchestrator.v1.Project\"&\n\x10\x45xportCutRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"?\n\x11\x45xportCutResponse\x12*\n\x03\x63ut\x18\x01 \x01(\x0b\x32\x1d.clipmesh.orchestrator.v1.Cut*b\n\x0cScriptFormat\x12\x1d\n\x19SCRIPT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13SCRIPT_FORMAT_PLAIN\x10\x01\x12\x1a\n\x16SCRIPT_FORMAT_FOUNTAIN\x10\x02*\xd8\x01\n\tShotState\x12\x1a\n\x16SHOT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SHOT_STATE_PENDING\x10\x01\x12\x19\n\x15SHOT_STATE_GENERATING\x10\x02\x12\x17\n\x13SHOT_STATE_CHECKING\x10\x03\x12\x14\n\x10SHOT_STATE_READY\x10\x04\x12\x1e\n\x1aSHOT_STATE_BELOW_THRESHOLD\x10\x05\x12\x16\n\x12SHOT_STATE_BLOCKED\x10\x06\x12\x15\n\x11SHOT_STATE_FAILED\x10\x07*\x7f\n\x0cProjectState\x12\x1d\n\x19PROJECT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PROJECT_STATE_RUNNING\x10\x01\x12\x16\n\x12PROJECT_STATE_DONE\x10\x02\x12\x1d\n\x19PROJECT_STATE_INTERRUPTED\x10\x03\x32\xbd\x03\n\rPrevisService\x12r\n\rCreateProject\x12..clipmesh.orchestrator.v1.CreateProjectRequest\x1a/.clipmesh.orchestrator.v1.CreateProjectResponse0\x01\x12i\n\nReviewShot\x12+.clipmesh.orchestrator.v1.ReviewShotRequest\x1a,.clipmesh.orchestrator.v1.ReviewShotResponse0\x01\x12g\n\nGetProject\x12+.clipmesh.orchestrator.v1.GetProjectRequest\x1a,.clipmesh.orchestrator.v1.GetProjectResponse\x12\x64\n\tExportCut\x12*.clipmesh.orchestrator.v1.ExportCutRequest\x1a+.clipmesh.orchestrator.v1.ExportCutResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/previs.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1f\x63lipmesh/common/v1/access.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\rQualityScores\x12\x11\n\tsharpness\x18\x01 \x01(\x01\x12\x0f\n\x07\x66licker\x18\x02 \x01(\x01\x12\x12\n\nsmoothness\x18\x03 \x01(\x01\x12\x12\n\ntext_match\x18\x04 \x01(\x01\x12\x0e\n\x06passed\x18\x05 \x01(\x08\x12\x10\n\x08\x66\x61ilures\x18\x06 \x03(\t\x12\x1b\n\x13text_match_enforced\x18\x07 \x01(\x08\"\xa3\x02\n\x04\x43lip\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12\x12\n\nduration_s\x18\x04 \x01(\x01\x12\x37\n\x06scores\x18\x05 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.QualityScores\x12\r\n\x05style\x18\x06 \x01(\t\x12\x10\n\x08video_id\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0f\n\x07variant\x18\t \x01(\x05\x12\x18\n\x0b\x63onsistency\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x66\x61ilure\x18\x0b \x01(\t\x12\x0e\n\x06prompt\x18\x0c \x01(\t\x12\x15\n\ractual_prompt\x18\r \x01(\tB\x0e\n\x0c_consistency\"\xbd\x02\n\x0cShotRevision\x12\x10\n\x08revision\x18\x01 \x01(\x05\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x15\n\ractual_prompt\x18\x04 \x01(\t\x12\x0f\n\x07lineage\x18\x05 \x03(\t\x12-\n\x05\x63lips\x18\x06 \x03(\x0b\x32\x1e.clipmesh.orchestrator.v1.Clip\x12\x15\n\rselected_clip\x18\x07 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fnegative_prompt\x18\t \x01(\t\x12\x1a\n\x12reference_video_id\x18\n \x01(\t\x12\x17\n\x0freference_score\x18\x0b \x01(\x01\x12\x10\n\x08\x62\x61sed_on\x18\x0c \x01(\x05\"\xf0\x02\n\x04Shot\x12\x0f\n\x07shot_id\x18\x01 \x01(\t\x12\x10\n\x08scene_id\x18\x02 \x01(\t\x12\r\n\x05order\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nduration_s\x18\x05 \x01(\x01\x12\x12\n\ncharacters\x18\x06 \x03(\t\x12\x10\n\x08location\x18\x07 \x01(\t\x12\x13\n\x0btime_of_day\x18\x08 \x01(\t\x12\x14\n\x0c\x63\x61mera_hints\x18\t \x03(\t\x12\x32\n\x05state\x18\n \x01(\x0e\x32#.clipmesh.orchestrator.v1.ShotState\x12\x16\n\x0e\x62locked_reason\x18\x0b \x01(\t\x12\x39\n\trevisions\x18\x0c \x03(\x0b\x32&.clipmesh.orchestrator.v1.ShotRevision\x12\x18\n\x10\x63urrent_revision\x18\r \x01(\x05\x12\x1b\n\x13has_reference_image\x18\x0e \x01(\x08\"*\n\x05Scene\x12\x10\n\x08scene_id\x18\x01 \x01(\t\x12\x0f\n\x07heading\x18\x02 \x01(\t\"m\n\x03\x43ut\x12\x0f\n\x07mp4_uri\x18\x01 \x01(\t\x12\x10\n\x08otio_uri\x18\x02 \x01(\t\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xee\x02\n\x07Project\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12/\n\x06scenes\x18\x03 \x03(\x0b\x32\x1f.clipmesh.orchestrator.v1.Scene\x12-\n\x05shots\x18\x04 \x03(\x0b\x32\x1e.clipmesh.orchestrator.v1.Shot\x12*\n\x03\x63ut\x18\x05 \x01(\x0b\x32\x1d.clipmesh.orchestrator.v1.Cut\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x08settings\x18\x07 \x01(\x0b\x32).clipmesh.orchestrator.v1.ProjectSettings\x12\x35\n\x05state\x18\x08 \x01(\x0e\x32&.clipmesh.orchestrator.v1.ProjectState\x12\x0f\n\x07notices\x18\t \x03(\t\"\x95\x01\n\x0fProjectSettings\x12\x10\n\x08variants\x18\x01 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05style\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x07 \x01(\x01\x12\x12\n\ncollection\x18\x08 \x01(\t\"\xb1\x01\n\x0fProjectProgress\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x12\n\nshots_done\x18\x03 \x01(\x05\x12\x13\n\x0bshots_total\x18\x04 \x01(\x05\x12\r\n\x05\x65ta_s\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x32\n\x07project\x18\x07 \x01(\x0b\x32!.clipmesh.orchestrator.v1.Project\"\x9c\x02\n\x14\x43reateProjectRequest\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0e\n\x06script\x18\x02 \x01(\t\x12\x36\n\x06\x66ormat\x18\x03 \x01(\x0e\x32&.clipmesh.orchestrator.v1.ScriptFormat\x12\x10\n\x08variants\x18\x04 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\r\n\x05style\x18\x06 \x01(\t\x12;\n\nreferences\x18\x07 \x03(\x0b\x32\'.clipmesh.orchestrator.v1.ShotReference\x12\x12\n\ncollection\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0b\n\x03\x66ps\x18\x0b \x01(\x01\"2\n\rShotReference\x12\x12\n\nshot_order\x18\x01 \x01(\x05\x12\r\n\x05image\x18\x02 \x01(\x0c\"T\n\x15\x43reateProjectResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32).clipmesh.orchestrator.v1.ProjectProgress\"\x8a\x01\n\x11ReviewShotRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0f\n\x07shot_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x18\n\x10restore_revision\x18\x04 \x01(\x05\x12\x18\n\x0bselect_clip\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x0e\n\x0c_select_clip\"Q\n\x12ReviewShotResponse\x12;\n\x08progress\x18\x01 \x01(\x0b\x32).clipmesh.orchestrator.v1.ProjectProgress\"\'\n\x11GetProjectRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"H\n\x12GetProjectResponse\x12\x32\n\x07project\x18\x01 \x01(\x0b\x32!.clipmesh.orchestrator.v1.Project\"&\n\x10\x45xportCutRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"?\n\x11\x45xportCutResponse\x12*\n\x03\x63ut\x18\x01 \x01(\x0b\x32\x1d.clipmesh.orchestrator.v1.Cut*b\n\x0cScriptFormat\x12\x1d\n\x19SCRIPT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13SCRIPT_FORMAT_PLAIN\x10\x01\x12\x1a\n\x16SCRIPT_FORMAT_FOUNTAIN\x10\x02*\xd8\x01\n\tShotState\x12\x1a\n\x16SHOT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12SHOT_STATE_PENDING\x10\x01\x12\x19\n\x15SHOT_STATE_GENERATING\x10\x02\x12\x17\n\x13SHOT_STATE_CHECKING\x10\x03\x12\x14\n\x10SHOT_STATE_READY\x10\x04\x12\x1e\n\x1aSHOT_STATE_BELOW_THRESHOLD\x10\x05\x12\x16\n\x12SHOT_STATE_BLOCKED\x10\x06\x12\x15\n\x11SHOT_STATE_FAILED\x10\x07*\x7f\n\x0cProjectState\x12\x1d\n\x19PROJECT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PROJECT_STATE_RUNNING\x10\x01\x12\x16\n\x12PROJECT_STATE_DONE\x10\x02\x12\x1d\n\x19PROJECT_STATE_INTERRUPTED\x10\x03\x32\xf0\x03\n\rPrevisService\x12\x86\x01\n\rCreateProject\x12..clipmesh.orchestrator.v1.CreateProjectRequest\x1a/.clipmesh.orchestrator.v1.CreateProjectResponse\"\x12\xfa\xa9\x19\x0e\x08\x06\x12\ncollection0\x01\x12s\n\nReviewShot\x12+.clipmesh.orchestrator.v1.ReviewShotRequest\x1a,.clipmesh.orchestrator.v1.ReviewShotResponse\"\x08\xfa\xa9\x19\x04\x08\x06\x18\x01\x30\x01\x12q\n\nGetProject\x12+.clipmesh.orchestrator.v1.GetProjectRequest\x1a,.clipmesh.orchestrator.v1.GetProjectResponse\"\x08\xfa\xa9\x19\x04\x08\x06\x18\x01\x12n\n\tExportCut\x12*.clipmesh.orchestrator.v1.ExportCutRequest\x1a+.clipmesh.orchestrator.v1.ExportCutResponse\"\x08\xfa\xa9\x19\x04\x08\x06\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clipmesh.orchestrator.v1.previs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCRIPTFORMAT']._serialized_start=2967
-  _globals['_SCRIPTFORMAT']._serialized_end=3065
-  _globals['_SHOTSTATE']._serialized_start=3068
-  _globals['_SHOTSTATE']._serialized_end=3284
-  _globals['_PROJECTSTATE']._serialized_start=3286
-  _globals['_PROJECTSTATE']._serialized_end=3413
-  _globals['_QUALITYSCORES']._serialized_start=101
-  _globals['_QUALITYSCORES']._serialized_end=255
-  _globals['_CLIP']._serialized_start=258
-  _globals['_CLIP']._serialized_end=549
-  _globals['_SHOTREVISION']._serialized_start=552
-  _globals['_SHOTREVISION']._serialized_end=869
-  _globals['_SHOT']._serialized_start=872
-  _globals['_SHOT']._serialized_end=1240
-  _globals['_SCENE']._serialized_start=1242
-  _globals['_SCENE']._serialized_end=1284
-  _globals['_CUT']._serialized_start=1286
-  _globals['_CUT']._serialized_end=1395
-  _globals['_PROJECT']._serialized_start=1398
-  _globals['_PROJECT']._serialized_end=1764
-  _globals['_PROJECTSETTINGS']._serialized_start=1767
-  _globals['_PROJECTSETTINGS']._serialized_end=1916
-  _globals['_PROJECTPROGRESS']._serialized_start=1919
-  _globals['_PROJECTPROGRESS']._serialized_end=2096
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=2099
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=2383
-  _globals['_SHOTREFERENCE']._serialized_start=2385
-  _globals['_SHOTREFERENCE']._serialized_end=2435
-  _globals['_CREATEPROJECTRESPONSE']._serialized_start=2437
-  _globals['_CREATEPROJECTRESPONSE']._serialized_end=2521
-  _globals['_REVIEWSHOTREQUEST']._serialized_start=2524
-  _globals['_REVIEWSHOTREQUEST']._serialized_end=2662
-  _globals['_REVIEWSHOTRESPONSE']._serialized_start=2664
-  _globals['_REVIEWSHOTRESPONSE']._serialized_end=2745
-  _globals['_GETPROJECTREQUEST']._serialized_start=2747
-  _globals['_GETPROJECTREQUEST']._serialized_end=2786
-  _globals['_GETPROJECTRESPONSE']._serialized_start=2788
-  _globals['_GETPROJECTRESPONSE']._serialized_end=2860
-  _globals['_EXPORTCUTREQUEST']._serialized_start=2862
-  _globals['_EXPORTCUTREQUEST']._serialized_end=2900
-  _globals['_EXPORTCUTRESPONSE']._serialized_start=2902
-  _globals['_EXPORTCUTRESPONSE']._serialized_end=2965
-  _globals['_PREVISSERVICE']._serialized_start=3416
-  _globals['_PREVISSERVICE']._serialized_end=3861
+  _globals['_PREVISSERVICE'].methods_by_name['CreateProject']._loaded_options = None
+  _globals['_PREVISSERVICE'].methods_by_name['CreateProject']._serialized_options = b'\372\251\031\016\010\006\022\ncollection'
+  _globals['_PREVISSERVICE'].methods_by_name['ReviewShot']._loaded_options = None
+  _globals['_PREVISSERVICE'].methods_by_name['ReviewShot']._serialized_options = b'\372\251\031\004\010\006\030\001'
+  _globals['_PREVISSERVICE'].methods_by_name['GetProject']._loaded_options = None
+  _globals['_PREVISSERVICE'].methods_by_name['GetProject']._serialized_options = b'\372\251\031\004\010\006\030\001'
+  _globals['_PREVISSERVICE'].methods_by_name['ExportCut']._loaded_options = None
+  _globals['_PREVISSERVICE'].methods_by_name['ExportCut']._serialized_options = b'\372\251\031\004\010\006\030\001'
+  _globals['_SCRIPTFORMAT']._serialized_start=3000
+  _globals['_SCRIPTFORMAT']._serialized_end=3098
+  _globals['_SHOTSTATE']._serialized_start=3101
+  _globals['_SHOTSTATE']._serialized_end=3317
+  _globals['_PROJECTSTATE']._serialized_start=3319
+  _globals['_PROJECTSTATE']._serialized_end=3446
+  _globals['_QUALITYSCORES']._serialized_start=134
+  _globals['_QUALITYSCORES']._serialized_end=288
+  _globals['_CLIP']._serialized_start=291
+  _globals['_CLIP']._serialized_end=582
+  _globals['_SHOTREVISION']._serialized_start=585
+  _globals['_SHOTREVISION']._serialized_end=902
+  _globals['_SHOT']._serialized_start=905
+  _globals['_SHOT']._serialized_end=1273
+  _globals['_SCENE']._serialized_start=1275
+  _globals['_SCENE']._serialized_end=1317
+  _globals['_CUT']._serialized_start=1319
+  _globals['_CUT']._serialized_end=1428
+  _globals['_PROJECT']._serialized_start=1431
+  _globals['_PROJECT']._serialized_end=1797
+  _globals['_PROJECTSETTINGS']._serialized_start=1800
+  _globals['_PROJECTSETTINGS']._serialized_end=1949
+  _globals['_PROJECTPROGRESS']._serialized_start=1952
+  _globals['_PROJECTPROGRESS']._serialized_end=2129
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=2132
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=2416
+  _globals['_SHOTREFERENCE']._serialized_start=2418
+  _globals['_SHOTREFERENCE']._serialized_end=2468
+  _globals['_CREATEPROJECTRESPONSE']._serialized_start=2470
+  _globals['_CREATEPROJECTRESPONSE']._serialized_end=2554
+  _globals['_REVIEWSHOTREQUEST']._serialized_start=2557
+  _globals['_REVIEWSHOTREQUEST']._serialized_end=2695
+  _globals['_REVIEWSHOTRESPONSE']._serialized_start=2697
+  _globals['_REVIEWSHOTRESPONSE']._serialized_end=2778
+  _globals['_GETPROJECTREQUEST']._serialized_start=2780
+  _globals['_GETPROJECTREQUEST']._serialized_end=2819
+  _globals['_GETPROJECTRESPONSE']._serialized_start=2821
+  _globals['_GETPROJECTRESPONSE']._serialized_end=2893
+  _globals['_EXPORTCUTREQUEST']._serialized_start=2895
+  _globals['_EXPORTCUTREQUEST']._serialized_end=2933
+  _globals['_EXPORTCUTRESPONSE']._serialized_start=2935
+  _globals['_EXPORTCUTRESPONSE']._serialized_end=2998
+  _globals['_PREVISSERVICE']._serialized_start=3449
+  _globals['_PREVISSERVICE']._serialized_end=3945
 # @@protoc_insertion_point(module_scope)

@@ -22,24 +22,27 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from clipmesh_api.common.v1 import access_pb2 as clipmesh_dot_common_dot_v1_dot_access__pb2
 from clipmesh_api.common.v1 import common_pb2 as clipmesh_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/search.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1f\x63lipmesh/common/v1/common.proto\"N\n\rClipReference\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12+\n\x04span\x18\x02 \x01(\x0b\x32\x1d.clipmesh.common.v1.TimeRange\"}\n\tQueryPart\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x37\n\x04\x63lip\x18\x03 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.ClipReferenceH\x00\x12\x0e\n\x06weight\x18\x04 \x01(\x02\x42\x06\n\x04kind\"\xe6\x01\n\x13SearchVideosRequest\x12\x32\n\x05parts\x18\x01 \x03(\x0b\x32#.clipmesh.orchestrator.v1.QueryPart\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x1d\n\x15max_moments_per_video\x18\x04 \x01(\x05\x12\x32\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\".clipmesh.common.v1.MetadataFilter\x12\x11\n\tbudget_ms\x18\x06 \x01(\x05\x12\x12\n\nskip_cache\x18\x07 \x01(\x08\"\xbd\x01\n\x14SearchVideosResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.clipmesh.common.v1.VideoHit\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\x12\x30\n\x07timings\x18\x03 \x03(\x0b\x32\x1f.clipmesh.common.v1.StageTiming\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t2~\n\rSearchService\x12m\n\x0cSearchVideos\x12-.clipmesh.orchestrator.v1.SearchVideosRequest\x1a..clipmesh.orchestrator.v1.SearchVideosResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/search.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1f\x63lipmesh/common/v1/access.proto\x1a\x1f\x63lipmesh/common/v1/common.proto\"N\n\rClipReference\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12+\n\x04span\x18\x02 \x01(\x0b\x32\x1d.clipmesh.common.v1.TimeRange\"}\n\tQueryPart\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x37\n\x04\x63lip\x18\x03 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.ClipReferenceH\x00\x12\x0e\n\x06weight\x18\x04 \x01(\x02\x42\x06\n\x04kind\"\xe6\x01\n\x13SearchVideosRequest\x12\x32\n\x05parts\x18\x01 \x03(\x0b\x32#.clipmesh.orchestrator.v1.QueryPart\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x1d\n\x15max_moments_per_video\x18\x04 \x01(\x05\x12\x32\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\".clipmesh.common.v1.MetadataFilter\x12\x11\n\tbudget_ms\x18\x06 \x01(\x05\x12\x12\n\nskip_cache\x18\x07 \x01(\x08\"\xbd\x01\n\x14SearchVideosResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.clipmesh.common.v1.VideoHit\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\x12\x30\n\x07timings\x18\x03 \x03(\x0b\x32\x1f.clipmesh.common.v1.StageTiming\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t2\x93\x01\n\rSearchService\x12\x81\x01\n\x0cSearchVideos\x12-.clipmesh.orchestrator.v1.SearchVideosRequest\x1a..clipmesh.orchestrator.v1.SearchVideosResponse\"\x12\xfa\xa9\x19\x0e\x08\x02\x12\ncollectionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clipmesh.orchestrator.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CLIPREFERENCE']._serialized_start=100
-  _globals['_CLIPREFERENCE']._serialized_end=178
-  _globals['_QUERYPART']._serialized_start=180
-  _globals['_QUERYPART']._serialized_end=305
-  _globals['_SEARCHVIDEOSREQUEST']._serialized_start=308
-  _globals['_SEARCHVIDEOSREQUEST']._serialized_end=538
-  _globals['_SEARCHVIDEOSRESPONSE']._serialized_start=541
-  _globals['_SEARCHVIDEOSRESPONSE']._serialized_end=730
-  _globals['_SEARCHSERVICE']._serialized_start=732
-  _globals['_SEARCHSERVICE']._serialized_end=858
+  _globals['_SEARCHSERVICE'].methods_by_name['SearchVideos']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['SearchVideos']._serialized_options = b'\372\251\031\016\010\002\022\ncollection'
+  _globals['_CLIPREFERENCE']._serialized_start=133
+  _globals['_CLIPREFERENCE']._serialized_end=211
+  _globals['_QUERYPART']._serialized_start=213
+  _globals['_QUERYPART']._serialized_end=338
+  _globals['_SEARCHVIDEOSREQUEST']._serialized_start=341
+  _globals['_SEARCHVIDEOSREQUEST']._serialized_end=571
+  _globals['_SEARCHVIDEOSRESPONSE']._serialized_start=574
+  _globals['_SEARCHVIDEOSRESPONSE']._serialized_end=763
+  _globals['_SEARCHSERVICE']._serialized_start=766
+  _globals['_SEARCHSERVICE']._serialized_end=913
 # @@protoc_insertion_point(module_scope)
