@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from clipmesh_client.wire import decode_status
+from clipmesh_client.status import decode_status
 
 
 class ClipmeshError(Exception):

@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import logging
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -44,9 +43,9 @@ from prometheus_client import Counter
 from clipmesh.runtime.config import ConfigError, ServiceConfig
 from clipmesh.runtime.errors import Unauthenticated, trailing_metadata_for
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
-from clipmesh.runtime.identity import SPAN_ATTRIBUTE, acting_for
+from clipmesh.runtime.identity import CALLER_NAME, SPAN_ATTRIBUTE, acting_for
 from clipmesh.runtime.metrics import code_of
-from clipmesh.runtime.security import FileWatch
+from clipmesh.runtime.watched import WatchedFile
 from clipmesh_client.wire import AUTHORIZATION_HEADER
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,6 @@ EXEMPT_SERVICES = frozenset(
         "grpc.reflection.v1.ServerReflection",
     }
 )
-_CALLER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/+-]{0,63}")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 _BEARER = re.compile(r"bearer\s+(\S+)", re.IGNORECASE)
 
@@ -98,7 +96,7 @@ def parse_tokens(text: str, source: str) -> tuple[TokenEntry, ...]:
             continue
         caller, _, secret = line.partition(":")
         where = f"{source}:{number}"
-        if not _CALLER_NAME.fullmatch(caller) or not secret:
+        if not CALLER_NAME.fullmatch(caller) or not secret:
             raise ConfigError(
                 f"{where}: expected `caller:sha256:<hex>` or `caller:<token>`, where caller is "
                 "1-64 letters, digits or ._@/+-"
@@ -131,48 +129,23 @@ class TokenFile:
     """
 
     def __init__(self, path: Path, setting: str, *, check_interval_s: float = 1.0) -> None:
-        self._path = path
-        self._setting = setting
-        self._check_interval_s = check_interval_s
-        self._lock = threading.Lock()
-        self._checked_at = time.monotonic()
-        self._file = FileWatch([str(path)])
-        self._entries = self._load()
+        self._file = WatchedFile(
+            path, setting, parse_tokens, what="tokens file", check_interval_s=check_interval_s
+        )
 
     @property
     def callers(self) -> tuple[str, ...]:
         """The caller names currently accepted."""
-        return tuple(sorted({entry.caller for entry in self._entries}))
+        return tuple(sorted({entry.caller for entry in self._file.current()}))
 
     def identify(self, token: str) -> str | None:
         """The caller whose token `token` is, or None."""
-        self._refresh()
         digest = hashlib.sha256(token.encode()).digest()
         caller = None
-        for entry in self._entries:  # every entry, so the time taken says nothing
+        for entry in self._file.current():  # every entry, so the time taken says nothing
             if hmac.compare_digest(entry.digest, digest):
                 caller = entry.caller
         return caller
-
-    def _refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < self._check_interval_s:
-            return
-        with self._lock:
-            self._checked_at = now
-            entries = self._file.reload(self._load, "tokens file")
-            if entries is not None:
-                self._entries = entries
-                return
-        log.info("tokens reloaded", extra={"callers": len(self.callers)})
-
-    def _load(self) -> tuple[TokenEntry, ...]:
-        source = f"{self._setting}={self._path}"
-        try:
-            text = self._path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: cannot be read ({exc})") from exc
-        return parse_tokens(text, source)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

@@ -50,6 +50,8 @@ class ServiceConfig:
     """Settings every clipmesh service has. Subclasses set `SERVICE` and add their own fields."""
 
     SERVICE: ClassVar[str] = ""
+    # Whether the service reads `policy_file` (the public API and the generator's quotas).
+    USES_POLICY: ClassVar[bool] = False
 
     host: str = setting("0.0.0.0", help="Address the gRPC server binds (0.0.0.0 = all).")
     port: int = setting(0, help="gRPC port (0 = any free port).", minimum=0, maximum=65535)
@@ -135,6 +137,12 @@ class ServiceConfig:
         help="Bearer tokens accepted, one `caller:sha256:<hex>` (or `caller:<token>`) a line; "
         "empty = token auth off. Re-read when it changes on disk.",
     )
+    policy_file: str = setting(
+        "",
+        help="Authorization policy (YAML: callers' roles, collections, quotas, webhook secrets; "
+        "docs/security.md); empty = every caller may do everything. Re-read when it changes on "
+        "disk. The orchestrator, previs and the generator read it.",
+    )
 
     def validate(self) -> None:
         """Cross-field checks; subclasses extend. Raises ConfigError."""
@@ -142,6 +150,11 @@ class ServiceConfig:
             raise ConfigError(
                 f"{self.env_name('health_port')}={self.health_port} is also the gRPC or the "
                 "metrics port; give the health-only server a port of its own"
+            )
+        if self.policy_file and not self.USES_POLICY:
+            raise ConfigError(
+                f"{self.env_name('policy_file')}: the {self.SERVICE} is internal and reads no "
+                "policy; set it on the orchestrator, previs and the generator"
             )
 
     def require_set(self, *names: str) -> None:
@@ -168,6 +181,8 @@ class FrontDoorConfig(ServiceConfig):
     """What the services of the public API (the orchestrator, previs) share: a per-caller
     bound, and where the encoder and the index are."""
 
+    USES_POLICY: ClassVar[bool] = True
+
     max_concurrent_rpcs_per_caller: int = setting(
         128,
         help="Most RPCs one caller runs at once on the public API (token identity, else the "
@@ -184,6 +199,11 @@ class FrontDoorConfig(ServiceConfig):
     def validate(self) -> None:
         super().validate()
         self.require_set("encoder_target", "index_target")
+        if self.policy_file and not self.auth_tokens_file:
+            raise ConfigError(
+                f"{self.env_name('policy_file')} needs {self.env_name('auth_tokens_file')}: "
+                "the policy tells callers apart by the identity their token proves"
+            )
 
 
 ConfigT = TypeVar("ConfigT", bound=ServiceConfig)

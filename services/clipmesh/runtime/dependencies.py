@@ -34,10 +34,12 @@ from clipmesh.runtime.errors import (
     ServiceError,
     Unavailable,
 )
-from clipmesh.runtime.security import FileWatch, channel_credentials, tls_file_paths
+from clipmesh.runtime.security import channel_credentials, tls_file_paths
 from clipmesh.runtime.server import StartupError
 from clipmesh.runtime.tracing import client_interceptors
-from clipmesh_client.wire import ChannelPolicy, decode_status, open_aio_channel
+from clipmesh.runtime.watched import FileWatch
+from clipmesh_client.status import decode_status
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +203,15 @@ def translate(
             f"the {service} did not answer within the budget",
             reason="BUDGET_EXCEEDED",
             metadata={"service": service},
+        )
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.quota_violations:
+        # The caller's own quota, not the dependency's load: passed on as it was said.
+        return ResourceExhausted(
+            message,
+            retry_after_s=details.retry_after_s,
+            reason=reason,
+            metadata=details.metadata,
+            quota_violations=details.quota_violations,
         )
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ResourceExhausted(

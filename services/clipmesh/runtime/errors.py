@@ -1,10 +1,11 @@
 """The services' domain errors and their one mapping to gRPC status.
 
 Service code raises `ServiceError` subclasses; `ErrorInterceptor` turns each into its canonical
-status code with a `google.rpc.Status` that carries an `ErrorInfo` (reason, domain, metadata) —
-and a `RetryInfo` where a retry delay is known (`clipmesh_client.wire.encode_status`). Anything
-else is logged with its traceback and answered INTERNAL with a generic message. Callers read
-the details back with `clipmesh_client.wire.decode_status`: the SDK as its typed exceptions
+status code with a `google.rpc.Status` that carries an `ErrorInfo` (reason, domain, metadata),
+a `RetryInfo` where a retry delay is known and a `QuotaFailure` where a quota refused the call
+(`clipmesh_client.status.encode_status`). Anything else is logged with its traceback and
+answered INTERNAL with a generic message. Callers read the details back with
+`clipmesh_client.status.decode_status`: the SDK as its typed exceptions
 (`clipmesh_client.errors.ClipmeshError`), the services' typed clients as these errors again
 (`runtime/dependencies.py`).
 """
@@ -21,7 +22,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
-from clipmesh_client.wire import ErrorDetails, encode_status
+from clipmesh_client.status import ErrorDetails, QuotaViolation, encode_status
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class Unauthenticated(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
-    """A queue or quota is full; `retry_after_s` tells the caller when to come back."""
+    """A queue or quota is full; `retry_after_s` tells the caller when to come back, and
+    `quota_violations` which of its quotas refused it (a `google.rpc.QuotaFailure`)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     default_reason = "RESOURCE_EXHAUSTED"
@@ -129,9 +131,11 @@ class ResourceExhausted(ServiceError):
         retry_after_s: float | None = None,
         reason: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        quota_violations: tuple[QuotaViolation, ...] = (),
     ) -> None:
         super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after_s = retry_after_s
+        self.quota_violations = quota_violations
 
 
 class Unavailable(ServiceError):
@@ -171,6 +175,7 @@ def error_details(error: ServiceError, *, domain: str) -> ErrorDetails:
         domain=domain,
         metadata=error.metadata,
         retry_after_s=getattr(error, "retry_after_s", None),
+        quota_violations=getattr(error, "quota_violations", ()),
     )
 
 

@@ -8,6 +8,7 @@ and follows tasks that RPC starts (asyncio copies the context), never another RP
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 
@@ -16,6 +17,9 @@ import grpc
 from clipmesh.runtime.errors import InvalidArgument
 from clipmesh_client.wire import CALLER_HEADER
 
+# What a caller's name may be (in the tokens file and the policy): it becomes a metric label and
+# a log field, so it is short and plain.
+CALLER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/+-]{0,63}")
 # The span attribute OpenTelemetry's semantic conventions name for an authenticated user.
 SPAN_ATTRIBUTE = "enduser.id"
 

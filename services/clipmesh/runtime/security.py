@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
 from cryptography import x509
@@ -35,9 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from prometheus_client import Gauge
 
 from clipmesh.runtime.config import ConfigError, ServiceConfig
+from clipmesh.runtime.watched import FileWatch
 from clipmesh_client.wire import tls_credentials
-
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -69,50 +65,6 @@ def check_tls_settings(config: ServiceConfig) -> None:
             f"{config.env_name('tls_client_auth')} needs {cert}, {key} and "
             f"{config.env_name('tls_ca_file')} (the CA client certificates must chain to)"
         )
-
-
-class FileWatch:
-    """Notices that one of a set of files changed, without reading them: how the TLS files and
-    the tokens file are reloaded.
-
-    A file's modification time, size and inode are compared with the last look (an unset or
-    absent path counts as None). A Kubernetes Secret update swaps a symlink to a new directory
-    and cert-manager rewrites the files: either way one of the three changes.
-    """
-
-    def __init__(self, paths: list[str]) -> None:
-        self._paths = list(paths)
-        self._signature = self._look()
-
-    def changed(self) -> bool:
-        """True once for each change since the last look."""
-        signature = self._look()
-        if signature == self._signature:
-            return False
-        self._signature = signature
-        return True
-
-    def reload(self, load: Callable[[], T], what: str) -> T | None:
-        """`load()` after a change, else None. A changed set that does not load (a key renewed
-        before its certificate) is logged as `what` and skipped until the next change, so what
-        is in use stays: a bad rotation never takes a serving service down."""
-        if not self.changed():
-            return None
-        try:
-            return load()
-        except ConfigError as exc:
-            log.error("%s changed but cannot be loaded; keeping what is in use: %s", what, exc)
-            return None
-
-    def _look(self) -> tuple[tuple[int, int, int] | None, ...]:
-        signature = []
-        for path in self._paths:
-            try:
-                st = os.stat(path) if path else None
-            except OSError:
-                st = None
-            signature.append(None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino))
-        return tuple(signature)
 
 
 def tls_file_paths(config: ServiceConfig) -> list[str]:

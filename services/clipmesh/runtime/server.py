@@ -1,12 +1,13 @@
-"""Server bootstrap shared by the four services.
+"""Server bootstrap shared by the services.
 
 `create_server()` builds a `grpc.aio` server with the standard health service, reflection,
-interceptors (tracing → metrics → auth when configured → errors), explicit message-size and
-keepalive limits, and binds it: plaintext by default, TLS or mTLS from the `tls_*` settings
-(runtime/security.py); `health_port` adds a plaintext, health-only port for Kubernetes probes,
-which cannot speak TLS. `serve()` runs an `Application` on it: health reports NOT_SERVING until the
-application's `start()` has finished (models loaded, stores opened), then SERVING; on SIGTERM
-or SIGINT it reports NOT_SERVING, waits `drain_delay_s`, lets in-flight RPCs finish within
+interceptors (tracing → metrics → auth when configured → errors → the application's own, such
+as authorization → admission), explicit message-size and keepalive limits, and binds it:
+plaintext by default, TLS or mTLS from the `tls_*` settings (runtime/security.py);
+`health_port` adds a plaintext, health-only port for Kubernetes probes, which cannot speak TLS.
+`serve()` runs an `Application` on it: health reports NOT_SERVING until the application's
+`start()` has finished (models loaded, stores opened), then SERVING; on SIGTERM or SIGINT it
+reports NOT_SERVING, waits `drain_delay_s`, lets in-flight RPCs finish within
 `grace_s`, and closes the application.
 """
 
@@ -78,6 +79,11 @@ class Application:
         """The gRPC services to register."""
         raise NotImplementedError
 
+    def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """The application's own server interceptors (authorization), placed inside the error
+        interceptor so their refusals become statuses, and outside admission control."""
+        return []
+
     async def start(self) -> None:
         """Makes the application ready to serve (load models, open stores)."""
 
@@ -132,6 +138,7 @@ def create_server(
             ServerMetricsInterceptor(),
             *auth,
             ErrorInterceptor(domain),
+            *app.interceptors(),
             # Innermost: sees the caller auth established; its refusals are mapped above.
             AdmissionControl(config.max_concurrent_rpcs, config.max_concurrent_rpcs_per_caller),
         ],
