@@ -8,11 +8,13 @@ and may change; codes and reasons are the contract.
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
-from clipmesh_client.status import decode_status
+from clipmesh_client.status import QuotaViolation, decode_status
 
 
 class ClipmeshError(Exception):
@@ -77,9 +79,18 @@ class FailedPreconditionError(ClipmeshError):
 
 
 class PermissionDeniedError(ClipmeshError):
-    """The caller may not do this."""
+    """The caller may not do this. When the policy refused it (reason `MISSING_PERMISSION`),
+    `permission` names the role it lacks and `collection` where ("" for an unscoped role)."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
+
+    @property
+    def permission(self) -> str:
+        return self.metadata.get("permission", "")
+
+    @property
+    def collection(self) -> str:
+        return self.metadata.get("collection", "")
 
 
 class UnauthenticatedError(ClipmeshError):
@@ -92,6 +103,52 @@ class ResourceExhaustedError(ClipmeshError):
     """A queue or quota is full; see `retry_after_s`."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class QuotaExceededError(ResourceExhaustedError):
+    """One of the caller's quotas refused the call (the status carried a `QuotaFailure`).
+
+    Attributes:
+        quota_violations: The quotas exceeded (`clipmesh_client.status.QuotaViolation`).
+    """
+
+    def __init__(
+        self, message: str, *, quota_violations: tuple[QuotaViolation, ...] = (), **fields: Any
+    ) -> None:
+        super().__init__(message, **fields)
+        self.quota_violations = quota_violations
+
+    @property
+    def quota(self) -> str:
+        """The quota exceeded: "provider_video_seconds_per_day", "concurrent_jobs" or
+        "ingest_bytes_per_day"."""
+        if "quota" in self.metadata:
+            return self.metadata["quota"]
+        return self.quota_violations[0].quota if self.quota_violations else ""
+
+    @property
+    def limit(self) -> float | None:
+        return _number(self.metadata.get("limit"))
+
+    @property
+    def used(self) -> float | None:
+        return _number(self.metadata.get("used"))
+
+    @property
+    def reset_time(self) -> datetime.datetime | None:
+        """When a daily quota starts again from zero (UTC); None for one that does not reset
+        (jobs at once: retry when one has ended)."""
+        value = self.metadata.get("reset_time", "")
+        if not value:
+            return None
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class UnavailableError(ClipmeshError):
@@ -149,15 +206,18 @@ def from_rpc_error(error: grpc.RpcError) -> ClipmeshError:
     Use as `raise from_rpc_error(exc) from exc` so the transport error stays chained.
     """
     details = decode_status(error)
-    error_type = _BY_CODE.get(details.code, ClipmeshError)
-    return error_type(
-        details.message,
-        code=details.code,
-        reason=details.reason,
-        domain=details.domain,
-        metadata=details.metadata,
-        retry_after_s=details.retry_after_s,
-    )
+    fields: dict[str, Any] = {
+        "code": details.code,
+        "reason": details.reason,
+        "domain": details.domain,
+        "metadata": details.metadata,
+        "retry_after_s": details.retry_after_s,
+    }
+    if details.quota_violations:
+        return QuotaExceededError(
+            details.message, quota_violations=details.quota_violations, **fields
+        )
+    return _BY_CODE.get(details.code, ClipmeshError)(details.message, **fields)
 
 
 LOCAL_DOMAIN = "client.clipmesh"

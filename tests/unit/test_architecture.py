@@ -24,7 +24,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "encoder": {"runtime", "media.images"},
     "index": {"runtime"},
     "generator": {"runtime", "media.probe"},
-    "orchestrator": _CALLERS | {"index.convert"},
+    "orchestrator": _CALLERS | {"index.convert", "generator.client"},
     "previs": _CALLERS | {"generator.client", "generator.jobs"},
 }
 CHANNEL_FACTORIES = {"insecure_channel", "secure_channel", "intercept_channel"}

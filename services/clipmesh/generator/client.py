@@ -7,10 +7,12 @@ callers; this one is the services' own, asyncio, returning `generator.jobs` reco
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from clipmesh.generator.convert import event_from_proto, spec_to_proto
 from clipmesh.generator.jobs import GenerationSpec, JobEvent
 from clipmesh.runtime.dependencies import DependencyClient
+from clipmesh.runtime.usage import QuotaUse, quota_use_from_proto
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_client.wire import CALLER_HEADER
 
@@ -36,9 +38,8 @@ class GatewayClient(DependencyClient):
         request = generator_pb2.GenerateRequest(
             spec=spec_to_proto(spec), idempotency_key=idempotency_key
         )
-        metadata = ((CALLER_HEADER, caller),) if caller else ()
         with self.errors():
-            call = self._stub.Generate(request, timeout=timeout_s, metadata=metadata)
+            call = self._stub.Generate(request, timeout=timeout_s, metadata=_on_behalf_of(caller))
             async for response in call:
                 yield event_from_proto(response.event)
 
@@ -48,3 +49,35 @@ class GatewayClient(DependencyClient):
         with self.errors():
             async for response in self._stub.DownloadJobOutput(request, timeout=timeout_s):
                 yield response.chunk
+
+    async def usage(self, *, caller: str, timeout_s: float) -> list[QuotaUse]:
+        """The generation quotas of `caller`."""
+        with self.errors():
+            response = await self._stub.GetUsage(
+                generator_pb2.GetUsageRequest(), timeout=timeout_s, metadata=_on_behalf_of(caller)
+            )
+        return [quota_use_from_proto(q) for q in response.quotas]
+
+    async def relay(self, method: str, request: Any, *, caller: str, timeout_s: float) -> Any:
+        """Calls the unary `method` for `caller` and returns its answer as the gateway gave it;
+        the gateway's refusals are passed on unchanged (`RelayedError`)."""
+        with self.relayed_errors():
+            return await getattr(self._stub, method)(
+                request, timeout=timeout_s, metadata=_on_behalf_of(caller)
+            )
+
+    async def relay_stream(
+        self, method: str, request: Any, *, caller: str, timeout_s: float
+    ) -> AsyncIterator[Any]:
+        """As `relay`, for a server-streaming `method`: yields each answer as it comes."""
+        with self.relayed_errors():
+            call = getattr(self._stub, method)(
+                request, timeout=timeout_s, metadata=_on_behalf_of(caller)
+            )
+            async for response in call:
+                yield response
+
+
+def _on_behalf_of(caller: str) -> tuple[tuple[str, str], ...]:
+    """The metadata naming whom a call is for (the gateway trusts it: mTLS inside the mesh)."""
+    return ((CALLER_HEADER, caller),) if caller else ()

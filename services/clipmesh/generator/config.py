@@ -16,6 +16,7 @@ class GeneratorConfig(ServiceConfig):
     """How the generator gateway serves."""
 
     SERVICE = "generator"
+    USES_POLICY = True
 
     port: int = setting(50053, help="gRPC port.", minimum=0, maximum=65535)
     metrics_port: int = setting(9153, help="Prometheus metrics port.", minimum=0, maximum=65535)
@@ -68,6 +69,24 @@ class GeneratorConfig(ServiceConfig):
     )
     max_active_jobs_per_caller: int = setting(
         200, help="Queued plus running jobs one caller may hold.", minimum=1
+    )
+    webhook_timeout_s: float = setting(
+        10.0, help="Longest one webhook delivery attempt may take.", minimum=0.1, maximum=120
+    )
+    webhook_initial_backoff_s: float = setting(
+        5.0,
+        help="Wait after a webhook's first failed attempt; doubles with each failure.",
+        minimum=0.01,
+        maximum=3600,
+    )
+    webhook_max_backoff_s: float = setting(
+        600.0, help="Longest wait between two attempts of a webhook.", minimum=0.01, maximum=86400
+    )
+    webhook_max_age_s: float = setting(
+        86_400.0,
+        help="How long after its job's end a webhook is retried before it is given up.",
+        minimum=3600,
+        maximum=30 * 86400,
     )
     cache_memory_entries: int = setting(
         1024, help="Content-cache entries kept hot in memory.", minimum=0

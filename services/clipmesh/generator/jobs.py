@@ -102,6 +102,7 @@ class Job:
     end_time_s: float = 0.0
     output_deleted: bool = False
     caller: str = ""
+    webhook_url: str = ""
 
     def snapshot(self) -> Job:
         """A copy that later changes to this job leave alone."""
@@ -127,6 +128,10 @@ def state_name(state: JobState) -> str:
     return state.value
 
 
-def request_digest(spec: GenerationSpec) -> str:
-    """The digest an idempotency key is held to: the same key must come with the same spec."""
-    return hashlib.sha256(msgspec.json.encode(spec, order="deterministic")).hexdigest()
+def request_digest(spec: GenerationSpec, webhook_url: str = "") -> str:
+    """The digest an idempotency key is held to: the same key must come with the same spec (and
+    the same webhook; a request without one digests as it did before webhooks existed)."""
+    digest = hashlib.sha256(msgspec.json.encode(spec, order="deterministic"))
+    if webhook_url:
+        digest.update(b"\0webhook\0" + webhook_url.encode())
+    return digest.hexdigest()

@@ -17,8 +17,11 @@ from clipmesh.generator import metrics
 from clipmesh.generator.backends.base import RenderedVideo
 from clipmesh.generator.cache import ContentCache, cache_key
 from clipmesh.generator.jobs import GenerationResult, GenerationSpec, Job, JobState
+from clipmesh.generator.outbox import OutboxEvent, WebhookOutbox
 from clipmesh.generator.outputs import OutputStore
-from clipmesh.generator.store import JobStore, StoredJob
+from clipmesh.generator.store import Charge, JobStore, StoredJob
+from clipmesh.runtime.policy import CallerPolicy, Quota
+from clipmesh.runtime.usage import QuotaUse
 
 
 class JobLedger:
@@ -37,6 +40,8 @@ class JobLedger:
         self._cache_options = (cache_memory_entries, cache_max_bytes)
         self._store: JobStore | None = None
         self._cache: ContentCache | None = None
+        # Called after a webhook event was committed (the dispatcher wakes up).
+        self.on_webhook: Callable[[], None] | None = None
 
     async def open(self) -> list[StoredJob]:
         """Opens the store; returns the jobs a previous run left queued or running."""
@@ -54,23 +59,45 @@ class JobLedger:
 
     # Jobs.
 
-    async def insert(self, job: Job, *, request_sha256: str) -> None:
-        """Stores a new job (a cache hit holds its output from the start)."""
+    async def insert(self, job: Job, *, request_sha256: str, charge: Charge | None = None) -> None:
+        """Stores a new job and charges its caller, together (a cache hit holds its output
+        from the start). Raises the quota's refusal when the charge does not fit."""
         held = job.result.sha256 if job.result is not None else ""
-        await self._run(self._store.insert, job, request_sha256=request_sha256, output_sha256=held)
+        insert = partial(self._store.insert, request_sha256=request_sha256, charge=charge)
+        await self._run(insert, job, output_sha256=held)
 
     async def update(self, job: Job, *, submitting: bool = False) -> None:
         """Commits the job as it stands (and whether a billable submission is in flight)."""
-        held = job.result.sha256 if job.state == JobState.SUCCEEDED and job.result else ""
-        if job.output_deleted:
-            held = ""
-        await self._run(self._store.update, job, submitting=submitting, output_sha256=held)
+        await self._run(self._store.update, job, submitting=submitting, output_sha256=_held(job))
+
+    async def end(self, job: Job, *, refund: bool, event: OutboxEvent | None) -> None:
+        """Commits an ended job with its refund and its webhook event, together."""
+        await self._run(self._store.end, job, output_sha256=_held(job), refund=refund, event=event)
+        if event is not None and self.on_webhook is not None:
+            self.on_webhook()
 
     async def get(self, job_id: str) -> StoredJob | None:
         return await self._run(self._store.get, job_id)
 
-    async def by_idempotency_key(self, key: str) -> StoredJob | None:
-        return await self._run(self._store.by_idempotency_key, key)
+    async def by_idempotency_key(self, caller: str, key: str) -> StoredJob | None:
+        return await self._run(self._store.by_idempotency_key, caller, key)
+
+    # Quotas and webhooks.
+
+    async def provider_seconds_used(self, caller: CallerPolicy) -> QuotaUse:
+        """The caller's provider video-seconds today."""
+        (use,) = await self._run(
+            self._store.charges.use, caller, [Quota.PROVIDER_VIDEO_SECONDS_PER_DAY]
+        )
+        return use
+
+    def usage_today(self) -> dict[tuple[str, str], float]:
+        """Every caller's charges today (for the metrics; called off the store's thread)."""
+        return self._executor.submit(self._store.charges.today).result()
+
+    async def outbox(self, operation: Callable[[WebhookOutbox], Any]) -> Any:
+        """Runs `operation` on the webhook outbox, on the store's thread."""
+        return await self._run(lambda: operation(self._store.outbox))
 
     async def page(self, **filters: Any) -> list[StoredJob]:
         """A page of jobs, newest first (see `JobStore.page`)."""
@@ -126,3 +153,10 @@ class JobLedger:
     async def _run(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(function, *args, **kwargs))
+
+
+def _held(job: Job) -> str:
+    """The content address the job holds in the output store ("" for none)."""
+    if job.state != JobState.SUCCEEDED or job.result is None or job.output_deleted:
+        return ""
+    return job.result.sha256

@@ -51,3 +51,12 @@ RATE_LIMIT_WAIT_SECONDS = Histogram(
     ["backend"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "clipmesh_generator_webhook_attempts_total",
+    "Webhook delivery attempts, by outcome: delivered, retry (failed, tried again later), "
+    "failed (given up: refused for good, or retried for the whole retry period).",
+    ["outcome"],
+)
+WEBHOOK_PENDING = Gauge(
+    "clipmesh_generator_webhooks_pending", "Webhook events waiting to be delivered."
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from clipmesh.generator.admission import GatewayLimits
 from clipmesh.generator.backends.base import Backend
@@ -10,7 +11,10 @@ from clipmesh.generator.backends.registry import build_backends
 from clipmesh.generator.config import GeneratorConfig
 from clipmesh.generator.gateway import Gateway
 from clipmesh.generator.servicer import GeneratorServicer
+from clipmesh.generator.webhooks import WebhookSettings
+from clipmesh.runtime.access import AccessControl, PolicySource
 from clipmesh.runtime.server import Application, GrpcService
+from clipmesh.runtime.usage import QUOTA_METRICS
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,13 @@ class GeneratorApp(Application):
         backends.update(extra_backends or {})
         for name, why in unavailable.items():
             log.info("backend %s off: %s", name, why)
+        self.policies = PolicySource.from_config(config)
+        if config.policy_file and not config.tls_client_auth:
+            log.warning(
+                "the policy names callers by the x-clipmesh-caller header of any peer that "
+                "reaches this port; set %s so that only the mesh's services can",
+                config.env_name("tls_client_auth"),
+            )
         self.gateway = Gateway(
             config.data_dir,
             backends,
@@ -42,18 +53,34 @@ class GeneratorApp(Application):
                 max_queued_jobs=config.max_queued_jobs,
                 max_active_jobs_per_caller=config.max_active_jobs_per_caller,
             ),
+            policies=self.policies,
+            webhook_settings=WebhookSettings(
+                timeout_s=config.webhook_timeout_s,
+                initial_backoff_s=config.webhook_initial_backoff_s,
+                max_backoff_s=config.webhook_max_backoff_s,
+                max_age_s=config.webhook_max_age_s,
+            ),
             cache_memory_entries=config.cache_memory_entries,
             cache_max_bytes=config.cache_max_mb << 20,
         )
         self._servicer = GeneratorServicer(self.gateway)
+        self._unregister_quota_metrics: Callable[[], None] | None = None
 
     def grpc_services(self) -> list[GrpcService]:
         return [GrpcService.generated(generator_pb2, generator_pb2_grpc, self._servicer)]
 
+    def interceptors(self) -> list:
+        # Internal: the front doors checked the caller's roles; this names the caller and its
+        # policy for ownership and quotas.
+        return [AccessControl(self.policies, enforce_roles=False)]
+
     async def start(self) -> None:
         await self.gateway.start()
+        self._unregister_quota_metrics = QUOTA_METRICS.add(self.gateway.quota_rows)
 
     async def stop(self) -> None:
+        if self._unregister_quota_metrics is not None:
+            self._unregister_quota_metrics()
         await self.gateway.stop()
 
 

@@ -12,15 +12,21 @@ restart); everything else is.
 The content cache's index lives in the same database (`cache` table) so a cache entry and the
 job that made it commit together.
 
+The same database holds the webhook outbox (outbox.py) and the callers' quota charges
+(runtime/usage.py), so a job's insert and its charge, and its end, its refund and its webhook
+event, each commit together.
+
 The schema's version is SQLite's `user_version`. Version 0 (releases up to 0.1) kept the API's
-protobuf bytes; opening such a database converts every row once, in one transaction. A
-database newer than this code is refused rather than misread.
+protobuf bytes; version 1 held an idempotency key unique across callers, version 2 per caller.
+Opening an older database brings it up to date once, in one transaction. A database newer than
+this code is refused rather than misread.
 
 All methods are synchronous; the gateway calls them from one dedicated thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -31,26 +37,43 @@ import msgspec
 
 from clipmesh.generator.convert import STATE_CODES, job_from_proto, result_from_proto
 from clipmesh.generator.jobs import GenerationResult, Job, JobState, request_digest
+from clipmesh.generator.outbox import OUTBOX_SCHEMA, OutboxEvent, WebhookOutbox
+from clipmesh.runtime.policy import CallerPolicy, Quota
 from clipmesh.runtime.sqlite import open_store
+from clipmesh.runtime.usage import USAGE_SCHEMA, ChargeBook, Clock
 from clipmesh_api.generator.v1 import generator_pb2
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
+_JOBS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE,
-    idempotency_key TEXT UNIQUE,
+    idempotency_key TEXT,
     request_sha256 TEXT NOT NULL,
     backend TEXT NOT NULL,
     state INTEGER NOT NULL,
     caller TEXT NOT NULL,
     submitting INTEGER NOT NULL DEFAULT 0,
     output_sha256 TEXT,
-    job BLOB NOT NULL
-);
+    job BLOB NOT NULL,
+    UNIQUE (caller, idempotency_key)
+)"""
+_JOBS_INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, backend, seq);
-CREATE INDEX IF NOT EXISTS jobs_by_output ON jobs (output_sha256);
+CREATE INDEX IF NOT EXISTS jobs_by_caller ON jobs (caller, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_output ON jobs (output_sha256)
+"""
+_SCHEMA = (
+    _JOBS_TABLE.format(name="jobs")
+    + ";"
+    + _JOBS_INDEXES
+    + ";"
+    + OUTBOX_SCHEMA
+    + ";"
+    + USAGE_SCHEMA
+    + ";"
+    + """
 CREATE TABLE IF NOT EXISTS cache (
     cache_key TEXT PRIMARY KEY,
     sha256 TEXT NOT NULL,
@@ -60,6 +83,7 @@ CREATE TABLE IF NOT EXISTS cache (
 );
 CREATE INDEX IF NOT EXISTS cache_by_use ON cache (last_used);
 """
+)
 
 
 @dataclass(frozen=True)
@@ -80,20 +104,62 @@ class StoredJob:
     submitting: bool
 
 
-class JobStore:
-    """Jobs and the content cache's index, in SQLite."""
+@dataclass(frozen=True)
+class Charge:
+    """What a new job costs its caller (charged under the job's id)."""
 
-    def __init__(self, path: Path) -> None:
-        upgrades = [_convert_protobuf_rows]  # version 0 kept protobuf bytes
+    caller: CallerPolicy
+    quota: Quota
+    amount: float
+
+
+class JobStore:
+    """Jobs, the content cache's index, the webhook outbox and quota charges, in SQLite.
+
+    Args:
+        path: The database file.
+        clock: Unix seconds now, for quota days.
+    """
+
+    def __init__(self, path: Path, clock: Clock = time.time) -> None:
+        upgrades = [_convert_protobuf_rows, _scope_idempotency_keys_by_caller]
         self._db = open_store(path, "job store", _SCHEMA, SCHEMA_VERSION, upgrades)
+        self.outbox = WebhookOutbox(self._db)
+        self.charges = ChargeBook(self._db, clock)
+        self.charges.prune()
 
     def close(self) -> None:
         self._db.close()
 
-    def insert(self, job: Job, *, request_sha256: str, output_sha256: str = "") -> int:
-        """Adds a new job; returns its submission order. Raises sqlite3.IntegrityError when
-        its idempotency key is taken."""
-        cursor = self._db.execute(
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commits everything inside the block together, or nothing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def insert(
+        self,
+        job: Job,
+        *,
+        request_sha256: str,
+        output_sha256: str = "",
+        charge: Charge | None = None,
+    ) -> None:
+        """Adds a new job and its charge together. Raises the quota's ResourceExhausted when
+        the charge does not fit, and sqlite3.IntegrityError when the caller's idempotency key
+        is taken; then nothing is written."""
+        with self.transaction():
+            if charge is not None:
+                self.charges.charge(job.job_id, charge.caller, charge.quota, charge.amount)
+            self._insert(job, request_sha256, output_sha256)
+
+    def _insert(self, job: Job, request_sha256: str, output_sha256: str) -> None:
+        self._db.execute(
             "INSERT INTO jobs (job_id, idempotency_key, request_sha256, backend, state, caller,"
             " output_sha256, job) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -107,7 +173,6 @@ class JobStore:
                 msgspec.json.encode(job),
             ),
         )
-        return int(cursor.lastrowid)
 
     def update(self, job: Job, *, submitting: bool = False, output_sha256: str = "") -> None:
         """Commits the job's new state (and whether a submission is in flight)."""
@@ -123,16 +188,34 @@ class JobStore:
             ),
         )
 
+    def end(
+        self,
+        job: Job,
+        *,
+        output_sha256: str = "",
+        refund: bool = False,
+        event: OutboxEvent | None = None,
+    ) -> None:
+        """Commits a job's end together with its refund and its webhook event."""
+        with self.transaction():
+            self.update(job, output_sha256=output_sha256)
+            if refund:
+                self.charges.refund(job.job_id)
+            if event is not None:
+                self.outbox.add(event)
+
     def get(self, job_id: str) -> StoredJob | None:
         row = self._db.execute(
             "SELECT job, seq, request_sha256, submitting FROM jobs WHERE job_id = ?", (job_id,)
         ).fetchone()
         return _stored(row) if row else None
 
-    def by_idempotency_key(self, key: str) -> StoredJob | None:
+    def by_idempotency_key(self, caller: str, key: str) -> StoredJob | None:
+        """The job `caller` submitted under `key` (keys are each caller's own)."""
         row = self._db.execute(
-            "SELECT job, seq, request_sha256, submitting FROM jobs WHERE idempotency_key = ?",
-            (key,),
+            "SELECT job, seq, request_sha256, submitting FROM jobs"
+            " WHERE caller = ? AND idempotency_key = ?",
+            (caller, key),
         ).fetchone()
         return _stored(row) if row else None
 
@@ -152,9 +235,14 @@ class JobStore:
         backend: str,
         before_seq: int | None,
         limit: int,
+        caller: str | None = None,
     ) -> list[StoredJob]:
-        """Up to `limit` jobs older than `before_seq`, newest first, filtered."""
+        """Up to `limit` jobs older than `before_seq`, newest first, filtered (by `caller` too,
+        unless it is None)."""
         where, args = [], []
+        if caller is not None:
+            where.append("caller = ?")
+            args.append(caller)
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args += [STATE_CODES[state] for state in states]
@@ -237,6 +325,21 @@ class JobStore:
 def _stored(row: tuple) -> StoredJob:
     job_json, seq, request_sha256, submitting = row
     return StoredJob(msgspec.json.decode(job_json, type=Job), seq, request_sha256, bool(submitting))
+
+
+def _scope_idempotency_keys_by_caller(db: sqlite3.Connection) -> None:
+    """Version 1 → 2: an idempotency key is unique per caller, not across callers. SQLite
+    cannot drop a column's UNIQUE, so the table is rebuilt (inside the caller's transaction)."""
+    db.execute(_JOBS_TABLE.format(name="jobs_v2"))
+    db.execute(
+        "INSERT INTO jobs_v2 (seq, job_id, idempotency_key, request_sha256, backend, state,"
+        " caller, submitting, output_sha256, job) SELECT seq, job_id, idempotency_key,"
+        " request_sha256, backend, state, caller, submitting, output_sha256, job FROM jobs"
+    )
+    db.execute("DROP TABLE jobs")
+    db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+    for statement in filter(str.strip, _JOBS_INDEXES.split(";")):
+        db.execute(statement)
 
 
 def _convert_protobuf_rows(db: sqlite3.Connection) -> None:

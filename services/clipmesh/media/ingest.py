@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ tracer = trace.get_tracer(__name__)
 Report = Callable[..., None]
 """`report(stage, fraction, **fields)`: progress of one video (fields: video_id, eta_s,
 segments)."""
+Admit = Callable[[int], Awaitable[None]]
+"""`await admit(size_bytes)`: lets a new (not duplicate) video of that size go on, or raises
+the ServiceError that fails it (a caller's ingest quota)."""
 
 
 def _ignore(*_: Any, **__: Any) -> None:
@@ -81,6 +84,7 @@ class VideoIngester:
         report: Report = _ignore,
         path: Path | None = None,
         source: str = "ingested",
+        admit: Admit | None = None,
     ) -> IngestOutcome:
         """Ingests one video inside an `ingest.video` span.
 
@@ -91,6 +95,7 @@ class VideoIngester:
             report: Told of every stage.
             path: A file this service wrote itself (a previs clip): no allowed-roots check.
             source: "ingested" or "generated".
+            admit: Asked before a new video is decoded (duplicates are never asked).
 
         Raises:
             ServiceError: The file cannot be ingested (outside the roots, corrupt, too large or
@@ -98,7 +103,9 @@ class VideoIngester:
         """
         attributes = {"clipmesh.collection": collection}
         with tracer.start_as_current_span("ingest.video", attributes=attributes) as span:
-            outcome = await self._stages(item, collection, report, path, source)
+            outcome = await self._stages(
+                item, collection, report, path=path, source=source, admit=admit
+            )
             span.set_attributes(
                 {
                     "clipmesh.video_id": outcome.video_id,
@@ -109,7 +116,14 @@ class VideoIngester:
         return outcome
 
     async def _stages(
-        self, item: IngestItem, collection: str, report: Report, path: Path | None, source: str
+        self,
+        item: IngestItem,
+        collection: str,
+        report: Report,
+        *,
+        path: Path | None,
+        source: str,
+        admit: Admit | None,
     ) -> IngestOutcome:
         started = time.monotonic()
         report(IngestStage.PROBING, 0.0)
@@ -123,6 +137,8 @@ class VideoIngester:
         if await self._index.has_video(collection, video_id, timeout_s=CALL_TIMEOUT_S):
             report(IngestStage.DUPLICATE, 1.0)
             return IngestOutcome(IngestStage.DUPLICATE, video_id=video_id)
+        if admit is not None:
+            await admit(path.stat().st_size)
         # One budget for every pass over the file, so a hostile one cannot hold a worker.
         deadline = Deadline(path, limits.max_decode_s)
         with tracer.start_as_current_span("ingest.plan") as span:

@@ -17,7 +17,13 @@ class OrchestratorConfig(FrontDoorConfig):
     port: int = setting(50050, help="gRPC port (the public API).", minimum=0, maximum=65535)
     metrics_port: int = setting(9150, help="Prometheus metrics port.", minimum=0, maximum=65535)
     data_dir: Path = setting(
-        Path("clipmesh-data/orchestrator"), help="Directory for the keyframe thumbnails."
+        Path("clipmesh-data/orchestrator"),
+        help="Directory for the keyframe thumbnails and the callers' ingest quota charges.",
+    )
+    generator_target: str = setting(
+        "127.0.0.1:50053",
+        help="Generator gateway address: the public API's GeneratorService is passed on to it, "
+        "with the caller's identity.",
     )
     allowed_roots: tuple[str, ...] = setting(
         (),
@@ -85,6 +91,7 @@ class OrchestratorConfig(FrontDoorConfig):
 
     def validate(self) -> None:
         super().validate()
+        self.require_set("generator_target")
         for root in self.allowed_roots:
             if not Path(root).is_absolute():
                 raise ConfigError(f"{self.env_name('allowed_roots')}: {root!r} is not absolute")

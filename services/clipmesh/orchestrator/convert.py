@@ -5,10 +5,12 @@ from __future__ import annotations
 from clipmesh.index.client import StoredVideo, VideoPage
 from clipmesh.index.convert import hit_to_proto, video_to_proto
 from clipmesh.media.records import IngestSummary, VideoProgress
+from clipmesh.orchestrator.account import CallerInfo
 from clipmesh.orchestrator.records import SearchResponse
 from clipmesh.runtime.messages import to_message
+from clipmesh.runtime.usage import quota_use_to_proto
 from clipmesh_api.common.v1 import common_pb2
-from clipmesh_api.orchestrator.v1 import ingest_pb2, search_pb2
+from clipmesh_api.orchestrator.v1 import account_pb2, ingest_pb2, search_pb2
 
 
 def search_response_to_proto(response: SearchResponse) -> search_pb2.SearchVideosResponse:
@@ -41,4 +43,19 @@ def videos_response(collection: str, page: VideoPage) -> ingest_pb2.ListVideosRe
         page=common_pb2.PageResponse(
             next_page_token=page.next_page_token, total_size=page.total_size
         ),
+    )
+
+
+def caller_info_to_proto(info: CallerInfo) -> account_pb2.GetCallerResponse:
+    """The API form of who the caller is."""
+    return account_pb2.GetCallerResponse(
+        caller=info.caller,
+        admin=info.admin,
+        authorization_enabled=info.authorization_enabled,
+        grants=[
+            account_pb2.Grant(roles=sorted(g.roles), collections=list(g.collections))
+            for g in info.grants
+        ],
+        quotas=[quota_use_to_proto(use) for use in info.quotas],
+        warnings=info.warnings,
     )

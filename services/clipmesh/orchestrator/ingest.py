@@ -5,6 +5,11 @@ Every item is announced QUEUED at once; up to `ingest_concurrency` videos then g
 roots, not a video, truncated, too big or too slow to decode, an encoder outage — is reported
 with its reason and the batch goes on. The stream ends with the batch's totals; a caller that
 goes away stops the work nobody would hear about.
+
+Each new video is charged to the caller's `ingest_bytes_per_day` (runtime/usage.py) before it is
+decoded, and refunded unless it ends DONE; a video that does not fit fails alone with
+QUOTA_EXCEEDED, and a request from a caller whose quota is already used up is refused whole,
+RESOURCE_EXHAUSTED, before any work.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from clipmesh.media.ingest import VideoIngester
@@ -27,7 +33,10 @@ from clipmesh.media.records import (
 from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.records import IngestRequest
+from clipmesh.runtime.access import Principal
 from clipmesh.runtime.errors import ServiceError
+from clipmesh.runtime.policy import Quota
+from clipmesh.runtime.usage import QuotaLedger
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +49,40 @@ class IngestPipeline:
     Args:
         ingester: Ingests one video.
         cache: Cleared for a collection that gained videos.
+        quotas: Where ingest bytes are charged.
         concurrency: Videos of one request processed at the same time.
     """
 
-    def __init__(self, ingester: VideoIngester, cache: QueryCache, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        ingester: VideoIngester,
+        cache: QueryCache,
+        quotas: QuotaLedger,
+        *,
+        concurrency: int,
+    ) -> None:
         self._ingester = ingester
         self._cache = cache
+        self._quotas = quotas
         self._concurrency = concurrency
 
-    async def run(self, request: IngestRequest) -> AsyncIterator[IngestEvent]:
-        """Streams progress for every item, then one summary."""
+    async def run(self, request: IngestRequest, principal: Principal) -> AsyncIterator[IngestEvent]:
+        """Streams progress for every item, then one summary.
+
+        Raises:
+            ResourceExhausted: The caller's ingest quota is used up for today (before any
+                event).
+        """
+        await self._quotas.check_left(principal.policy, Quota.INGEST_BYTES_PER_DAY)
         events: asyncio.Queue[VideoProgress] = asyncio.Queue()
         started = time.monotonic()
         gate = asyncio.Semaphore(self._concurrency)
 
         async def one(item: IngestItem) -> IngestOutcome:
             async with gate:
-                return await self._ingest_one(item, request.collection, events.put_nowait)
+                return await self._ingest_one(
+                    item, request.collection, events.put_nowait, principal
+                )
 
         for item in request.items:
             # eta 0, not -1: what the stream has always said of a queued video.
@@ -84,8 +110,15 @@ class IngestPipeline:
             wall_seconds=time.monotonic() - started,
         )
 
-    async def _ingest_one(self, item: IngestItem, collection: str, emit) -> IngestOutcome:
+    async def _ingest_one(
+        self, item: IngestItem, collection: str, emit, principal: Principal
+    ) -> IngestOutcome:
         progress = VideoProgress(item.uri, IngestStage.QUEUED)
+        charge_id = f"ingest:{uuid.uuid4().hex}"
+
+        async def admit(size_bytes: int) -> None:
+            quota = Quota.INGEST_BYTES_PER_DAY
+            await self._quotas.charge(charge_id, principal.policy, quota, size_bytes)
 
         def report(stage: IngestStage, fraction: float, **fields) -> None:
             nonlocal progress
@@ -93,7 +126,12 @@ class IngestPipeline:
             emit(progress)
 
         try:
-            outcome = await self._ingester.ingest(item, collection, report=report)
+            outcome = await self._ingester.ingest(item, collection, report=report, admit=admit)
+            if outcome.stage != IngestStage.DONE:
+                await self._quotas.refund(charge_id)
+        except asyncio.CancelledError:  # the caller went away: what was not ingested is free
+            await asyncio.shield(self._quotas.refund(charge_id))
+            raise
         except ServiceError as error:
             reason, message = error.reason, error.message
         except Exception:
@@ -105,6 +143,7 @@ class IngestPipeline:
                 metrics.INGESTED_SEGMENTS.inc(outcome.segments)
                 metrics.INGESTED_VIDEO_SECONDS.inc(outcome.video_seconds)
             return outcome
+        await self._quotas.refund(charge_id)
         metrics.INGEST_FAILURES.labels(reason).inc()
         metrics.INGESTED_VIDEOS.labels("failed").inc()
         report(IngestStage.FAILED, progress.fraction, error=IngestError(reason, message))

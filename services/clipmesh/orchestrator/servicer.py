@@ -9,12 +9,19 @@ import grpc
 from clipmesh.index.filters import parse_filter
 from clipmesh.media.records import VideoProgress
 from clipmesh.orchestrator import convert, requests
+from clipmesh.orchestrator.account import Accounts
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.ingest import IngestPipeline
 from clipmesh.orchestrator.library import VideoLibrary
 from clipmesh.orchestrator.search import SearchEngine
+from clipmesh.runtime.access import current_principal
 from clipmesh.runtime.errors import Unavailable
-from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2_grpc
+from clipmesh_api.orchestrator.v1 import (
+    account_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    search_pb2_grpc,
+)
 
 
 def call_deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -56,7 +63,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def IngestVideos(self, request, context):
         batch = requests.parse_ingest(request, self._config)
-        async for event in started(self.pipeline).run(batch):
+        async for event in started(self.pipeline).run(batch, current_principal()):
             if isinstance(event, VideoProgress):
                 yield convert.progress_to_proto(event)
             else:
@@ -80,3 +87,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             collection, video_filter, request.page.page_size, request.page.page_token
         )
         return convert.videos_response(collection, page)
+
+
+class AccountServicer(account_pb2_grpc.AccountServiceServicer):
+    """Serves AccountService: who the caller is."""
+
+    def __init__(self) -> None:
+        self.accounts: Accounts | None = None  # set once the service has started
+
+    async def GetCaller(self, request, context):
+        info = await started(self.accounts).describe(current_principal())
+        return convert.caller_info_to_proto(info)

@@ -10,6 +10,7 @@ short by a stop or a crash leaves its project INTERRUPTED with its reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -36,6 +37,7 @@ from clipmesh.previs.selection import choose, cut_clip, selected_clip
 from clipmesh.previs.stitch import stitch
 from clipmesh.previs.store import ProjectNotFound, ProjectStore
 from clipmesh.previs.templates import TemplateLibrary
+from clipmesh.runtime.access import Principal
 from clipmesh.runtime.errors import FailedPrecondition, NotFound, ServiceError
 
 log = logging.getLogger(__name__)
@@ -71,11 +73,15 @@ class PrevisEngine:
 
     # --- the RPCs ---------------------------------------------------------------------------
 
-    async def create(self, request: ProjectRequest) -> AsyncIterator[ProjectProgress]:
-        """Starts a project and streams its progress until the cut is stitched."""
+    async def create(
+        self, request: ProjectRequest, principal: Principal
+    ) -> AsyncIterator[ProjectProgress]:
+        """Starts a project owned by `principal` and streams its progress until the cut is
+        stitched."""
         project, references = requests.new_project(
             request, self._config, self._templates, self._policy
         )
+        project.owner = principal.caller
         await asyncio.to_thread(self._store.create, project, request.script, references)
         log.info(
             "previs project %s: %d shots",
@@ -90,10 +96,12 @@ class PrevisEngine:
         async for progress in run.follow():
             yield progress
 
-    async def review(self, request: ReviewRequest) -> AsyncIterator[ProjectProgress]:
+    async def review(
+        self, request: ReviewRequest, principal: Principal
+    ) -> AsyncIterator[ProjectProgress]:
         """Applies a note (or restores a revision, or selects a clip) and re-stitches."""
         note = requests.note_of(request)
-        project = self._idle_project(request.project_id)
+        project = self._idle_project(request.project_id, principal)
         shot = _shot(project, request.shot_id)
         if note:
             run = ProjectRun(project, 1)
@@ -109,19 +117,21 @@ class PrevisEngine:
         async for progress in run.follow():
             yield progress
 
-    def get(self, project_id: str) -> Project:
-        """The project as it stands (live while it runs)."""
+    def get(self, project_id: str, principal: Principal) -> Project:
+        """The project as it stands (live while it runs), if `principal` may see it: another
+        caller's project is NOT_FOUND, exactly as one that does not exist."""
         run = self._runs.get(project_id)
-        if run is not None:
-            return run.project
-        try:
-            return self._store.load(project_id)
-        except ProjectNotFound:
-            raise NotFound(f"no project {project_id!r}", reason="PROJECT_NOT_FOUND") from None
+        project = run.project if run is not None else None
+        if project is None:
+            with contextlib.suppress(ProjectNotFound):
+                project = self._store.load(project_id)
+        if project is None or not principal.may_see(project.owner):
+            raise NotFound(f"no project {project_id!r}", reason="PROJECT_NOT_FOUND")
+        return project
 
-    def export(self, project_id: str) -> Cut:
+    def export(self, project_id: str, principal: Principal) -> Cut:
         """Where the project's cut and timeline are."""
-        project = self.get(project_id)
+        project = self.get(project_id, principal)
         if project.cut is None:
             raise FailedPrecondition(
                 f"project {project_id} has no cut yet (state PROJECT_STATE_{project.state.name})",
@@ -159,15 +169,16 @@ class PrevisEngine:
 
         run.task = asyncio.create_task(body(), name=f"previs {project.project_id}")
 
-    def _idle_project(self, project_id: str) -> Project:
-        run = self._runs.get(project_id)
+    def _idle_project(self, project_id: str, principal: Principal) -> Project:
+        project = self.get(project_id, principal)  # NOT_FOUND first: a running project of
+        run = self._runs.get(project_id)  # another caller's must not say it is running
         if run is not None:
             raise FailedPrecondition(
                 f"project {project_id} is still running ({run.stage}, {run.shots_done}/"
                 f"{run.shots_total} shots); review it when the run has ended",
                 reason="PROJECT_RUNNING",
             )
-        return self.get(project_id)
+        return project
 
     async def _produce_all(self, run: ProjectRun, shots: list[tuple[Shot, str, int]]) -> None:
         notice = await self._producer.checker.weights_notice()

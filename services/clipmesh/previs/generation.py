@@ -106,6 +106,8 @@ class ClipMaker:
                     if on_event is not None:
                         await on_event(job)
             except ResourceExhausted as error:
+                if error.reason == "QUOTA_EXCEEDED":  # a daily quota: waiting cannot help
+                    raise ClipFailed(error.reason, error.message, retryable=False) from error
                 if queue_waits >= MAX_QUEUE_WAITS:
                     raise ClipFailed(error.reason, error.message, retryable=True) from error
                 queue_waits += 1
@@ -120,14 +122,8 @@ class ClipMaker:
             except ServiceError as error:
                 retryable = not isinstance(error, InvalidArgument | FailedPrecondition)
                 raise ClipFailed(error.reason, error.message, retryable=retryable) from error
-            if job is None:
-                raise ClipFailed("GENERATOR_FAILED", "the gateway sent no events", retryable=True)
-            if job.state == JobState.SUCCEEDED:
+            if _succeeded(job):
                 return job
-            if job.state in (JobState.FAILED, JobState.CANCELLED):
-                reason = job.error.reason if job.error else f"JOB_STATE_{job.state.name}"
-                message = job.error.message if job.error else "the job ended"
-                raise ClipFailed(reason, message or "the job ended", retryable=True)
             # The stream ended before the job did (a gateway restart): follow it again.
             stream_failures += 1
             if stream_failures > STREAM_RETRIES:
@@ -158,3 +154,14 @@ class ClipMaker:
             ) from error
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _succeeded(job: Job | None) -> bool:
+    """True for a succeeded job, False for one still going; ClipFailed for one that failed."""
+    if job is None:
+        raise ClipFailed("GENERATOR_FAILED", "the gateway sent no events", retryable=True)
+    if job.state in (JobState.FAILED, JobState.CANCELLED):
+        reason = job.error.reason if job.error else f"JOB_STATE_{job.state.name}"
+        message = job.error.message if job.error else "the job ended"
+        raise ClipFailed(reason, message or "the job ended", retryable=True)
+    return job.state == JobState.SUCCEEDED

@@ -193,7 +193,9 @@ class ShotProducer:
                 made = await self.maker.make(
                     spec,
                     key=f"previs:{place}",
-                    caller=f"previs/{project.project_id}",
+                    # The owner's job: its provider seconds and jobs at once count against the
+                    # owner's quotas, and it sees the jobs as its own.
+                    caller=project.owner or f"previs/{project.project_id}",
                     destination=destination,
                 )
             except ClipFailed as failure:

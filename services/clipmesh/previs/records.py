@@ -156,6 +156,7 @@ class Project:
     settings: ProjectSettings = field(default_factory=ProjectSettings)
     state: ProjectState = ProjectState.RUNNING
     notices: list[str] = field(default_factory=list)
+    owner: str = ""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from clipmesh.previs.quality import QualityThresholds
 from clipmesh.previs.servicer import PrevisServicer
 from clipmesh.previs.store import ProjectStore
 from clipmesh.previs.templates import TemplateLibrary
+from clipmesh.runtime.access import AccessControl, PolicySource
 from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
@@ -35,10 +36,14 @@ class PrevisApp(Application):
     def __init__(self, config: PrevisConfig) -> None:
         self.config = config
         self.channels: DependencyChannels | None = None
+        self.policies = PolicySource.from_config(config)
         self._servicer = PrevisServicer()
 
     def grpc_services(self) -> list[GrpcService]:
         return [GrpcService.generated(previs_pb2, previs_pb2_grpc, self._servicer)]
+
+    def interceptors(self) -> list:
+        return [AccessControl(self.policies, default_collection=self.config.default_collection)]
 
     async def start(self) -> None:
         config = self.config

@@ -5,6 +5,7 @@ from __future__ import annotations
 from clipmesh.previs import convert
 from clipmesh.previs.engine import PrevisEngine
 from clipmesh.previs.records import ProjectProgress
+from clipmesh.runtime.access import current_principal
 from clipmesh.runtime.errors import Unavailable
 from clipmesh.runtime.messages import to_message
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
@@ -24,20 +25,20 @@ class PrevisServicer(previs_pb2_grpc.PrevisServiceServicer):
 
     async def CreateProject(self, request, context):
         project = convert.project_request_from_proto(request)
-        async for progress in self._engine.create(project):
+        async for progress in self._engine.create(project, current_principal()):
             yield previs_pb2.CreateProjectResponse(progress=_report(progress))
 
     async def ReviewShot(self, request, context):
         review = convert.review_from_proto(request)
-        async for progress in self._engine.review(review):
+        async for progress in self._engine.review(review, current_principal()):
             yield previs_pb2.ReviewShotResponse(progress=_report(progress))
 
     async def GetProject(self, request, context):
-        project = self._engine.get(request.project_id)
+        project = self._engine.get(request.project_id, current_principal())
         return previs_pb2.GetProjectResponse(project=to_message(project, previs_pb2.Project))
 
     async def ExportCut(self, request, context):
-        cut = self._engine.export(request.project_id)
+        cut = self._engine.export(request.project_id, current_principal())
         return previs_pb2.ExportCutResponse(cut=to_message(cut, previs_pb2.Cut))
 
 

@@ -33,11 +33,12 @@ import grpc
 from google.protobuf import descriptor_pool
 from prometheus_client import Counter
 
-from clipmesh.runtime.config import ServiceConfig
+from clipmesh.runtime.config import ConfigError, ServiceConfig
 from clipmesh.runtime.errors import PermissionDenied
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh.runtime.identity import caller_of
 from clipmesh.runtime.policy import MAX_POLICY_BYTES, CallerPolicy, Policy, parse_policy
+from clipmesh.runtime.server import StartupError
 from clipmesh.runtime.watched import WatchedFile
 from clipmesh_api.common.v1 import access_pb2
 
@@ -129,7 +130,7 @@ class PolicySource:
         """The policy of `config.policy_file`, announced at start; unrestricted without one.
 
         Raises:
-            ConfigError: The file cannot be read or is not a policy.
+            StartupError: The file cannot be read or is not a policy.
         """
         if not config.policy_file:
             log.warning(
@@ -138,13 +139,16 @@ class PolicySource:
                 config.env_name("policy_file"),
             )
             return cls()
-        file = WatchedFile(
-            Path(config.policy_file),
-            config.env_name("policy_file"),
-            parse_policy,
-            what="policy",
-            max_bytes=MAX_POLICY_BYTES,
-        )
+        try:
+            file = WatchedFile(
+                Path(config.policy_file),
+                config.env_name("policy_file"),
+                parse_policy,
+                what="policy",
+                max_bytes=MAX_POLICY_BYTES,
+            )
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
         log.info("authorization on", extra={"callers": len(file.current().callers)})
         return cls(file)
 

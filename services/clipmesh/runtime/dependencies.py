@@ -30,6 +30,7 @@ from clipmesh.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    RelayedError,
     ResourceExhausted,
     ServiceError,
     Unavailable,
@@ -164,6 +165,19 @@ class DependencyClient:
             yield
         except grpc.RpcError as error:
             raise translate(error, self.service, fields) from error
+
+    @contextlib.contextmanager
+    def relayed_errors(self) -> Iterator[None]:
+        """For a call relayed on a caller's behalf: what the dependency itself refused reaches
+        the caller unchanged (`RelayedError`); a transport failure (no status of the service's
+        own) is translated as usual."""
+        try:
+            yield
+        except grpc.RpcError as error:
+            details = decode_status(error)
+            if details.domain:
+                raise RelayedError(details) from error
+            raise translate(error, self.service) from error
 
 
 def remaining_s(deadline: float, service: str) -> float:

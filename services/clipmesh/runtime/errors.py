@@ -166,13 +166,25 @@ class Unimplemented(ServiceError):
     default_reason = "UNIMPLEMENTED"
 
 
+class RelayedError(ServiceError):
+    """Another service's refusal, passed on unchanged: its code, message, reason, domain, retry
+    hint and quota violations (a front door relaying a call, as the public GeneratorService)."""
+
+    def __init__(self, details: ErrorDetails) -> None:
+        super().__init__(details.message, reason=details.reason, metadata=details.metadata)
+        self.code = details.code  # type: ignore[misc] - this error's own, not its class's
+        self.domain = details.domain
+        self.retry_after_s = details.retry_after_s
+        self.quota_violations = details.quota_violations
+
+
 def error_details(error: ServiceError, *, domain: str) -> ErrorDetails:
     """What the caller is told of `error`, in the wire's terms."""
     return ErrorDetails(
         code=error.code,
         message=error.message,
         reason=error.reason,
-        domain=domain,
+        domain=getattr(error, "domain", "") or domain,
         metadata=error.metadata,
         retry_after_s=getattr(error, "retry_after_s", None),
         quota_violations=getattr(error, "quota_violations", ()),

@@ -231,11 +231,16 @@ def decode_webhook_secret(secret: str, where: str) -> bytes:
 # Reading the document.
 
 
-class _StrictLoader(yaml.SafeLoader):
+# libyaml's parser where PyYAML has it (its wheels do): the pure-Python one takes quadratic time
+# on deeply nested flow collections, a minute for a 40 KB file.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_SafeLoader):  # type: ignore[misc, valid-type]
     """Safe YAML that refuses a key given twice in one mapping (the later would silently win)."""
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+def _construct_mapping(loader: Any, node: yaml.MappingNode) -> dict:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
@@ -256,7 +261,7 @@ def _load_yaml(text: str, source: str) -> Any:
     try:
         # Aliases can expand a small file into a huge document ("billion laughs"); a policy
         # has no use for them.
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_SafeLoader):
             if isinstance(event, yaml.AliasEvent):
                 line = event.start_mark.line + 1
                 raise ConfigError(f"{source}:{line}: YAML aliases (*name) are not allowed")

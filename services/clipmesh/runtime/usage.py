@@ -28,9 +28,11 @@ from pathlib import Path
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from clipmesh.runtime.access import PolicySource
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.policy import CallerPolicy, Quota
 from clipmesh.runtime.sqlite import open_store
+from clipmesh_api.common.v1 import access_pb2
 from clipmesh_client.status import QuotaViolation
 
 USAGE_SCHEMA = """
@@ -76,6 +78,25 @@ class QuotaUse:
     reset_time_s: float = 0.0
 
 
+def quota_use_to_proto(use: QuotaUse) -> access_pb2.QuotaUsage:
+    """A quota's use in its API form (`clipmesh.common.v1.QuotaUsage`)."""
+    message = access_pb2.QuotaUsage(quota=use.quota.value, used=use.used, unit=use.quota.unit)
+    if use.limit is not None:
+        message.limit = use.limit
+    if use.reset_time_s:
+        message.reset_time.FromSeconds(int(use.reset_time_s))
+    return message
+
+
+def quota_use_from_proto(message: access_pb2.QuotaUsage) -> QuotaUse:
+    return QuotaUse(
+        Quota(message.quota),
+        message.limit if message.HasField("limit") else None,
+        message.used,
+        message.reset_time.seconds if message.HasField("reset_time") else 0.0,
+    )
+
+
 def quota_exceeded(
     caller: str, quota: Quota, *, limit: float, used: float, asked: float, now_s: float
 ) -> ResourceExhausted:
@@ -100,7 +121,8 @@ def quota_exceeded(
     else:
         when = "; retry when one of its jobs has ended"
         reason = "TOO_MANY_JOBS"
-    message = f"caller {caller!r} has used {what}; this request needs {_amount(asked, unit)}{when}"
+    needs = f"this request needs {_amount(asked, unit)}" if asked else "nothing is left"
+    message = f"caller {caller!r} has used {what}; {needs}{when}"
     violation = QuotaViolation(
         subject=f"caller:{caller}", quota=quota.value, description=message, limit=int(limit)
     )
@@ -153,6 +175,16 @@ class ChargeBook:
             " VALUES (?, ?, ?, ?, ?)",
             (charge_id, caller.name, quota.value, utc_day(now), amount),
         )
+
+    def check_left(self, caller: CallerPolicy, quota: Quota) -> None:
+        """Raises the `quota_exceeded` refusal when the caller has nothing left today."""
+        limit = caller.limit(quota)
+        if limit is None:
+            return
+        now = self._clock()
+        used = self.used(caller.name, quota, now)
+        if used >= limit:
+            raise quota_exceeded(caller.name, quota, limit=limit, used=used, asked=0, now_s=now)
 
     def refund(self, charge_id: str) -> bool:
         """Deletes a charge; True when there was one."""
@@ -216,6 +248,10 @@ class QuotaLedger:
 
     async def refund(self, charge_id: str) -> bool:
         return await asyncio.to_thread(self._locked, self._book.refund, charge_id)
+
+    async def check_left(self, caller: CallerPolicy, quota: Quota) -> None:
+        """See `ChargeBook.check_left`."""
+        await asyncio.to_thread(self._locked, self._book.check_left, caller, quota)
 
     async def use(self, caller: CallerPolicy, quotas: Iterable[Quota]) -> list[QuotaUse]:
         return await asyncio.to_thread(self._locked, self._book.use, caller, list(quotas))
@@ -284,3 +320,22 @@ class _QuotaCollector(Collector):
 
 QUOTA_METRICS = _QuotaCollector()
 REGISTRY.register(QUOTA_METRICS)
+
+
+def policy_usage_rows(
+    policies: PolicySource, ledger: QuotaLedger, quotas: list[Quota]
+) -> UsageSource:
+    """A metrics source: today's use of `quotas` by every caller the policy names."""
+
+    def rows() -> Iterable[tuple[str, Quota, float, float | None]]:
+        policy = policies.current()
+        if not policy.enforced:
+            return []
+        today = ledger.today()
+        return [
+            (name, quota, today.get((name, quota.value), 0.0), caller.limit(quota))
+            for name, caller in policy.callers.items()
+            for quota in quotas
+        ]
+
+    return rows

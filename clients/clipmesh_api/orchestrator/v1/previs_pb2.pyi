@@ -176,7 +176,7 @@ class Cut(_message.Message):
     def __init__(self, mp4_uri: _Optional[str] = ..., otio_uri: _Optional[str] = ..., duration_s: _Optional[float] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Project(_message.Message):
-    __slots__ = ("project_id", "title", "scenes", "shots", "cut", "create_time", "settings", "state", "notices")
+    __slots__ = ("project_id", "title", "scenes", "shots", "cut", "create_time", "settings", "state", "notices", "owner")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCENES_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class Project(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     project_id: str
     title: str
     scenes: _containers.RepeatedCompositeFieldContainer[Scene]
@@ -195,7 +196,8 @@ class Project(_message.Message):
     settings: ProjectSettings
     state: ProjectState
     notices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, project_id: _Optional[str] = ..., title: _Optional[str] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., shots: _Optional[_Iterable[_Union[Shot, _Mapping]]] = ..., cut: _Optional[_Union[Cut, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., settings: _Optional[_Union[ProjectSettings, _Mapping]] = ..., state: _Optional[_Union[ProjectState, str]] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
+    owner: str
+    def __init__(self, project_id: _Optional[str] = ..., title: _Optional[str] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., shots: _Optional[_Iterable[_Union[Shot, _Mapping]]] = ..., cut: _Optional[_Union[Cut, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., settings: _Optional[_Union[ProjectSettings, _Mapping]] = ..., state: _Optional[_Union[ProjectState, str]] = ..., notices: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ProjectSettings(_message.Message):
     __slots__ = ("variants", "backend", "style", "language", "width", "height", "fps", "collection")
