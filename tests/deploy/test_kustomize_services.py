@@ -23,7 +23,12 @@ from tests.deploy.manifests import (
 )
 
 # Secrets an SRE creates in the namespace (deploy/k8s/README.md); never committed.
-EXTERNAL_SECRETS = {"clipmesh-generator-provider", "clipmesh-milvus", "clipmesh-api-tokens"}
+EXTERNAL_SECRETS = {
+    "clipmesh-generator-provider",
+    "clipmesh-milvus",
+    "clipmesh-api-tokens",
+    "clipmesh-policy",
+}
 
 
 def test_services_select_one_workload_and_reach_its_named_ports(objects: list[Manifest]) -> None:

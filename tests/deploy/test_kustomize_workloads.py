@@ -270,7 +270,7 @@ def read_paths(config: ServiceConfig) -> list[str]:
     if key_file not in ("", "."):
         paths.append(key_file)
     tls_files = (config.tls_cert_file, config.tls_key_file, config.tls_ca_file)
-    paths += [path for path in (*tls_files, config.auth_tokens_file) if path]
+    paths += [path for path in (*tls_files, config.auth_tokens_file, config.policy_file) if path]
     return paths
 
 

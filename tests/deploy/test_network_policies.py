@@ -45,6 +45,13 @@ OUTSIDE = {
     ),
     "otel-collector": Endpoint("observability", {"app.kubernetes.io/name": "otel-collector"}),
     "dashscope": Endpoint(ip="47.88.1.10"),  # a public address
+    # Callers' webhook receivers (the generator POSTs to them when jobs end): on the
+    # internet, over IPv4 or IPv6, or on networks the generator must never reach.
+    "webhook-receiver": Endpoint(ip="198.51.100.20"),
+    "webhook-receiver-v6": Endpoint(ip="2001:db8::20"),
+    "office-receiver": Endpoint(ip="192.168.1.20"),
+    "carrier-nat-receiver": Endpoint(ip="100.64.3.4"),
+    "vpc-receiver-v6": Endpoint(ip="fd12:3456::20"),
     "vpc-database": Endpoint(ip="10.20.0.5"),
     "cloud-metadata": Endpoint(ip="169.254.169.254"),
 }
@@ -86,6 +93,7 @@ def endpoint(objects: list[Manifest], name: str) -> Endpoint:
 
 
 ALLOWED = [
+    # The orchestrator's generator calls too: it forwards the public generation API.
     *[
         Edge(caller, callee, port)
         for caller in ("orchestrator", "previs")
@@ -95,6 +103,8 @@ ALLOWED = [
     Edge("ingress-controller", "previs", 50054),  # previs's own port, behind Service port 50050
     Edge("index", "milvus-proxy", 19530),
     Edge("generator", "dashscope", 443),
+    Edge("generator", "webhook-receiver", 443),
+    Edge("generator", "webhook-receiver-v6", 443),
     *[Edge("prometheus", name, port) for name, port in METRICS_PORTS.items()],
     *[Edge(name, "kube-dns", 53, "UDP") for name in sorted(COMPONENTS)],
     *[Edge(name, "kube-dns", 53, "TCP") for name in sorted(COMPONENTS)],
@@ -125,6 +135,14 @@ DENIED = [
     Edge("generator", "vpc-database", 443),
     Edge("generator", "cloud-metadata", 443),
     Edge("generator", "cloud-metadata", 80),
+    # Webhooks: HTTPS on 443 to the internet only; the gateway posts them, nothing else does.
+    Edge("generator", "webhook-receiver", 80),
+    Edge("generator", "webhook-receiver", 8443),
+    Edge("generator", "office-receiver", 443),
+    Edge("generator", "carrier-nat-receiver", 443),
+    Edge("generator", "vpc-receiver-v6", 443),
+    Edge("orchestrator", "webhook-receiver", 443),
+    Edge("previs", "webhook-receiver", 443),
     Edge("encoder", "kube-dns", 443),
 ]
 
