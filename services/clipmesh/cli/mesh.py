@@ -31,7 +31,7 @@ _PR_SET_PDEATHSIG = 1
 EMBEDDED_DEFAULT_WEIGHTS = "random:0"
 # Who calls whom: each caller's `<dependency>_target` settings point at the mesh's own.
 DEPENDENCIES = {
-    "orchestrator": ("encoder", "index"),
+    "orchestrator": ("encoder", "index", "generator"),
     "previs": ("encoder", "index", "generator"),
 }
 # The front doors: callers present a token there, not a client certificate.
