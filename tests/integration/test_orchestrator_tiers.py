@@ -60,7 +60,9 @@ async def test_the_orchestrator_serves_search_and_ingest_and_no_previs(tmp_path)
         stub = previs_pb2_grpc.PrevisServiceStub(channel)
         request = previs_pb2.GetProjectRequest(project_id="p")
         assert await _code(stub.GetProject(request, timeout=5)) == grpc.StatusCode.UNIMPLEMENTED
-    assert not list((tmp_path / "orchestrator").rglob("*.sqlite3"))
+    # Its only store is the ingest quota ledger: no previs projects, no generation jobs.
+    stores = {path.name for path in (tmp_path / "orchestrator").rglob("*.sqlite3")}
+    assert stores == {"usage.sqlite3"}
 
 
 async def test_previs_serves_previs_and_no_search(tmp_path) -> None:

@@ -8,11 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from clipmesh.generator.servicer import _caller
 from clipmesh.index.config import IndexConfig
 from clipmesh.runtime.auth import TokenFile, parse_tokens, token_digest
 from clipmesh.runtime.config import ConfigError
-from clipmesh.runtime.identity import acting_for, current_caller
+from clipmesh.runtime.identity import acting_for, caller_of, current_caller
 from clipmesh.runtime.security import check_tls_settings
 from clipmesh_client.wire import CALLER_HEADER, bearer_metadata
 
@@ -77,11 +76,11 @@ class _Context:
         return self._metadata
 
 
-def test_an_authenticated_caller_cannot_claim_another_identity_at_the_generator() -> None:
+def test_an_authenticated_caller_cannot_claim_another_identity_by_header() -> None:
     claims_bob = _Context((CALLER_HEADER, "bob"))
-    assert _caller(claims_bob) == "bob"  # no auth: the header is trusted
+    assert caller_of(claims_bob) == "bob"  # no auth: the header is trusted
     with acting_for("alice"):
-        assert _caller(claims_bob) == "alice"
+        assert caller_of(claims_bob) == "alice"
     assert current_caller() is None
 
 

@@ -142,6 +142,7 @@ def test_a_job_and_its_events_round_trip_through_the_api() -> None:
         end_time_s=TIME_S + 60.5,
         output_deleted=True,
         caller="team-a",
+        webhook_url="https://hooks.example.com/jobs",
     )
     _assert_every_field_set(job)
     assert generator_convert.job_from_proto(generator_convert.job_to_proto(job)) == job
@@ -205,6 +206,7 @@ def _project() -> Project:
         settings=ProjectSettings(3, "animatic", "anime", "zh", 256, 144, 12.0, "library"),
         state=ProjectState.INTERRUPTED,
         notices=["run interrupted: previs stopped"],
+        owner="team-a",
     )
 
 

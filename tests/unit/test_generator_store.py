@@ -139,7 +139,8 @@ def test_a_job_record_survives_a_reopen_field_for_field(tmp_path) -> None:
     reopened = JobStore(tmp_path / "jobs.sqlite3")
     stored = reopened.get("j1")
     assert stored.job == job
-    assert reopened.by_idempotency_key("shot-1").job.job_id == "j1"
+    assert reopened.by_idempotency_key("team-a", "shot-1").job.job_id == "j1"
+    assert reopened.by_idempotency_key("team-b", "shot-1") is None  # keys are each caller's
     assert [
         s.job.job_id
         for s in reopened.page(states=(JobState.FAILED,), backend="", before_seq=None, limit=10)
@@ -179,6 +180,7 @@ def test_a_store_written_by_the_protobuf_release_is_converted_once(tmp_path) -> 
     # The idempotency key now answers to the digest of the record's spec.
     assert converted.request_sha256 == request_digest(old.spec)
     assert store.cache_get("c1") == result
+    assert store.by_idempotency_key("team-a", "k1").job.job_id == "j1"
     store.close()
     (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
     assert version == SCHEMA_VERSION

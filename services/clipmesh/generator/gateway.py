@@ -74,6 +74,7 @@ class Gateway:
     ) -> None:
         self._data_dir = data_dir
         self._backends = backends
+        self._policies = policies or PolicySource()
         self._admission = Admission(
             backends,
             default_backend=default_backend,
@@ -86,7 +87,6 @@ class Gateway:
             cache_memory_entries=cache_memory_entries,
             cache_max_bytes=cache_max_bytes,
         )
-        self._policies = policies or PolicySource()
         self._webhooks = WebhookDispatcher(
             self._ledger, self._policies, webhook_settings or WebhookSettings()
         )

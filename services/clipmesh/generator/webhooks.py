@@ -137,10 +137,10 @@ class WebhookDispatcher:
     async def _deliver(self, event: OutboxEvent) -> None:
         async with self._gate:
             try:
-                error, retryable = await self._attempt(event)
+                error, retryable, asked_wait_s = await self._attempt(event)
             except Exception as exc:  # never let one event stop the dispatcher
                 log.exception("webhook %s: attempt failed unexpectedly", event.event_id)
-                error, retryable = f"internal error: {type(exc).__name__}", True
+                error, retryable, asked_wait_s = f"internal error: {type(exc).__name__}", True, 0.0
         attempts, now = event.attempts + 1, time.time()
         if error is None:
             await self._ledger.outbox(lambda o: o.delivered(event.event_id, attempts, now))
@@ -150,7 +150,9 @@ class WebhookDispatcher:
                 extra={"event_id": event.event_id, "job_id": event.job_id, "attempts": attempts},
             )
             return
-        next_s = now + self._settings.backoff_s(attempts)
+        # A receiver's Retry-After is honoured, within the longest backoff.
+        wait_s = max(self._settings.backoff_s(attempts), asked_wait_s)
+        next_s = now + min(wait_s, self._settings.max_backoff_s)
         if retryable and next_s - event.created_s <= self._settings.max_age_s:
             await self._ledger.outbox(lambda o: o.retry(event.event_id, attempts, next_s, error))
             metrics.WEBHOOK_ATTEMPTS.labels("retry").inc()
@@ -166,16 +168,18 @@ class WebhookDispatcher:
             extra={"event_id": event.event_id, "job_id": event.job_id, "error": error},
         )
 
-    async def _attempt(self, event: OutboxEvent) -> tuple[str | None, bool]:
-        """One attempt; returns (None, _) when delivered, else (why, whether to retry)."""
+    async def _attempt(self, event: OutboxEvent) -> tuple[str | None, bool, float]:
+        """One attempt; returns (None, …) when delivered, else (why, whether to retry, the
+        wait the receiver asked for)."""
         policy = self._policies.current()
         caller = policy.caller(event.caller)
         if not caller.webhook_secrets:
-            return "the policy gives the job's caller no webhook secret any more", False
+            return "the policy gives the job's caller no webhook secret any more", False, 0.0
         try:
             target = check_webhook_url(event.url, policy.webhooks, caller.webhook_hosts)
         except InvalidArgument as refused:
-            return f"the policy does not allow this URL any more: {refused.message}", False
+            why = f"the policy does not allow this URL any more: {refused.message}"
+            return why, False, 0.0
         headers = sign(caller.webhook_secrets, event.event_id, int(time.time()), event.payload)
         outcome = await post_event(
             target,
@@ -186,5 +190,5 @@ class WebhookDispatcher:
             resolver=self._settings.resolver,
         )
         if outcome.delivered:
-            return None, False
-        return outcome.error, outcome.retryable
+            return None, False, 0.0
+        return outcome.error, outcome.retryable, outcome.retry_after_s or 0.0

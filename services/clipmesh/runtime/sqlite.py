@@ -49,6 +49,10 @@ def open_store(
         return db
     db.execute("BEGIN IMMEDIATE")  # executescript would commit half-way
     try:
+        # A new file is created at the current version; only an existing one is upgraded.
+        (tables,) = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        if not tables:
+            found = version
         for statement in filter(str.strip, schema.split(";")):
             db.execute(statement)
         for step in range(found, version):

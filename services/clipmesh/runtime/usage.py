@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import sqlite3
 import threading
 import time
@@ -34,6 +35,8 @@ from clipmesh.runtime.policy import CallerPolicy, Quota
 from clipmesh.runtime.sqlite import open_store
 from clipmesh_api.common.v1 import access_pb2
 from clipmesh_client.status import QuotaViolation
+
+log = logging.getLogger(__name__)
 
 USAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS quota_charges (
@@ -307,7 +310,12 @@ class _QuotaCollector(Collector):
             sources = list(self._sources.values())
         seen: set[tuple[str, str]] = set()
         for source in sources:
-            for caller, quota, value, bound in source():
+            try:
+                rows = list(source())
+            except Exception:  # a scrape must never fail for one service's store
+                log.exception("quota metrics: a usage source failed")
+                continue
+            for caller, quota, value, bound in rows:
                 if (caller, quota.value) in seen:
                     continue
                 seen.add((caller, quota.value))
