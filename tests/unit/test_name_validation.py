@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from clipmesh.index.requests import collection_name
+from clipmesh.index.records import collection_name
 from clipmesh.previs.requests import _name
 from clipmesh.runtime.errors import InvalidArgument
 

@@ -43,11 +43,16 @@ class GatewayClient(DependencyClient):
             async for response in call:
                 yield event_from_proto(response.event)
 
-    async def download_output(self, job_id: str, *, timeout_s: float) -> AsyncIterator[bytes]:
-        """The bytes of a succeeded job's video, in chunks."""
+    async def download_output(
+        self, job_id: str, *, caller: str, timeout_s: float
+    ) -> AsyncIterator[bytes]:
+        """The bytes of a succeeded job's video, in chunks (the job is `caller`'s own)."""
         request = generator_pb2.DownloadJobOutputRequest(job_id=job_id)
         with self.errors():
-            async for response in self._stub.DownloadJobOutput(request, timeout=timeout_s):
+            call = self._stub.DownloadJobOutput(
+                request, timeout=timeout_s, metadata=_on_behalf_of(caller)
+            )
+            async for response in call:
                 yield response.chunk
 
     async def usage(self, *, caller: str, timeout_s: float) -> list[QuotaUse]:

@@ -3,11 +3,28 @@ and of the backend (FAISS or Milvus) that stores them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from clipmesh.runtime.errors import InvalidArgument
+
 SOURCES = ("ingested", "generated")
+DEFAULT_COLLECTION = "default"
+_COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def collection_name(name: str, where: str = "collection") -> str:
+    """The collection name, defaulted and checked."""
+    name = name or DEFAULT_COLLECTION
+    if not _COLLECTION.fullmatch(name):  # fullmatch: `$` would let "name\n" through
+        raise InvalidArgument(
+            f"{where} {name!r} must start with a letter or _ and hold at most 64 of A-Z a-z 0-9 _",
+            field=where,
+            reason="BAD_COLLECTION",
+        )
+    return name
 
 
 @dataclass(frozen=True)

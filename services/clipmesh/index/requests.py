@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from clipmesh.index.convert import video_from_proto
 from clipmesh.index.filters import parse_filter
-from clipmesh.index.records import SearchQuery, Segments, VideoWrite
+from clipmesh.index.records import SearchQuery, Segments, VideoWrite, collection_name
 from clipmesh.runtime.errors import InvalidArgument
 from clipmesh_api.index.v1 import index_pb2
-
-DEFAULT_COLLECTION = "default"
-_COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -39,18 +35,6 @@ class Limits:
     max_query_vectors: int = 16
     max_id_chars: int = 256
     max_label_chars: int = 4096
-
-
-def collection_name(name: str, where: str = "collection") -> str:
-    """The collection name, defaulted and checked."""
-    name = name or DEFAULT_COLLECTION
-    if not _COLLECTION.fullmatch(name):  # fullmatch: `$` would let "name\n" through
-        raise InvalidArgument(
-            f"{where} {name!r} must start with a letter or _ and hold at most 64 of A-Z a-z 0-9 _",
-            field=where,
-            reason="BAD_COLLECTION",
-        )
-    return name
 
 
 def video_id(value: str, where: str, limits: Limits) -> str:

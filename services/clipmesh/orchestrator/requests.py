@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from clipmesh.index.filters import parse_filter
+from clipmesh.index.records import collection_name
 from clipmesh.media.records import IngestItem
 from clipmesh.orchestrator.config import OrchestratorConfig
 from clipmesh.orchestrator.records import ClipRef, IngestRequest, QueryPart, SearchRequest
@@ -61,7 +62,7 @@ def parse_search(
     kinds = {part.kind for part in parts}
     return SearchRequest(
         parts=parts,
-        collection=request.collection or config.default_collection,
+        collection=collection_name(request.collection or config.default_collection),
         top_k=top_k,
         max_moments=moments,
         video_filter=parse_filter(request.filter) if request.HasField("filter") else None,
@@ -150,5 +151,5 @@ def parse_ingest(
             IngestItem(uri=item.uri, title=item.title, labels=dict(item.labels))
             for item in request.items
         ),
-        collection=request.collection or config.default_collection,
+        collection=collection_name(request.collection or config.default_collection),
     )

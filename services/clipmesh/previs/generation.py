@@ -84,7 +84,7 @@ class ClipMaker:
         """
         async with self._gate:
             job = await self._follow(spec, key, caller, on_event)
-            await self._download(job, destination)
+            await self._download(job, caller, destination)
         assert job.result is not None  # a succeeded job has its result
         return MadeClip(
             destination,
@@ -129,7 +129,7 @@ class ClipMaker:
             if stream_failures > STREAM_RETRIES:
                 raise ClipFailed("GENERATOR_FAILED", "the job's stream kept ending", retryable=True)
 
-    async def _download(self, job: Job, destination: Path) -> None:
+    async def _download(self, job: Job, caller: str, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
         digest = hashlib.sha256()
@@ -137,7 +137,7 @@ class ClipMaker:
         try:
             with partial.open("wb") as out:
                 async for chunk in self._gateway.download_output(
-                    job.job_id, timeout_s=self._timeout_s
+                    job.job_id, caller=caller, timeout_s=self._timeout_s
                 ):
                     digest.update(chunk)
                     await asyncio.to_thread(out.write, chunk)

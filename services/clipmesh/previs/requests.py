@@ -12,6 +12,7 @@ import time
 import unicodedata
 import uuid
 
+from clipmesh.index.records import collection_name
 from clipmesh.previs.compliance import CompliancePolicy
 from clipmesh.previs.config import PrevisConfig
 from clipmesh.previs.planning import language_of, shots_of
@@ -58,7 +59,7 @@ def new_project(
         width=_side(request.width, "width"),
         height=_side(request.height, "height"),
         fps=_fps(request.fps),
-        collection=request.collection or config.default_collection,
+        collection=collection_name(request.collection or config.default_collection),
     )
     if (settings.width == 0) != (settings.height == 0):
         raise InvalidArgument("set both width and height, or neither", field="width")

@@ -239,7 +239,10 @@ class AccessControl(grpc.aio.ServerInterceptor):
         collection = ""
         if rule.collection_field:
             collection = getattr(request, rule.collection_field, "") or self._default_collection
-        if not role or principal.policy.allows(role, collection):
+            allowed = principal.policy.allows(role, collection)
+        else:
+            allowed = principal.policy.holds(role)
+        if not role or allowed:
             return principal
         DENIED.labels(service, method, role).inc()
         where = f" in collection {collection!r}" if rule.collection_field else ""

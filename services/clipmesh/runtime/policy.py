@@ -15,7 +15,7 @@ callers:
   team-a:
     grants:
       - roles: [search, ingest, delete, previs]
-        collections: ["team-a-*"]
+        collections: ["team_a_*"]
       - roles: [search]
         collections: [shared]
       - roles: [generate]
@@ -61,7 +61,8 @@ MAX_POLICY_BYTES = 1 << 20
 WEBHOOK_SECRET_PREFIX = "whsec_"
 MIN_WEBHOOK_SECRET_BYTES = 24
 
-_COLLECTION_PATTERN = re.compile(r"[A-Za-z0-9_*?-]{1,128}")
+# A collection name (runtime: letters, digits and _) with glob wildcards.
+_COLLECTION_PATTERN = re.compile(r"[A-Za-z0-9_*?]{1,128}")
 _HOST_PATTERN = re.compile(
     r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[?[0-9A-Fa-f:.]+\]?"
 )
@@ -140,6 +141,11 @@ class CallerPolicy:
 
     def allows(self, role: str, collection: str = "") -> bool:
         return any(grant.allows(role, collection) for grant in self.grants)
+
+    def holds(self, role: str) -> bool:
+        """True when the caller has `role` at all (in some collection, for a scoped role): what
+        a call on a resource it owns needs (the resource itself says whose it is)."""
+        return any("admin" in grant.roles or role in grant.roles for grant in self.grants)
 
     def limit(self, quota: Quota) -> float | None:
         """The caller's limit of `quota`; None is unlimited."""
@@ -350,7 +356,7 @@ def _grant(spec: Any, where: _Where) -> Grant:
         if not _COLLECTION_PATTERN.fullmatch(pattern):
             raise ConfigError(
                 f"{where.at('collections').at(i)}: {pattern!r} is not a collection name or a "
-                "pattern of letters, digits, _, -, * and ?"
+                "pattern of letters, digits, _, * and ?"
             )
     scoped = sorted(COLLECTION_ROLES.intersection(roles))
     if scoped and not collections and "admin" not in roles:
