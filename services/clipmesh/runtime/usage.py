@@ -164,7 +164,12 @@ class ChargeBook:
     def charge(self, charge_id: str, caller: CallerPolicy, quota: Quota, amount: float) -> None:
         """Adds a charge, or raises the ResourceExhausted of `quota_exceeded` when the caller's
         use today plus `amount` would pass its limit. A charge id already present is left as it
-        is (a retried request is not charged twice)."""
+        is, unchecked (a retried request is not charged, or refused, twice)."""
+        known = self._db.execute(
+            "SELECT 1 FROM quota_charges WHERE charge_id = ?", (charge_id,)
+        ).fetchone()
+        if known:
+            return
         now = self._clock()
         limit = caller.limit(quota)
         if limit is not None:
@@ -174,7 +179,7 @@ class ChargeBook:
                     caller.name, quota, limit=limit, used=used, asked=amount, now_s=now
                 )
         self._db.execute(
-            "INSERT OR IGNORE INTO quota_charges (charge_id, caller, quota, day, amount)"
+            "INSERT INTO quota_charges (charge_id, caller, quota, day, amount)"
             " VALUES (?, ?, ?, ?, ?)",
             (charge_id, caller.name, quota.value, utc_day(now), amount),
         )
