@@ -12,9 +12,13 @@
         for hit in result.hits:
             print(hit.video.title, hit.score, [(m.start_s, m.end_s) for m in hit.moments])
 
-Against a secured mesh, pass `credentials=tls_credentials("ca.crt")` and `token=...`.
+Against a secured mesh, pass `credentials=tls_credentials("ca.crt")` and `token=...`;
+`client.whoami()` says who the token proves you are, your roles and your quotas (`CallerInfo`).
 `AsyncClient` takes the same arguments (`async with`, `await`, `async for`). Failed calls raise
-the typed errors below, chained from the `grpc.RpcError`; match on the class or `.reason`.
+the typed errors below, chained from the `grpc.RpcError`; match on the class or `.reason`
+(`QuotaExceededError` names the quota and when it resets, `PermissionDeniedError` the missing
+role). Generation: `clipmesh_client.generation.GeneratorClient`; a receiver of its job webhooks
+checks each request with `clipmesh_client.webhooks.verify(secret, headers, body)`.
 """
 
 from clipmesh_client.async_client import AsyncClient
@@ -38,11 +42,14 @@ from clipmesh_client.errors import (
 )
 from clipmesh_client.filters import all_of, any_of, between, equals, not_
 from clipmesh_client.models import (
+    CallerInfo,
     DeleteResult,
+    Grant,
     IngestEvent,
     IngestProgress,
     IngestSummary,
     Moment,
+    QuotaUsage,
     SearchResult,
     Video,
     VideoHit,
@@ -52,12 +59,14 @@ from clipmesh_client.wire import tls_credentials
 __all__ = [
     "AlreadyExistsError",
     "AsyncClient",
+    "CallerInfo",
     "CancelledError",
     "Client",
     "ClipmeshError",
     "DeadlineExceededError",
     "DeleteResult",
     "FailedPreconditionError",
+    "Grant",
     "IngestEvent",
     "IngestProgress",
     "IngestSummary",
@@ -67,6 +76,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "QuotaExceededError",
+    "QuotaUsage",
     "ResourceExhaustedError",
     "SearchResult",
     "UnauthenticatedError",

@@ -11,7 +11,7 @@ from typing import Any, Self
 import grpc
 
 from clipmesh_api.common.v1 import common_pb2
-from clipmesh_api.orchestrator.v1 import ingest_pb2, search_pb2
+from clipmesh_api.orchestrator.v1 import account_pb2, ingest_pb2, search_pb2
 from clipmesh_client import messages, models
 from clipmesh_client.client import DEFAULT_READY_TIMEOUT_S, ClientBase
 from clipmesh_client.errors import typed_errors
@@ -23,8 +23,8 @@ class AsyncClient(ClientBase):
     """The asyncio form of `Client`: the same arguments, methods and errors.
 
     Create it inside a running event loop; use `async with AsyncClient(...) as client:`.
-    `search`, `get_video`, `delete_videos` and `wait_until_ready` are awaited; `ingest` and
-    `list_videos` are iterated with `async for`.
+    `search`, `get_video`, `delete_videos`, `whoami` and `wait_until_ready` are awaited;
+    `ingest` and `list_videos` are iterated with `async for`.
     """
 
     _open_channel = staticmethod(open_aio_channel)
@@ -63,6 +63,14 @@ class AsyncClient(ClientBase):
                 readiness.failed(exc)
             await asyncio.sleep(readiness.pause_s())
         raise readiness.timed_out() from readiness.last_error
+
+    async def whoami(self, *, timeout_s: float | None = None) -> models.CallerInfo:
+        """Who the API takes this client's token for; see `Client.whoami`."""
+        with typed_errors():
+            response = await self._account.GetCaller(
+                account_pb2.GetCallerRequest(), **self._call_options(timeout_s)
+            )
+        return models.caller_info_from_proto(response)
 
     async def search(
         self,

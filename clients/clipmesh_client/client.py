@@ -1,4 +1,5 @@
-"""`Client`: the blocking client of the orchestrator's public API (search, ingest, library).
+"""`Client`: the blocking client of the orchestrator's public API (search, ingest, library,
+who am I).
 
 `AsyncClient` (async_client.py) is its asyncio twin on the same `ClientBase`. Both build
 requests with `messages` and convert answers with `models`; each method here only makes the
@@ -18,7 +19,14 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from clipmesh_api.common.v1 import common_pb2
-from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
+from clipmesh_api.orchestrator.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    ingest_pb2,
+    ingest_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+)
 from clipmesh_client import messages, models
 from clipmesh_client.errors import typed_errors
 from clipmesh_client.readiness import Readiness
@@ -63,6 +71,7 @@ class ClientBase:
         self._channel = self._open_channel(target, policy, credentials=credentials)
         self._search = search_pb2_grpc.SearchServiceStub(self._channel)
         self._ingest = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        self._account = account_pb2_grpc.AccountServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def __repr__(self) -> str:
@@ -144,6 +153,22 @@ class Client(ClientBase):
                 readiness.failed(exc)
             time.sleep(readiness.pause_s())
         raise readiness.timed_out() from readiness.last_error
+
+    def whoami(self, *, timeout_s: float | None = None) -> models.CallerInfo:
+        """Who the API takes this client's token for: its roles, collections and quota use.
+
+        Generation quotas come from the generator; when it does not answer they are left out
+        and `warnings` says so.
+
+        Raises:
+            UnauthenticatedError: The token is missing or not accepted.
+            ClipmeshError: The call failed otherwise.
+        """
+        with typed_errors():
+            response = self._account.GetCaller(
+                account_pb2.GetCallerRequest(), **self._call_options(timeout_s)
+            )
+        return models.caller_info_from_proto(response)
 
     def search(
         self,

@@ -1,16 +1,20 @@
-"""`GeneratorClient`: text-to-video jobs on the generator gateway, with live progress.
+"""`GeneratorClient`: text-to-video jobs on the public API, with live progress.
 
     from clipmesh_client.generation import GeneratorClient
 
-    with GeneratorClient("127.0.0.1:50053") as gateway:
-        for event in gateway.generate("a slow push in on a lighthouse at dusk", duration_s=5,
-                                      idempotency_key="shot-12"):
+    with GeneratorClient("127.0.0.1:50050", token=TOKEN, credentials=CA) as generator:
+        for event in generator.generate("a slow push in on a lighthouse at dusk", duration_s=5,
+                                        idempotency_key="shot-12"):
             print(event.job.state, event.job.progress, event.message)
-        gateway.download_output(event.job.job_id, "shot-12.mp4")
+        generator.download_output(event.job.job_id, "shot-12.mp4")
 
+The public API (the orchestrator, port 50050) checks the caller's `generate` role and relays
+each call to the generator gateway; the gateway's own port (50053) is internal, behind mutual
+TLS in production, though a client with a certificate of the mesh may still call it directly.
 A job outlives its stream: leave the loop (or lose the connection) and `watch(job_id)` picks it
 up again. The same `idempotency_key` with the same request returns the same job, so a retry
-after a network failure never starts — or pays for — a second generation.
+after a network failure never starts — or pays for — a second generation. With `webhook_url`
+the job's end is also announced by a signed POST (`clipmesh_client.webhooks.verify` checks it).
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_client.blocking import BlockingServiceClient
 from clipmesh_client.errors import ClipmeshError, typed_errors
+from clipmesh_client.models import QuotaUsage, quota_usage_from_proto
 
-DEFAULT_GATEWAY_TARGET = "127.0.0.1:50053"
+DEFAULT_GATEWAY_TARGET = "127.0.0.1:50050"
+"""The public API (the orchestrator), which relays generation to the gateway."""
 _STATE_PREFIX = "JOB_STATE_"
 _OUTCOME_PREFIX = "CANCEL_OUTCOME_"
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
@@ -60,6 +66,8 @@ class GenerationJob:
         provider_task_id: The provider's task id, once submitted.
         created_at: When it was submitted (UTC).
         labels: The request's labels.
+        caller: Who submitted and owns it (the identity its token proved).
+        webhook_url: Where its end is announced by a signed POST, or "".
     """
 
     job_id: str
@@ -83,6 +91,8 @@ class GenerationJob:
     provider_task_id: str = ""
     created_at: datetime | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    caller: str = ""
+    webhook_url: str = ""
 
     @property
     def finished(self) -> bool:
@@ -124,6 +134,8 @@ def job_from_proto(job: generator_pb2.Job) -> GenerationJob:
         provider_task_id=job.provider_task_id,
         created_at=job.create_time.ToDatetime(tzinfo=UTC) if job.HasField("create_time") else None,
         labels=dict(spec.labels),
+        caller=job.caller,
+        webhook_url=job.webhook_url,
     )
 
 
@@ -133,17 +145,19 @@ def _event(event: generator_pb2.JobEvent) -> JobEvent:
 
 
 class GeneratorClient(BlockingServiceClient):
-    """A blocking client of the generator gateway.
+    """A blocking client of generation jobs: the public API's GeneratorService.
 
     Args:
-        target: `host:port` of the gateway.
+        target: `host:port` of the public API (default `127.0.0.1:50050`, the orchestrator),
+            or of the generator gateway itself where the mesh lets you reach it (50053).
         timeout_s: Deadline of each unary call that sets none of its own.
         stream_timeout_s: Deadline of a generate/watch stream (generation takes minutes).
-        caller: Sent as `x-clipmesh-caller`; the gateway limits active jobs per caller.
+        caller: Sent as `x-clipmesh-caller` where authentication is off; jobs and quotas are
+            kept per caller. With a token, the identity the token proves wins.
         max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
         credentials: TLS credentials, or None for plaintext.
         metadata: Further headers sent with every call.
-        token: Bearer token, when the gateway has token auth on (over TLS only).
+        token: Bearer token of a mesh with token auth on (over TLS only).
     """
 
     def __init__(
@@ -185,9 +199,19 @@ class GeneratorClient(BlockingServiceClient):
         watermark: bool = False,
         labels: Mapping[str, str] | None = None,
         idempotency_key: str = "",
+        webhook_url: str = "",
         timeout_s: float | None = None,
     ) -> Iterator[JobEvent]:
-        """Submits a job and yields its events until it ends (0 / "" mean the defaults)."""
+        """Submits a job and yields its events until it ends (0 / "" mean the defaults).
+
+        `webhook_url` (https, a host the policy allows) receives a signed POST when the job
+        ends; the policy must hold a webhook secret for the caller.
+
+        Raises:
+            QuotaExceededError: A quota of the caller (jobs at once, provider seconds today)
+                refused the job.
+            PermissionDeniedError: The caller holds no `generate` role.
+        """
         spec = generator_pb2.GenerationSpec(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -204,7 +228,9 @@ class GeneratorClient(BlockingServiceClient):
             spec.seed = seed
         if prompt_extend is not None:
             spec.prompt_extend = prompt_extend
-        request = generator_pb2.GenerateRequest(spec=spec, idempotency_key=idempotency_key)
+        request = generator_pb2.GenerateRequest(
+            spec=spec, idempotency_key=idempotency_key, webhook_url=webhook_url
+        )
         call = self._stub.Generate(request, **self._options(timeout_s, stream=True))
         return self._events(call)
 
@@ -294,3 +320,11 @@ class GeneratorClient(BlockingServiceClient):
                 generator_pb2.DeleteJobOutputRequest(job_id=job_id), **self._options(timeout_s)
             )
         return response.file_removed
+
+    def usage(self, *, timeout_s: float | None = None) -> list[QuotaUsage]:
+        """The caller's generation quotas: provider video-seconds today and jobs at once."""
+        with typed_errors():
+            response = self._stub.GetUsage(
+                generator_pb2.GetUsageRequest(), **self._options(timeout_s)
+            )
+        return [quota_usage_from_proto(quota) for quota in response.quotas]

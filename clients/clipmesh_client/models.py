@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from clipmesh_api.common.v1 import common_pb2
-from clipmesh_api.orchestrator.v1 import ingest_pb2, search_pb2
+from clipmesh_api.common.v1 import access_pb2, common_pb2
+from clipmesh_api.orchestrator.v1 import account_pb2, ingest_pb2, search_pb2
 
 _SOURCES = {
     common_pb2.VIDEO_SOURCE_INGESTED: "ingested",
@@ -182,6 +182,63 @@ class DeleteResult(NamedTuple):
     not_found_ids: list[str]
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One line of the caller's policy: roles, and the collections they apply to.
+
+    Attributes:
+        roles: "search", "ingest", "delete", "generate", "previs" or "admin".
+        collections: Collection names and glob patterns ("team-a-*") the collection-scoped
+            roles (search, ingest, delete, previs) apply to; empty for the others.
+    """
+
+    roles: tuple[str, ...]
+    collections: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    """One quota of the caller: its limit, what is used, and when it starts again from zero.
+
+    Attributes:
+        quota: "ingest_bytes_per_day", "provider_video_seconds_per_day" or "concurrent_jobs".
+        limit: The limit, or None when the quota is unlimited.
+        used: What is used now (today, for a daily quota).
+        unit: The unit of `limit` and `used`: "bytes", "seconds" or "jobs".
+        reset_time: When a daily quota resets (the next midnight, UTC); None for the others.
+    """
+
+    quota: str
+    limit: float | None
+    used: float
+    unit: str
+    reset_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CallerInfo:
+    """Who the API takes the caller for, and what it may do (`Client.whoami`).
+
+    Attributes:
+        caller: The identity the caller's token proves ("anonymous" when authentication is
+            off).
+        admin: True when the caller may do everything (also when no policy is set).
+        authorization_enabled: True when a policy decides what callers may do; False means
+            every caller may do everything.
+        grants: What the policy grants the caller.
+        quotas: The caller's quotas and their use.
+        warnings: Things the caller should know (for example that generation quotas are
+            unknown because the generator did not answer).
+    """
+
+    caller: str
+    admin: bool
+    authorization_enabled: bool
+    grants: tuple[Grant, ...] = ()
+    quotas: tuple[QuotaUsage, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
 def video_from_proto(video: common_pb2.Video, *, segments: int | None = None) -> Video:
     """The `Video` for its protobuf (and its segment count, where the response carries one)."""
     created_at = video.create_time.ToDatetime(tzinfo=UTC) if video.HasField("create_time") else None
@@ -270,4 +327,28 @@ def ingest_event_from_proto(response: ingest_pb2.IngestVideosResponse) -> Ingest
         segments=progress.segments,
         error_reason=progress.error.reason,
         error_message=progress.error.message,
+    )
+
+
+def quota_usage_from_proto(usage: access_pb2.QuotaUsage) -> QuotaUsage:
+    """The `QuotaUsage` for its protobuf."""
+    reset_time = usage.reset_time.ToDatetime(tzinfo=UTC) if usage.HasField("reset_time") else None
+    return QuotaUsage(
+        quota=usage.quota,
+        limit=usage.limit if usage.HasField("limit") else None,
+        used=usage.used,
+        unit=usage.unit,
+        reset_time=reset_time,
+    )
+
+
+def caller_info_from_proto(response: account_pb2.GetCallerResponse) -> CallerInfo:
+    """The `CallerInfo` for a `GetCallerResponse`."""
+    return CallerInfo(
+        caller=response.caller,
+        admin=response.admin,
+        authorization_enabled=response.authorization_enabled,
+        grants=tuple(Grant(tuple(g.roles), tuple(g.collections)) for g in response.grants),
+        quotas=tuple(quota_usage_from_proto(q) for q in response.quotas),
+        warnings=tuple(response.warnings),
     )

@@ -5,7 +5,7 @@
 The options belong to the `clipmesh` group, so every command that talks to a service (search,
 ingest, generate, previs, status…) uses them without options of its own. Each has an
 environment variable: CLIPMESH_CA_FILE, CLIPMESH_CERT_FILE and CLIPMESH_KEY_FILE (a client
-certificate, for calling an mTLS service such as the generator gateway directly) and
+certificate, for calling an mTLS service such as the generator gateway's own port) and
 CLIPMESH_TOKEN. Prefer the variable for the token: a flag's value shows in the process list.
 """
 
@@ -69,13 +69,16 @@ _OPTIONS = (
 )
 
 
-def target_option(env_var: str, default: str, service: str) -> Callable[[CommandT], CommandT]:
-    """A `--target` option for the address of `service`, from `env_var` when set."""
+def target_option(
+    env_var: str, default: str, service: str, note: str = ""
+) -> Callable[[CommandT], CommandT]:
+    """A `--target` option for the address of `service`, from `env_var` when set; `note` ends
+    its help."""
     return click.option(
         "--target",
         default=lambda: os.environ.get(env_var, default),
         show_default=default,
-        help=f"{service} address (env {env_var}).",
+        help=f"{service} address (env {env_var}).{f' {note}' if note else ''}",
     )
 
 

@@ -1,5 +1,7 @@
-"""`clipmesh generate` and `clipmesh jobs`: text-to-video jobs on the generator gateway.
+"""`clipmesh generate` and `clipmesh jobs`: text-to-video jobs through the public API.
 
+The orchestrator (127.0.0.1:50050 by default, CLIPMESH_GENERATOR_TARGET or --target) checks the
+caller's token and `generate` role and relays to the generator gateway, as for any SDK caller.
 A live progress bar for people, JSON lines for scripts; an error is one line on stderr and a
 non-zero exit. Leaving with Ctrl-C stops watching, never the job (`clipmesh jobs watch ID`).
 """
@@ -21,19 +23,28 @@ from rich.table import Table
 from clipmesh.cli import connection
 from clipmesh.cli.connection import client_options
 from clipmesh.cli.library import one_line_errors, print_json
-from clipmesh_client.generation import GenerationJob, GeneratorClient, JobEvent
+from clipmesh_client.generation import (
+    DEFAULT_GATEWAY_TARGET,
+    GenerationJob,
+    GeneratorClient,
+    JobEvent,
+)
 
 console = Console()
 _SIZE = re.compile(r"^(\d{2,5})[x*×](\d{2,5})$")
 target_option = connection.target_option(
-    "CLIPMESH_GENERATOR_TARGET", "127.0.0.1:50053", "Generator gateway"
+    "CLIPMESH_GENERATOR_TARGET",
+    DEFAULT_GATEWAY_TARGET,
+    "Public API",
+    note="The orchestrator relays generation to the generator gateway; the gateway's own "
+    "port (50053) also works where you can reach it.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 @contextmanager
 def gateway_for(target: str) -> Iterator[GeneratorClient]:
-    """A gateway client whose failures end the command with one clear line."""
+    """A generation client whose failures end the command with one clear line."""
     with (
         one_line_errors(),
         GeneratorClient(target, caller=os.environ.get("USER", ""), **client_options()) as client,

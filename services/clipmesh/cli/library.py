@@ -22,7 +22,15 @@ from rich.table import Table
 
 from clipmesh.cli import connection
 from clipmesh.cli.connection import client_options
-from clipmesh_client import Client, ClipmeshError, IngestProgress, IngestSummary
+from clipmesh.cli.quotas import human_amount, human_reset, quota_unit
+from clipmesh_client import (
+    Client,
+    ClipmeshError,
+    IngestProgress,
+    IngestSummary,
+    PermissionDeniedError,
+    QuotaExceededError,
+)
 
 console = Console()
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -38,8 +46,30 @@ def one_line_errors() -> Iterator[None]:
         yield
     except ClipmeshError as error:
         reason = f" [{error.reason}]" if error.reason else ""
-        click.echo(f"error: {error.code.name}{reason}: {error.message}", err=True)
+        details = refusal_details(error)
+        details = f" ({details})" if details else ""
+        click.echo(f"error: {error.code.name}{reason}: {error.message}{details}", err=True)
         sys.exit(1)
+
+
+def refusal_details(error: ClipmeshError) -> str:
+    """What a refusal by the policy adds to its message, from the status's details rather than
+    its text: the quota, its use and limit and when it resets; or the missing permission and
+    the collection. "" for other errors."""
+    if isinstance(error, QuotaExceededError) and error.quota:
+        unit = quota_unit(error.quota)
+        used, limit = (
+            "?" if value is None else human_amount(value, unit)
+            for value in (error.used, error.limit)
+        )
+        details = f"quota {error.quota}: {used} used of {limit}"
+        if error.reset_time is not None:
+            details += f", resets {human_reset(error.reset_time)}"
+        return details
+    if isinstance(error, PermissionDeniedError) and error.permission:
+        where = f" in collection {error.collection!r}" if error.collection else ""
+        return f"missing permission: {error.permission}{where}"
+    return ""
 
 
 @contextmanager

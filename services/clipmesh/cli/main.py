@@ -14,12 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from clipmesh import __version__
+from clipmesh.cli.account import whoami
 from clipmesh.cli.certs import CLIENT_NAME, dev_certs
 from clipmesh.cli.connection import channel_credentials, connection_options
 from clipmesh.cli.evaluation import eval_command
 from clipmesh.cli.generation import generate, jobs
 from clipmesh.cli.library import ingest, search, videos
 from clipmesh.cli.mesh import LocalMesh, MeshError
+from clipmesh.cli.policy import policy, webhook_secret
 from clipmesh.cli.previs import export, previs, review
 from clipmesh.cli.probe import connect_address, health_status, list_services
 from clipmesh.cli.serve import serve_group
@@ -47,6 +49,9 @@ cli.add_command(previs)
 cli.add_command(review)
 cli.add_command(export)
 cli.add_command(dev_certs)
+cli.add_command(whoami)
+cli.add_command(policy)
+cli.add_command(webhook_secret)
 
 
 class _Stop(Exception):
@@ -108,7 +113,7 @@ def _tls_hint(mesh: LocalMesh) -> str:
         "[bold]TLS on[/] (mTLS between services, a token for the public API). For the CLI:\n"
         f"  export CLIPMESH_CA_FILE={credentials.ca_file}\n"
         f'  export CLIPMESH_TOKEN="$(cat {credentials.token_file})"\n'
-        "  # and a client certificate, for the generator gateway and `clipmesh status`:\n"
+        "  # and a client certificate, for `clipmesh status` and the internal ports:\n"
         f"  export CLIPMESH_CERT_FILE={credentials.cert_file(CLIENT_NAME)}\n"
         f"  export CLIPMESH_KEY_FILE={credentials.key_file(CLIENT_NAME)}"
     )
