@@ -48,7 +48,7 @@ callers:
   alice:
     grants:
       - roles: [search, ingest]
-        collections: ["team-a-*"]
+        collections: ["team_a_*"]
       - roles: [generate]
     quotas:
       ingest_bytes_per_day: 2GiB
@@ -146,7 +146,7 @@ async def test_a_caller_learns_its_name_grants_and_quotas_from_the_policy(govern
     info = await asyncio.to_thread(whoami, governed.target("orchestrator"), ALICE_TOKEN)
     assert (info.caller, info.admin, info.authorization_enabled) == ("alice", False, True)
     assert info.grants == (
-        Grant(("ingest", "search"), ("team-a-*",)),
+        Grant(("ingest", "search"), ("team_a_*",)),
         Grant(("generate",), ()),
     )
     ingest, seconds, jobs = info.quotas
@@ -181,7 +181,7 @@ async def test_a_used_up_quota_is_a_quota_exceeded_error_with_its_figures(govern
 async def test_a_missing_role_is_a_permission_denied_error_naming_it(governed) -> None:
     def search() -> None:
         with Client(governed.target("orchestrator"), token=ALICE_TOKEN, max_attempts=1) as client:
-            client.search(text="a harbour", collection="team-b-clips")
+            client.search(text="a harbour", collection="team_b_clips")
 
     with pytest.raises(PermissionDeniedError) as refused:
         await asyncio.to_thread(search)
@@ -189,7 +189,7 @@ async def test_a_missing_role_is_a_permission_denied_error_naming_it(governed) -
     assert (error.reason, error.permission, error.collection) == (
         "MISSING_PERMISSION",
         "search",
-        "team-b-clips",
+        "team_b_clips",
     )
 
 
@@ -267,12 +267,12 @@ async def test_clipmesh_whoami_shows_the_caller_grants_and_quotas(governed) -> N
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "caller         alice" in out and "authorization  on" in out
-    assert "team-a-*" in out and "generate" in out
+    assert "team_a_*" in out and "generate" in out
     assert "2.0 GiB" in out and "10 min" in out and "3 jobs" in out
     result = await asyncio.to_thread(run_cli, ALICE_TOKEN, "whoami", "--json", "--target", target)
     shown = json.loads(result.stdout)
     assert (shown["caller"], shown["authorization_enabled"]) == ("alice", True)
-    assert shown["grants"][0] == {"roles": ["ingest", "search"], "collections": ["team-a-*"]}
+    assert shown["grants"][0] == {"roles": ["ingest", "search"], "collections": ["team_a_*"]}
     ingest = shown["quotas"][0]
     assert (ingest["quota"], ingest["limit"], ingest["unit"]) == (
         "ingest_bytes_per_day",
@@ -306,11 +306,11 @@ async def test_the_cli_spells_out_quota_and_permission_refusals(governed) -> Non
         "--text",
         "x",
         "--collection",
-        "team-b-clips",
+        "team_b_clips",
         "--target",
         target,
     )
     assert search.exit_code == 1
     (line,) = search.stderr.strip().splitlines()
     assert line.startswith("error: PERMISSION_DENIED [MISSING_PERMISSION]: ")
-    assert line.endswith("(missing permission: search in collection 'team-b-clips')")
+    assert line.endswith("(missing permission: search in collection 'team_b_clips')")

@@ -27,7 +27,7 @@ callers:
   team-a:
     grants:
       - roles: [search, ingest]
-        collections: ["team-a-*"]
+        collections: ["team_a_*"]
       - roles: [generate]
     quotas: {ingest_bytes_per_day: 200GiB, provider_video_seconds_per_day: 5400}
   ops:
@@ -60,7 +60,7 @@ def test_policy_check_summarises_a_good_file_and_exits_0(tmp_path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == f"{path}: a valid policy with 2 callers"
     team_a = lines[lines.index("team-a") :]
-    assert team_a[1] == "  grants: search, ingest on team-a-*; generate"
+    assert team_a[1] == "  grants: search, ingest on team_a_*; generate"
     assert team_a[2] == (
         "  quotas: provider_video_seconds_per_day 1 h 30 min, concurrent_jobs 4 jobs, "
         "ingest_bytes_per_day 200.0 GiB"
