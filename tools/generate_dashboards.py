@@ -23,6 +23,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from tools.dashboards.generation import generation_dashboard
 from tools.dashboards.grpc_services import grpc_dashboard
 from tools.dashboards.search import search_dashboard
+from tools.dashboards.tenancy import tenancy_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "deploy" / "k8s" / "components" / "observability" / "dashboards"
@@ -31,6 +32,7 @@ DASHBOARDS = {
     "clipmesh-search.json": search_dashboard,
     "clipmesh-generation.json": generation_dashboard,
     "clipmesh-grpc.json": grpc_dashboard,
+    "clipmesh-tenancy.json": tenancy_dashboard,
 }
 
 

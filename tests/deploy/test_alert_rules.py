@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from clipmesh.generator.jobs import ENDED_STATES
+from clipmesh.runtime.policy import Quota
 from tests.deploy.promql import OBSERVABILITY, ROOT, alert_rules, recording_rules, selectors
 from tools import check_rules
 
@@ -75,6 +76,11 @@ def test_generator_states_the_rules_match_are_states_jobs_end_in() -> None:
     states = _matched_values("state")
     ended = {state.value for state in ENDED_STATES}
     assert states and states <= ended
+
+
+def test_quotas_the_rules_match_are_daily_quotas_of_the_policy() -> None:
+    quotas = _matched_values("quota")
+    assert quotas and quotas <= {quota.value for quota in Quota if quota.daily}
 
 
 def test_rules_are_shipped_by_the_observability_component() -> None:

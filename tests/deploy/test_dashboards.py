@@ -1,8 +1,9 @@
 """The Grafana dashboards and the Prometheus rules read metrics the services really export.
 
-Static checks parse every dashboard and query. The live check starts the four services as
-processes, gives them work (ingest, searches, a generation), scrapes each one's /metrics and
-requires every metric a dashboard or rule names to be there, with the labels the query uses.
+Static checks parse every dashboard and query. The live check starts the services as
+processes (the generator with a policy, so it exports its callers' quotas), gives them work
+(ingest, searches, a generation), scrapes each one's /metrics and requires every metric a
+dashboard or rule names to be there, with the labels the query uses.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import clipmesh.encoder.metrics
 import clipmesh.generator.metrics
 import clipmesh.index.metrics
 import clipmesh.orchestrator.metrics
-import clipmesh.previs.metrics  # noqa: F401  (registers what the services declare)
+import clipmesh.previs.metrics
+import clipmesh.runtime.access  # noqa: F401  (registers what the services declare)
 from clipmesh.demo.library import make_library
 from clipmesh_client import Client
 from clipmesh_client.generation import GeneratorClient
@@ -43,6 +45,15 @@ from tools import generate_dashboards
 
 DASHBOARDS = sorted((OBSERVABILITY / "dashboards").glob("*.json"))
 LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# The live generator's policy: one caller that may generate, with limits on both of the
+# generator's quotas (a limit is exported only where there is one).
+POLICY = """\
+version: 1
+callers:
+  dashboards:
+    grants: [{roles: [generate]}]
+    quotas: {provider_video_seconds_per_day: 600, concurrent_jobs: 2}
+"""
 
 
 def _panels(dashboard: dict) -> list[dict]:
@@ -135,7 +146,12 @@ def scrapes(tmp_path_factory) -> dict[str, str]:
     tmp_path = tmp_path_factory.mktemp("mesh")
     library = tmp_path / "library"
     make_library(library, count=2, seed=3, size=(160, 90))
-    environ = {"CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(library)}
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    environ = {
+        "CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(library),
+        "CLIPMESH_GENERATOR_POLICY_FILE": str(policy),
+    }
     with process_mesh(tmp_path, free_port, extra_env=environ) as services:
         with Client(services["orchestrator"]["target"], timeout_s=30) as client:
             events = list(client.ingest(sorted(library.glob("*.mp4"))))
@@ -143,7 +159,7 @@ def scrapes(tmp_path_factory) -> dict[str, str]:
             client.search(text="a red boat at sea")
             client.search(text="a red boat at sea")  # answered from the cache
             client.search(image=_png(seed=1))
-        with GeneratorClient(services["generator"]["target"]) as generator:
+        with GeneratorClient(services["generator"]["target"], caller="dashboards") as generator:
             *_, last = generator.generate("a slow pan", size=(256, 144), duration_s=1, fps=12)
             assert last.job.state == "succeeded", last
         return {
@@ -225,6 +241,9 @@ def test_metrics_are_exported_by_the_service_that_owns_them(scrapes) -> None:
         "clipmesh_encoder_queue_capacity": "encoder",
         "clipmesh_index_snapshot_interval_seconds": "index",
         "clipmesh_generator_jobs_ended_total": "generator",
+        "clipmesh_generator_webhooks_pending": "generator",
+        "clipmesh_quota_used": "generator",
+        "clipmesh_quota_limit": "generator",
     }
     for sample, owner in owners.items():
         holders = {name for name, text in scrapes.items() if f"\n{sample}" in text}

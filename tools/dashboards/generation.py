@@ -1,10 +1,11 @@
-"""The generation and previs dashboard: jobs and provider errors, queue and latency, previs."""
+"""The generation and previs dashboard: jobs and provider errors, queue and latency, paid
+seconds per caller and webhook deliveries, previs."""
 
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 
-from tools.dashboards.panels import NS, RATE, base, panel, quantiles, query
+from tools.dashboards.panels import NS, RATE, base, panel, quantiles, query, quota_used
 
 
 def generation_dashboard() -> dashboard_builders.Dashboard:
@@ -101,6 +102,44 @@ def generation_dashboard() -> dashboard_builders.Dashboard:
                     f"[{RATE}]))",
                     "hit ratio",
                 ),
+            )
+        )
+        .with_row(dashboard_builders.Row("Callers and webhooks"))
+        .with_panel(
+            quota_used(
+                "Provider video seconds today",
+                "provider_video_seconds_per_day",
+                "s",
+                "Paid seconds of generated video today (UTC), per caller, against each caller's "
+                "daily limit; failed and cancelled jobs are refunded.",
+            )
+        )
+        .with_panel(
+            panel(
+                "Webhook attempts",
+                "Deliveries of job-end webhooks by outcome: delivered, retry (failed, tried "
+                "again later) and failed (given up: refused for good, or retried for "
+                "WEBHOOK_MAX_AGE_S). ClipmeshWebhookDeliveriesFailing opens a ticket on any "
+                "given-up event.",
+                "ops",
+                query(
+                    f"sum by (outcome) (rate(clipmesh_generator_webhook_attempts_total{{{NS}}}"
+                    f"[{RATE}]))",
+                    "{{outcome}}",
+                ),
+                stacked=True,
+                width=8,
+            )
+        )
+        .with_panel(
+            panel(
+                "Webhooks pending",
+                "Events in the outbox waiting for their next attempt. Deliveries take seconds, "
+                "so this drops to zero between failures; ClipmeshWebhookDeliveriesFailing opens "
+                "a ticket when it has not for an hour.",
+                "short",
+                query(f"sum(clipmesh_generator_webhooks_pending{{{NS}}})", "pending"),
+                width=8,
             )
         )
         .with_row(dashboard_builders.Row("Previs"))

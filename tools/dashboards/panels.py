@@ -1,5 +1,6 @@
 """What every clipmesh dashboard is built from: the datasource and namespace variables,
-Prometheus queries, time series panels with an optional red threshold line, and quantiles."""
+Prometheus queries, time series panels with an optional red threshold line, quantiles, and a
+quota's use per caller against its limit."""
 
 from __future__ import annotations
 
@@ -82,6 +83,21 @@ def quantiles(metric: str, by: str, *levels: float) -> list[prometheus.Dataquery
         )
         for q in levels
     ]
+
+
+def quota_used(title: str, quota: str, unit: str, description: str) -> timeseries.Panel:
+    """Each caller's use of `quota` (clipmesh_quota_used, summed over the pods that count it)
+    and its limit from the policy (none drawn for an unlimited quota); a third of a row."""
+    return panel(
+        title,
+        description,
+        unit,
+        query(f'sum by (caller) (clipmesh_quota_used{{{NS}, quota="{quota}"}})', "{{caller}}"),
+        query(
+            f'max by (caller) (clipmesh_quota_limit{{{NS}, quota="{quota}"}})', "{{caller}} limit"
+        ),
+        width=8,
+    )
 
 
 def base(uid: str, title: str, description: str) -> dashboard_builders.Dashboard:
