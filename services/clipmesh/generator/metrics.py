@@ -60,3 +60,6 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOK_PENDING = Gauge(
     "clipmesh_generator_webhooks_pending", "Webhook events waiting to be delivered."
 )
+# Every outcome from the start, so a first failure shows as an increase from 0.
+for _outcome in ("delivered", "retry", "failed"):
+    WEBHOOK_ATTEMPTS.labels(_outcome)
