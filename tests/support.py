@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -83,3 +85,15 @@ async def scrape_metrics(port: int) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def webhook_outbox(database: Path) -> list[dict]:
+    """The generator's webhook outbox as its job store holds it (read-only, beside the running
+    gateway): one dict per event, oldest first, without the payload."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute(
+            "SELECT event_id, job_id, caller, url, created_s, attempts, next_attempt_s, state,"
+            " last_error, done_s FROM webhook_outbox ORDER BY created_s"
+        ).fetchall()
+    return [dict(row) for row in rows]

@@ -38,10 +38,17 @@ from clipmesh_client.webhooks import sign
 
 log = logging.getLogger(__name__)
 
-# Delivered and given-up events are kept this long for inspection, then pruned.
+# Delivered and given-up events are kept this long for inspection, then pruned (hourly).
 KEEP_DONE_S = 7 * 86_400
+PRUNE_EVERY_S = 3600.0
 # The longest the dispatcher sleeps without looking at the outbox (a clock that jumped).
 MAX_IDLE_S = 60.0
+# The wait after a round failed unexpectedly (the store failing): the dispatcher goes on, but
+# never in a tight loop of attempts whose outcome cannot be recorded.
+FAILED_ROUND_WAIT_S = 5.0
+# Doublings of the initial backoff beyond which every cap is reached (0.01 s × 2**40 is over a
+# year); without a bound, 2**1024 overflows a float after a long outage.
+MAX_DOUBLINGS = 40
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class WebhookSettings:
     def backoff_s(self, attempts: int) -> float:
         """The wait after `attempts` failed attempts: exponential, capped, ±20 % jitter so a
         receiver that comes back is not hit by every event at once."""
-        base = min(self.max_backoff_s, self.initial_backoff_s * 2 ** max(0, attempts - 1))
+        doublings = min(max(0, attempts - 1), MAX_DOUBLINGS)
+        base = min(self.max_backoff_s, self.initial_backoff_s * 2.0**doublings)
         return base * random.uniform(0.8, 1.2)
 
 
@@ -106,6 +114,7 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._gate = asyncio.Semaphore(settings.max_in_flight)
+        self._next_prune_s = 0.0
 
     def start(self) -> None:
         self._ledger.on_webhook = self._wake.set
@@ -118,21 +127,41 @@ class WebhookDispatcher:
                 await self._task
 
     async def _run(self) -> None:
-        await self._ledger.outbox(lambda outbox: outbox.prune(time.time() - KEEP_DONE_S))
         while True:
             self._wake.clear()
-            due = await self._ledger.outbox(
-                lambda outbox: outbox.due(time.time(), 4 * self._settings.max_in_flight)
-            )
-            if due:
-                await asyncio.gather(*(self._deliver(event) for event in due))
+            try:
+                wait_s = await self._round()
+            except Exception:  # the dispatcher outlives any one failure, or no webhook goes
+                log.exception("webhook dispatch failed; trying again in %g s", FAILED_ROUND_WAIT_S)
+                await asyncio.sleep(FAILED_ROUND_WAIT_S)
                 continue
-            pending = await self._ledger.outbox(lambda outbox: outbox.pending())
-            metrics.WEBHOOK_PENDING.set(pending)
-            next_s = await self._ledger.outbox(lambda outbox: outbox.next_due_s())
-            wait_s = MAX_IDLE_S if next_s is None else max(0.0, next_s - time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(wait_s, MAX_IDLE_S))
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
+
+    async def _round(self) -> float:
+        """Attempts every due event; returns the wait before the next round (0: at once)."""
+        if time.time() >= self._next_prune_s:
+            await self._ledger.outbox(lambda outbox: outbox.prune(time.time() - KEEP_DONE_S))
+            self._next_prune_s = time.time() + PRUNE_EVERY_S
+        due = await self._ledger.outbox(
+            lambda outbox: outbox.due(time.time(), 4 * self._settings.max_in_flight)
+        )
+        if due:
+            # Every attempt ends before a failure is raised: none is left running unrecorded
+            # while the next round takes its event again.
+            outcomes = await asyncio.gather(
+                *(self._deliver(event) for event in due), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return 0.0
+        pending = await self._ledger.outbox(lambda outbox: outbox.pending())
+        metrics.WEBHOOK_PENDING.set(pending)
+        next_s = await self._ledger.outbox(lambda outbox: outbox.next_due_s())
+        wait_s = MAX_IDLE_S if next_s is None else max(0.0, next_s - time.time())
+        return min(wait_s, MAX_IDLE_S)
 
     async def _deliver(self, event: OutboxEvent) -> None:
         async with self._gate:
