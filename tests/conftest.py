@@ -7,8 +7,12 @@ is set by hand on tests that run for minutes.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -16,8 +20,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.tracing import configure_tracing
 from tests.mesh import MeshFactory
+from tests.postgres import PostgresServer, external_server, start_local_server
 
 TIERS = ("unit", "integration", "e2e", "fault", "hostile", "deploy")
 
@@ -79,3 +85,28 @@ def span_exporter() -> InMemorySpanExporter:
         provider = configure_tracing("tests")
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this test run (tests/postgres.py): a throwaway local cluster,
+    started on first use, or the one CLIPMESH_TEST_POSTGRES_DSN names."""
+    server = external_server()
+    if server is not None:
+        yield server
+        return
+    # Not under pytest's temp dirs: those are private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="clipmesh-pg-"))
+    server = start_local_server(base, distinct_free_port())
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(RuntimeError):
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresServer, tmp_path: Path) -> DatabaseTarget:
+    """A new empty database (and role) for one test; its password in a file under tmp_path."""
+    return postgres_server.create_database(tmp_path)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmesh.runtime.config import ConfigError, ServiceConfig, setting
+from clipmesh.runtime.config import ConfigError, SharedStoreConfig, setting
 
 DASHSCOPE_INTL_BASE_URL = "https://dashscope-intl.aliyuncs.com/api/v1"
 """Model Studio's international (Singapore) endpoint; Beijing is dashscope.aliyuncs.com."""
 
 
 @dataclass(frozen=True)
-class GeneratorConfig(ServiceConfig):
+class GeneratorConfig(SharedStoreConfig):
     """How the generator gateway serves."""
 
     SERVICE = "generator"
@@ -22,7 +22,13 @@ class GeneratorConfig(ServiceConfig):
     metrics_port: int = setting(9153, help="Prometheus metrics port.", minimum=0, maximum=65535)
     data_dir: Path = setting(
         Path("clipmesh-data/generator"),
-        help="Directory for the job store (SQLite), the output store and scratch files.",
+        help="Directory for the job store (SQLite, unless store names a database), the output "
+        "store (unless outputs_dir moves it) and scratch files.",
+    )
+    outputs_dir: Path = setting(
+        Path(""),
+        help="Directory of generated videos (by content); empty = DATA_DIR/outputs. With a "
+        "PostgreSQL store, a volume every replica mounts (ReadWriteMany).",
     )
     default_backend: str = setting(
         "animatic",
@@ -96,6 +102,12 @@ class GeneratorConfig(ServiceConfig):
         help="Bytes of video the content cache may hold (least recently used goes first).",
         minimum=0,
     )
+
+    def outputs_path(self) -> Path:
+        """Where generated videos are kept."""
+        if str(self.outputs_dir) in ("", "."):
+            return self.data_dir / "outputs"
+        return self.outputs_dir
 
     def dashscope_key(self) -> str:
         """The API key from the file when one is configured, else from the setting."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmesh.runtime.config import FrontDoorConfig, setting
+from clipmesh.runtime.config import FrontDoorConfig, SharedStoreConfig, setting
 
 
 @dataclass(frozen=True)
-class PrevisConfig(FrontDoorConfig):
+class PrevisConfig(FrontDoorConfig, SharedStoreConfig):
     """How previs serves, where the services it calls are, and its limits and quality bar."""
 
     SERVICE = "previs"
@@ -18,8 +18,9 @@ class PrevisConfig(FrontDoorConfig):
     metrics_port: int = setting(9154, help="Prometheus metrics port.", minimum=0, maximum=65535)
     data_dir: Path = setting(
         Path("clipmesh-data/previs"),
-        help="Directory for the project store (previs.sqlite3), the projects' clips and cuts, "
-        "and the clips' thumbnails.",
+        help="Directory for the project store (previs.sqlite3, unless store names a database), "
+        "the projects' clips and cuts, and the clips' thumbnails. With a PostgreSQL store, a "
+        "volume every replica mounts (ReadWriteMany).",
     )
     generator_target: str = setting("127.0.0.1:50053", help="Generator gateway address.")
     max_shots: int = setting(200, help="Most shots one project may have.", minimum=1, maximum=5000)

@@ -206,6 +206,43 @@ class FrontDoorConfig(ServiceConfig):
             )
 
 
+@dataclasses.dataclass(frozen=True)
+class SharedStoreConfig(ServiceConfig):
+    """What a service with durable state (the generator, previs) needs to run as several
+    replicas: where its state lives, and how long a replica's claim on work lasts."""
+
+    store: str = setting(
+        "",
+        help="Where the service's state lives: empty for SQLite under the data dir (one "
+        "replica); a postgresql:// DSN without its password (store_password_file) for several "
+        "replicas sharing one database (docs/operations.md, High availability).",
+    )
+    store_password_file: Path = setting(
+        Path(""),
+        help="File holding the PostgreSQL password (a mounted Secret); read at each new "
+        "connection, so a rotated password is picked up without a restart.",
+    )
+    store_pool_size: int = setting(
+        8, help="PostgreSQL connections this replica keeps at most.", minimum=2, maximum=200
+    )
+    lease_s: float = setting(
+        15.0,
+        help="How long a replica's claim on its work lasts without being renewed (every third "
+        "of it); a replica that stops renewing has its work taken over by another after this.",
+        minimum=2,
+        maximum=600,
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.store:
+            from clipmesh.runtime.database import DatabaseTarget  # the DSN's own rules
+
+            DatabaseTarget.parse(
+                self.store, self.store_password_file, setting=self.env_name("store")
+            )
+
+
 ConfigT = TypeVar("ConfigT", bound=ServiceConfig)
 
 
