@@ -3,7 +3,9 @@
 #   promtool (package prometheus) — checks /metrics output and alert rules;
 #   kubectl with kustomize v4 or later (package kubectl) — renders deploy/k8s overlays, which
 #     use kustomize components (Debian's older kubernetes-client 1.20 cannot);
-#   a CJK font (fonts-wqy-microhei) — the animatic backend draws Chinese prompts with it.
+#   a CJK font (fonts-wqy-microhei) — the animatic backend draws Chinese prompts with it;
+#   PostgreSQL's server binaries (package postgresql) — the tests start a throwaway cluster of
+#     their own (tests/postgres.py); the package's default cluster is not created.
 # Needs root (or sudo) and apt-get; otherwise says what to install and fails.
 set -euo pipefail
 
@@ -18,6 +20,7 @@ missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 [ "$(kustomize_major)" -ge 4 ] || missing+=(kubectl)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing Debian packages: ${missing[*]}"
@@ -26,6 +29,11 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sud
 fi
 if ! command -v apt-get >/dev/null; then
   echo "error: no apt-get here; install ${missing[*]} with your package manager" >&2; exit 1
+fi
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  # The tests run their own cluster: no system-wide one listening on 5432.
+  $sudo mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
 fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
