@@ -8,11 +8,17 @@ Entries are hot in memory (an LRU of `memory_entries`) and cold in the job store
 table; the videos themselves are files of the output store. The cache is bounded by the bytes
 of video it refers to: past `max_bytes`, the least recently used entries go, and a file goes
 with its last entry unless a job still holds it.
+
+With several replicas the index is shared (the job store's database) and so are the files (the
+outputs dir); eviction and deletion hold the store's "outputs" lock, so a file is never
+deleted while another replica answers a request with it. Each replica's memory holds its own
+hot entries, checked against the file on every hit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 
 from clipmesh.generator.jobs import GenerationResult, GenerationSpec
@@ -42,7 +48,8 @@ def cache_key(spec: GenerationSpec) -> str:
 
 
 class ContentCache:
-    """Results by cache key; every method runs on the store's thread."""
+    """Results by cache key; methods run on the store's threads. The memory's lock is never
+    held across a statement (a statement may wait for another thread's transaction)."""
 
     def __init__(
         self, store: JobStore, outputs: OutputStore, *, memory_entries: int, max_bytes: int
@@ -52,6 +59,7 @@ class ContentCache:
         self._hot: OrderedDict[str, GenerationResult] = OrderedDict()
         self._memory_entries = memory_entries
         self._max_bytes = max_bytes
+        self._memory = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -59,7 +67,8 @@ class ContentCache:
 
     def get(self, key: str) -> GenerationResult | None:
         """The cached result, if its file is still there."""
-        result = self._hot.get(key)
+        with self._memory:
+            result = self._hot.get(key)
         if result is None:
             result = self._store.cache_get(key)  # marks it used
         else:
@@ -73,30 +82,35 @@ class ContentCache:
     def put(self, key: str, result: GenerationResult) -> None:
         if not self.enabled or result.size_bytes > self._max_bytes:
             return
-        self._store.cache_put(key, result)
-        self._remember(key, result)
-        while self._store.cache_bytes() > self._max_bytes:
-            oldest = self._store.cache_oldest()
-            if oldest is None:
-                break
-            old_key, sha256 = oldest
-            self._forget(old_key)
-            if not self._store.cache_holds(sha256) and not self._store.jobs_holding(sha256):
-                self._outputs.delete(sha256)
+        with self._store.transaction():
+            self._store.db.lock("outputs")
+            self._store.cache_put(key, result)
+            self._remember(key, result)
+            while self._store.cache_bytes() > self._max_bytes:
+                oldest = self._store.cache_oldest()
+                if oldest is None:
+                    break
+                old_key, sha256 = oldest
+                self._forget(old_key)
+                if not self._store.cache_holds(sha256) and not self._store.jobs_holding(sha256):
+                    self._outputs.delete(sha256)
 
     def drop_content(self, sha256: str) -> None:
         """Forgets every entry for this content (its file is being deleted)."""
         for key in self._store.cache_delete_content(sha256):
-            self._hot.pop(key, None)
+            with self._memory:
+                self._hot.pop(key, None)
 
     def _remember(self, key: str, result: GenerationResult) -> None:
         if self._memory_entries == 0:
             return
-        self._hot[key] = result
-        self._hot.move_to_end(key)
-        while len(self._hot) > self._memory_entries:
-            self._hot.popitem(last=False)
+        with self._memory:
+            self._hot[key] = result
+            self._hot.move_to_end(key)
+            while len(self._hot) > self._memory_entries:
+                self._hot.popitem(last=False)
 
     def _forget(self, key: str) -> None:
-        self._hot.pop(key, None)
+        with self._memory:
+            self._hot.pop(key, None)
         self._store.cache_delete(key)

@@ -76,6 +76,12 @@ class GeneratorConfig(SharedStoreConfig):
     max_active_jobs_per_caller: int = setting(
         200, help="Queued plus running jobs one caller may hold.", minimum=1
     )
+    max_running_jobs_per_caller: int = setting(
+        0,
+        help="Jobs of one caller running at once on one backend, on every replica together, so "
+        "one team's burst cannot take every provider slot (0 = no bound).",
+        minimum=0,
+    )
     webhook_timeout_s: float = setting(
         10.0, help="Longest one webhook delivery attempt may take.", minimum=0.1, maximum=120
     )

@@ -1,7 +1,10 @@
-"""What the gateway commits — jobs, their output files, the content cache — as coroutines.
+"""What the gateway commits — jobs, leases, their output files, the content cache — as
+coroutines.
 
-One thread owns SQLite and the files, so commits never block the event loop and never
-interleave; every method here runs its work on that thread and returns when it is durable.
+Store work runs on worker threads, never on the event loop: one thread for SQLite (its commits
+never interleave), as many as the connection pool for PostgreSQL. Every method returns when its
+work is durable. Output files live in the outputs dir, which replicas sharing a PostgreSQL
+store share too (outputs.py).
 """
 
 from __future__ import annotations
@@ -19,68 +22,205 @@ from clipmesh.generator.cache import ContentCache, cache_key
 from clipmesh.generator.jobs import GenerationResult, GenerationSpec, Job, JobState
 from clipmesh.generator.outbox import OutboxEvent, WebhookOutbox
 from clipmesh.generator.outputs import OutputStore
-from clipmesh.generator.store import Charge, JobStore, StoredJob
+from clipmesh.generator.store import Charge, ClaimRules, JobStore, StoredJob, open_job_database
+from clipmesh.runtime.database import DatabaseTarget
+from clipmesh.runtime.notifications import Notifications, notifications_for
 from clipmesh.runtime.policy import CallerPolicy, Quota
 from clipmesh.runtime.usage import QuotaUse
 
+AdmissionCheck = Callable[[int, int], None]
+"""Raises a refusal given (jobs queued on every backend, the caller's jobs queued or running)."""
+
+
+class CachedOutputGone(Exception):
+    """The cache entry's file was deleted between the lookup and the job's insert."""
+
 
 class JobLedger:
-    """The gateway's durable state under `data_dir`: jobs.sqlite3, outputs/, the cache.
+    """The gateway's durable state: the job store, the outputs, the cache.
 
     Args:
-        data_dir: The gateway's data directory.
+        data_dir: The gateway's data directory (jobs.sqlite3 when no `target`).
+        outputs_dir: Where the videos are kept.
+        target: A PostgreSQL database shared with other replicas; None for SQLite.
+        pool_size: Connections (and store threads) for PostgreSQL.
         cache_memory_entries: Cache entries also kept in memory.
         cache_max_bytes: Bytes of video the cache may refer to (0 turns it off).
     """
 
-    def __init__(self, data_dir: Path, *, cache_memory_entries: int, cache_max_bytes: int) -> None:
-        self._path = data_dir / "jobs.sqlite3"
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobstore")
-        self._outputs = OutputStore(data_dir / "outputs")
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        outputs_dir: Path | None = None,
+        target: DatabaseTarget | None = None,
+        pool_size: int = 8,
+        cache_memory_entries: int,
+        cache_max_bytes: int,
+    ) -> None:
+        self._data_dir = data_dir
+        self._target = target
+        self._pool_size = pool_size
+        threads = pool_size if target is not None else 1
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="jobstore")
+        self._outputs = OutputStore(outputs_dir or data_dir / "outputs")
         self._cache_options = (cache_memory_entries, cache_max_bytes)
         self._store: JobStore | None = None
         self._cache: ContentCache | None = None
-        # Called after a webhook event was committed (the dispatcher wakes up).
+        self.notifications: Notifications | None = None
+        # Called after a webhook event was committed here (the dispatcher wakes up).
         self.on_webhook: Callable[[], None] | None = None
 
-    async def open(self) -> list[StoredJob]:
-        """Opens the store; returns the jobs a previous run left queued or running."""
-        self._store = await self._run(JobStore, self._path)
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas share this store."""
+        return self._target is not None
+
+    async def open(self) -> None:
+        """Opens (and migrates) the store."""
+        db = await self._run(
+            open_job_database, self._data_dir, self._target, pool_size=self._pool_size
+        )
+        self._store = JobStore(db)
         memory_entries, max_bytes = self._cache_options
         self._cache = ContentCache(
             self._store, self._outputs, memory_entries=memory_entries, max_bytes=max_bytes
         )
-        return await self._run(lambda: list(self._store.unfinished()))
+        self.notifications = notifications_for(db)
 
     async def close(self) -> None:
         if self._store is not None:
             await self._run(self._store.close)
         self._executor.shutdown(wait=True)
 
-    # Jobs.
+    async def reachable(self) -> bool:
+        """Whether the store answers now."""
+        return await self._run(self._store.db.ping)
 
-    async def insert(self, job: Job, *, request_sha256: str, charge: Charge | None = None) -> None:
-        """Stores a new job and charges its caller, together (a cache hit holds its output
-        from the start). Raises the quota's refusal when the charge does not fit."""
-        held = job.result.sha256 if job.result is not None else ""
-        insert = partial(self._store.insert, request_sha256=request_sha256, charge=charge)
-        await self._run(insert, job, output_sha256=held)
+    # Submitting.
 
-    async def update(self, job: Job, *, submitting: bool = False) -> None:
+    async def submit(
+        self,
+        job: Job,
+        *,
+        request_sha256: str,
+        charge: Charge | None,
+        check: AdmissionCheck,
+        event: OutboxEvent | None = None,
+    ) -> tuple[StoredJob | None, int]:
+        """In one transaction, serialised per caller across replicas: the caller's earlier job
+        under the same idempotency key when there is one (nothing is written), else the
+        admission check on the counts as committed, then the job with its charge (a job
+        answered from the cache with its webhook event). Returns (the earlier job, 0) or
+        (None, the new job's queue position)."""
+        return await self._run(self._submit, job, request_sha256, charge, check, event)
+
+    def _submit(self, job, request_sha256, charge, check, event) -> tuple[StoredJob | None, int]:
+        store = self._store
+        with store.transaction():
+            store.lock_caller(job.caller)
+            if job.idempotency_key:
+                earlier = store.earlier(job.caller, job.idempotency_key)
+                if earlier is not None:
+                    return earlier, 0
+            check(*store.counts(job.caller))
+            held = job.result.sha256 if job.result is not None else ""
+            if held:  # answered from the cache: its file must outlive the lookup
+                store.db.lock("outputs")
+                if not self._outputs.exists(held):
+                    raise CachedOutputGone(held)
+            position = store.insert(
+                job, request_sha256=request_sha256, output_sha256=held, charge=charge
+            )
+            if event is not None:
+                store.outbox.add(event)
+            return None, position
+
+    # Leases and claims.
+
+    async def heartbeat(self, replica_id: str, host: str, lease_s: float) -> None:
+        await self._run(self._store.heartbeat, replica_id, host, lease_s)
+
+    async def forget_other_replicas(self, replica_id: str) -> None:
+        await self._run(self._store.forget_other_replicas, replica_id)
+
+    async def prune_replicas(self, older_than_s: float) -> None:
+        await self._run(self._store.prune_replicas, older_than_s)
+
+    async def claim(
+        self, backend: str, owner: str, rules: ClaimRules, limit: int
+    ) -> list[StoredJob]:
+        return await self._run(self._store.claim, backend, owner, rules, limit)
+
+    async def take_over(self, owner: str) -> list[StoredJob]:
+        return await self._run(self._store.take_over, owner)
+
+    async def release(self, owner: str) -> int:
+        return await self._run(self._store.release, owner)
+
+    async def open_provider_call(
+        self, backend: str, capacity: int, window_s: float
+    ) -> tuple[int | None, float]:
+        return await self._run(self._store.open_provider_call, backend, capacity, window_s)
+
+    async def close_provider_call(self, call_id: int) -> None:
+        await self._run(self._store.close_provider_call, call_id)
+
+    # The owner's writes (LeaseLost when it owns the job no more).
+
+    async def update(
+        self, job: Job, owner: str, *, submitting: bool = False, message: str = ""
+    ) -> None:
         """Commits the job as it stands (and whether a billable submission is in flight)."""
-        await self._run(self._store.update, job, submitting=submitting, output_sha256=_held(job))
+        update = partial(self._store.update, submitting=submitting, message=message)
+        await self._run(update, job, owner, output_sha256=_held(job))
 
-    async def end(self, job: Job, *, refund: bool, event: OutboxEvent | None) -> None:
-        """Commits an ended job with its refund and its webhook event, together."""
-        await self._run(self._store.end, job, output_sha256=_held(job), refund=refund, event=event)
+    async def end(
+        self,
+        job: Job,
+        owner: str | None,
+        *,
+        refund: bool,
+        event: OutboxEvent | None,
+        message: str = "",
+    ) -> None:
+        """Commits an ended job with its refund and its webhook event, together (`owner` None:
+        a queued job nobody has claimed)."""
+        end = partial(self._store.end, refund=refund, event=event, message=message)
+        await self._run(end, job, owner, output_sha256=_held(job))
         if event is not None and self.on_webhook is not None:
             self.on_webhook()
+
+    async def requeue(self, job: Job, owner: str) -> None:
+        await self._run(self._store.requeue, job, owner)
+
+    async def request_cancel(self, job_id: str) -> bool:
+        return await self._run(self._store.request_cancel, job_id)
+
+    # Reading.
 
     async def get(self, job_id: str) -> StoredJob | None:
         return await self._run(self._store.get, job_id)
 
-    async def by_idempotency_key(self, caller: str, key: str) -> StoredJob | None:
-        return await self._run(self._store.by_idempotency_key, caller, key)
+    async def positions(self, job_ids: list[str]) -> dict[str, int]:
+        return await self._run(self._store.positions, job_ids)
+
+    async def page(self, **filters: Any) -> list[StoredJob]:
+        """A page of jobs, newest first (see `JobStore.page`)."""
+        return await self._run(partial(self._store.page, **filters))
+
+    async def active_jobs(self, caller: str) -> int:
+        """The caller's jobs queued or running, on every replica."""
+        _, active = await self._run(self._store.counts, caller)
+        return active
+
+    def active_by_caller(self) -> dict[str, int]:
+        """Jobs queued or running by caller (for the metrics; called off the store's threads)."""
+        return self._executor.submit(self._store.active_by_caller).result()
+
+    async def unfinished_counts(self) -> dict[tuple[str, str], int]:
+        """Jobs queued and running, by (state name, backend), on every replica."""
+        return await self._run(self._store.unfinished_counts)
 
     # Quotas and webhooks.
 
@@ -92,16 +232,12 @@ class JobLedger:
         return use
 
     def usage_today(self) -> dict[tuple[str, str], float]:
-        """Every caller's charges today (for the metrics; called off the store's thread)."""
+        """Every caller's charges today (for the metrics; called off the store's threads)."""
         return self._executor.submit(self._store.charges.today).result()
 
     async def outbox(self, operation: Callable[[WebhookOutbox], Any]) -> Any:
-        """Runs `operation` on the webhook outbox, on the store's thread."""
+        """Runs `operation` on the webhook outbox, on a store thread."""
         return await self._run(lambda: operation(self._store.outbox))
-
-    async def page(self, **filters: Any) -> list[StoredJob]:
-        """A page of jobs, newest first (see `JobStore.page`)."""
-        return await self._run(partial(self._store.page, **filters))
 
     # Outputs and the cache.
 
@@ -137,11 +273,13 @@ class JobLedger:
 
     def _delete_output(self, job: Job) -> bool:
         sha256 = job.result.sha256
-        self._store.update(job)  # clears the job's hold on the content first
-        if self._store.jobs_holding(sha256):
-            return False
-        self._cache.drop_content(sha256)
-        return self._outputs.delete(sha256)
+        with self._store.transaction():
+            self._store.db.lock("outputs")
+            self._store.save_output_state(job)  # clears the job's hold on the content first
+            if self._store.jobs_holding(sha256):
+                return False
+            self._cache.drop_content(sha256)
+            return self._outputs.delete(sha256)
 
     def has_output(self, sha256: str) -> bool:
         return self._outputs.exists(sha256)

@@ -10,8 +10,9 @@ Methods run on the job store's thread, inside its transactions where it has one 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from clipmesh.runtime.database import Database
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_outbox (
@@ -28,6 +29,22 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     done_s REAL
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_attempt_s)
+"""
+OUTBOX_TABLE_POSTGRES = """
+CREATE TABLE webhook_outbox (
+    event_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    url TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    created_s DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_s DOUBLE PRECISION NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT NOT NULL DEFAULT '',
+    done_s DOUBLE PRECISION
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_attempt_s);
 """
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -68,15 +85,15 @@ _COLUMNS = (
 
 
 class WebhookOutbox:
-    """Webhook events on the job store's connection."""
+    """Webhook events in the job store's database."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     def add(self, event: OutboxEvent) -> None:
         self._db.execute(
-            f"INSERT OR IGNORE INTO webhook_outbox ({_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO webhook_outbox ({_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
             (
                 event.event_id,
                 event.job_id,
@@ -91,13 +108,22 @@ class WebhookOutbox:
             ),
         )
 
-    def due(self, now_s: float, limit: int) -> list[OutboxEvent]:
-        """Pending events whose next attempt is due, oldest first."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM webhook_outbox WHERE state = ? AND next_attempt_s <= ?"
-            " ORDER BY next_attempt_s LIMIT ?",
-            (PENDING, now_s, limit),
-        ).fetchall()
+    def due(self, now_s: float, limit: int, hold_s: float) -> list[OutboxEvent]:
+        """Pending events whose next attempt is due, oldest first, held for `hold_s`: no
+        other replica takes them until then, by when this one has recorded the attempt's
+        outcome (or died, and the event is due again)."""
+        with self._db.transaction():
+            self._db.lock("webhook-outbox")
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM webhook_outbox WHERE state = ? AND next_attempt_s <= ?"
+                " ORDER BY next_attempt_s LIMIT ?",
+                (PENDING, now_s, limit),
+            ).fetchall()
+            for row in rows:
+                self._db.execute(
+                    "UPDATE webhook_outbox SET next_attempt_s = ? WHERE event_id = ?",
+                    (now_s + hold_s, row[0]),
+                )
         return [OutboxEvent(*row) for row in rows]
 
     def next_due_s(self) -> float | None:

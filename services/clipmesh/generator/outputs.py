@@ -1,14 +1,23 @@
-"""The output store: generated videos under the data dir, addressed by their SHA-256.
+"""The output store: generated videos under the outputs dir, addressed by their SHA-256.
 
 `outputs/ab/abcdef….mp4`: the same content is stored once however many jobs or cache entries
 hold it, a file never changes after it is written (moved in atomically after an fsync), and
 callers get it as a `file://` URI or streamed through `DownloadJobOutput`.
+
+With several replicas the outputs dir is a volume they all mount (ReadWriteMany), usually not
+the filesystem of a replica's scratch space: a file is then copied in beside its final name,
+fsynced, and renamed, so a reader on any replica sees the whole file or none. An object store
+instead would need the same two properties — a write that appears whole under its name
+(an S3 PUT does) and reads by name from every replica — plus a URI scheme callers can fetch.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -37,7 +46,7 @@ class OutputStore:
         if target.exists():
             source.unlink()  # the same bytes are stored already
         else:
-            os.replace(source, target)  # same filesystem: scratch lives under the data dir
+            _move(source, target)
             directory = os.open(target.parent, os.O_RDONLY)
             try:
                 os.fsync(directory)
@@ -60,3 +69,23 @@ class OutputStore:
         """The file's bytes in order, `chunk_bytes` at a time."""
         with self.path_for(sha256).open("rb") as handle:
             yield from iter(lambda: handle.read(chunk_bytes), b"")
+
+
+def _move(source: Path, target: Path) -> None:
+    """Renames `source` to `target`; across filesystems, copies it in whole first."""
+    try:
+        os.replace(source, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with source.open("rb") as reader, partial.open("wb") as writer:
+            shutil.copyfileobj(reader, writer, _CHUNK)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    source.unlink()

@@ -11,6 +11,10 @@ allowed here (a slow connect, a busy event loop). So a submission holds its slot
 flight and is stamped when its answer comes back — by then the provider has it — and the next
 one goes only a full window after that stamp: arrivals can never be closer than the window,
 whatever the network does.
+
+Several replicas share one account: `SharedSubmissionRate` keeps the same rule across all of
+them through the job store's `provider_calls` (store.py), counted under a lock in the shared
+database, so the account sees the limit held however many replicas submit.
 """
 
 from __future__ import annotations
@@ -63,3 +67,40 @@ class SubmissionRate:
             self._in_flight -= 1
             self._stamps.append(time.monotonic())
             self._released.set()
+
+
+class SharedSubmissionRate:
+    """`SubmissionRate`'s rule held across every replica sharing the job store.
+
+    Args:
+        ledger: The shared job store.
+        backend: Whose provider's limit.
+        per_second: The account's submissions a second.
+        window_s: The window the limit is counted over.
+    """
+
+    def __init__(self, ledger, backend: str, per_second: float, *, window_s: float = 1.0) -> None:
+        if per_second <= 0 or window_s <= 0:
+            raise ValueError("per_second and window_s must be positive")
+        self._ledger = ledger
+        self._backend = backend
+        self._window_s = max(window_s, 1 / per_second)
+        self._capacity = max(1, int(per_second * self._window_s))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Holds one submission's slot (on every replica) around the request that makes it."""
+        started = time.monotonic()
+        while True:
+            call_id, wait_s = await self._ledger.open_provider_call(
+                self._backend, self._capacity, self._window_s
+            )
+            if call_id is not None:
+                break
+            await asyncio.sleep(wait_s)
+        metrics.RATE_LIMIT_WAIT_SECONDS.labels(self._backend).observe(time.monotonic() - started)
+        try:
+            yield
+        finally:
+            # Stamped when the answer is back: by then the provider has counted it.
+            await self._ledger.close_provider_call(call_id)

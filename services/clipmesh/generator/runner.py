@@ -1,10 +1,18 @@
-"""Running one job: the backend's run (or the resume of a provider task), its progress, its
-output kept, and its end committed — with its refund and webhook event — before any watcher
-hears of it."""
+"""Running one job this replica owns: the backend's run (or the resume of a provider task), its
+progress, its output kept, and its end committed — with its refund and webhook event — before
+any watcher hears of it.
+
+Every write is fenced by ownership (store.py): when it is refused (`LeaseLost`: this replica's
+lease lapsed and another replica took the job over), the run stops here without writing and
+the job goes on there. A provider task created just before ownership was lost is cancelled,
+best effort: the new owner never submits it again (store.py, SUBMISSION_INTERRUPTED).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import shutil
 import time
@@ -17,49 +25,65 @@ from clipmesh.generator.backends.base import GenerationFailed, TaskContext
 from clipmesh.generator.jobs import GenerationResult, Job, JobError, JobState, state_name
 from clipmesh.generator.ledger import JobLedger
 from clipmesh.generator.live import LiveJob
+from clipmesh.generator.store import CHANNEL, LeaseLost
 from clipmesh.generator.webhooks import webhook_event
+from clipmesh.runtime.notifications import Notifications
 
 log = logging.getLogger(__name__)
 
+PROGRESS_INTERVAL_S = 0.2
+"""Progress of one job is published at most this often (a state change always goes out)."""
+
 
 class JobRunner:
-    """Runs the jobs the queues hand over, each in its own task.
+    """Runs the jobs this replica claimed or took over, each in its own task.
 
     Args:
         data_dir: The gateway's data directory (scratch space per job).
         ledger: Where jobs are committed.
-        live: The gateway's jobs in flight by id (a job leaves it when it ends).
-        finished: Told when a job's run is over, with its run time when it succeeded (the
-            queues start the next one).
+        owner: This replica's id (every write is fenced by it).
+        live: The jobs this replica runs, by id (a job leaves it when it ends here).
+        notifications: Where progress is published.
+        finished: Told when a job's run is over here, with its run time when it succeeded.
     """
 
     def __init__(
         self,
         data_dir: Path,
         ledger: JobLedger,
+        *,
+        owner: str,
         live: dict[str, LiveJob],
+        notifications: Callable[[], Notifications],
         finished: Callable[[LiveJob, float | None], None],
     ) -> None:
         self._data_dir = data_dir
         self._ledger = ledger
+        self._owner = owner
         self._live = live
+        self._notifications = notifications
         self._finished = finished
         self._tasks: set[asyncio.Task] = set()
 
-    async def stop(self) -> None:
-        """Stops running work without ending it: the store keeps it for the next start."""
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stops running work without ending it: the store keeps it, and another replica (or
+        the next start) takes it over. A billable submission in flight is let land first (up
+        to `grace_s`), so that its task id is recorded and the job can be resumed."""
+        deadline = time.monotonic() + grace_s
+        while any(live.submitting for live in self._live.values()):
+            if time.monotonic() > deadline:
+                log.warning("stopping with a provider submission still in flight")
+                break
+            await asyncio.sleep(0.05)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def start(self, live: LiveJob, *, resume_task_id: str = "") -> None:
-        """Runs a job the queues handed over (or one resumed at start)."""
+        """Runs a job this replica owns (RUNNING in the store already)."""
         self._live[live.job.job_id] = live
-        # RUNNING from here on (committed by `_run`), so a cancel now reaches the backend's
-        # cancel flag instead of a queue the job has left.
         live.job.state = JobState.RUNNING
         live.job.queue_position = 0
-        metrics.JOBS.labels("running", live.job.backend).inc()
         task = asyncio.get_running_loop().create_task(self._run(live, resume_task_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -70,13 +94,12 @@ class JobRunner:
         scratch.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         try:
-            if not resume_task_id:
-                job.start_time_s = time.time()
-                await self._ledger.update(job, submitting=backend.remote)
-                live.publish(f"running on {backend.name}")
             if live.cancel_requested.is_set():  # cancelled before the backend was called
                 await self.end(live, JobState.CANCELLED, "cancelled before it started")
                 return
+            if backend.remote and not resume_task_id:
+                live.submitting = True  # committed before the provider hears of the job
+                await self._ledger.update(job, self._owner, submitting=True)
             ctx = TaskContext(
                 job_id=job.job_id,
                 scratch_dir=scratch,
@@ -86,13 +109,19 @@ class JobRunner:
             )
             await self._finish(live, ctx, resume_task_id)
         except asyncio.CancelledError:
-            raise  # the gateway is stopping: the job stays RUNNING in the store and resumes
+            raise  # the replica is stopping: the job stays RUNNING in the store and resumes
+        except LeaseLost:
+            log.warning("job %s: another replica owns it now; stopping here", job.job_id)
         except Exception:
             log.exception("job %s failed unexpectedly", job.job_id)
             error = JobError("INTERNAL", "the gateway failed unexpectedly; see its log")
-            await self.end(live, JobState.FAILED, "failed", error=error)
+            with contextlib.suppress(LeaseLost):
+                await self.end(live, JobState.FAILED, "failed", error=error)
         finally:
+            live.submitting = False
             shutil.rmtree(scratch, ignore_errors=True)
+            self._live.pop(job.job_id, None)
+            live.ended.set()
             succeeded = live.job.state == JobState.SUCCEEDED
             self._finished(live, time.monotonic() - started if succeeded else None)
 
@@ -110,6 +139,8 @@ class JobRunner:
             error = JobError(failure.reason, failure.message, failure.provider_code)
             await self.end(live, JobState.FAILED, "failed", error=error)
             return
+        finally:
+            live.submitting = False
         result = await self._ledger.keep_output(job.spec, video)
         job.actual_prompt = video.actual_prompt
         metrics.RESULT_SECONDS.labels(backend.name).observe(time.monotonic() - live.submitted_at)
@@ -121,12 +152,33 @@ class JobRunner:
         if fraction is not None:
             live.job.progress = min(max(fraction, 0.0), 1.0)
         live.job.eta_s = -1.0 if eta_s is None else max(eta_s, 0.0)
-        live.publish(message)
+        now = time.monotonic()
+        if now - live.published_at < PROGRESS_INTERVAL_S and fraction not in (None, 1.0):
+            return  # the next report carries it; watchers need not hear every frame
+        live.published_at = now
+        job = live.job
+        note = {"k": "progress", "j": job.job_id, "s": job.state.value, "m": message}
+        note |= {"p": round(job.progress, 4), "e": round(job.eta_s, 1)}
+        await self._notifications().publish(CHANNEL, json.dumps(note))
 
     async def _submitted(self, live: LiveJob, provider_task_id: str) -> None:
         live.job.provider_task_id = provider_task_id
-        await self._ledger.update(live.job)
-        live.publish(f"submitted to {live.backend.name} as task {provider_task_id}")
+        message = f"submitted to {live.backend.name} as task {provider_task_id}"
+        try:
+            await self._ledger.update(live.job, self._owner, message=message)
+        except LeaseLost:
+            # Taken over while the submission was in flight: the new owner failed the job
+            # rather than submit it again; this task would be billed for nothing.
+            cancelled = await live.backend.cancel(provider_task_id)
+            log.warning(
+                "job %s: lost while submitting; provider task %s %s",
+                live.job.job_id,
+                provider_task_id,
+                "cancelled" if cancelled else "could not be cancelled",
+            )
+            raise
+        finally:
+            live.submitting = False
 
     async def end(
         self,
@@ -138,26 +190,25 @@ class JobRunner:
         result: GenerationResult | None = None,
     ) -> None:
         job = live.job
-        previous = state_name(job.state)
-        job.state = state
         job.eta_s = 0.0 if state == JobState.SUCCEEDED else -1.0
         if error is not None:
             job.error = error
         if result is not None:
             job.result = result
             job.progress = 1.0
-        await self.end_stored(job, state)
-        metrics.JOBS.labels(previous, job.backend).dec()
-        self._live.pop(job.job_id, None)
-        live.publish(message)
-        live.ended.set()
+        await end_job(self._ledger, job, state, self._owner, message)
 
-    async def end_stored(self, job: Job, state: JobState) -> None:
-        job.state = state
-        job.end_time_s = time.time()
-        # A provider bills the seconds it made; a job that made none costs its caller nothing,
-        # unless its submission may have reached the provider unrecorded.
-        interrupted = job.error is not None and job.error.reason == "SUBMISSION_INTERRUPTED"
-        refund = state != JobState.SUCCEEDED and not interrupted
-        await self._ledger.end(job, refund=refund, event=webhook_event(job))
-        metrics.JOBS_ENDED.labels(state_name(state), job.backend).inc()
+
+async def end_job(
+    ledger: JobLedger, job: Job, state: JobState, owner: str | None, message: str
+) -> None:
+    """Commits `job`'s end as `owner` (None: a queued job nobody runs) with its refund and its
+    webhook event; raises LeaseLost when `owner` does not hold it (any more)."""
+    job.state = state
+    job.end_time_s = time.time()
+    # A provider bills the seconds it made; a job that made none costs its caller nothing,
+    # unless its submission may have reached the provider unrecorded.
+    interrupted = job.error is not None and job.error.reason == "SUBMISSION_INTERRUPTED"
+    refund = state != JobState.SUCCEEDED and not interrupted
+    await ledger.end(job, owner, refund=refund, event=webhook_event(job), message=message)
+    metrics.JOBS_ENDED.labels(state_name(state), job.backend).inc()

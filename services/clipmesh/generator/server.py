@@ -9,10 +9,11 @@ from clipmesh.generator.admission import GatewayLimits
 from clipmesh.generator.backends.base import Backend
 from clipmesh.generator.backends.registry import build_backends
 from clipmesh.generator.config import GeneratorConfig
-from clipmesh.generator.gateway import Gateway
+from clipmesh.generator.gateway import Gateway, GatewayStorage
 from clipmesh.generator.servicer import GeneratorServicer
 from clipmesh.generator.webhooks import WebhookSettings
 from clipmesh.runtime.access import AccessControl, PolicySource
+from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh.runtime.usage import QUOTA_METRICS
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
@@ -62,6 +63,7 @@ class GeneratorApp(Application):
             ),
             cache_memory_entries=config.cache_memory_entries,
             cache_max_bytes=config.cache_max_mb << 20,
+            storage=storage_of(config),
         )
         self._servicer = GeneratorServicer(self.gateway)
         self._unregister_quota_metrics: Callable[[], None] | None = None
@@ -78,10 +80,31 @@ class GeneratorApp(Application):
         await self.gateway.start()
         self._unregister_quota_metrics = QUOTA_METRICS.add(self.gateway.quota_rows)
 
+    def watch_readiness(self, set_ready: Callable[[bool], None]) -> None:
+        # Not ready while the job store is out of reach (the lease cannot be renewed).
+        self.gateway.replica.on_health = set_ready
+
     async def stop(self) -> None:
         if self._unregister_quota_metrics is not None:
             self._unregister_quota_metrics()
         await self.gateway.stop()
+
+
+def storage_of(config: GeneratorConfig) -> GatewayStorage:
+    """Where the configured gateway keeps its state."""
+    target = None
+    if config.store:
+        target = DatabaseTarget.parse(
+            config.store, config.store_password_file, setting=config.env_name("store")
+        )
+    return GatewayStorage(
+        target=target,
+        outputs_dir=config.outputs_path(),
+        pool_size=config.store_pool_size,
+        lease_s=config.lease_s,
+        max_running_per_caller=config.max_running_jobs_per_caller,
+        stop_grace_s=config.grace_s,
+    )
 
 
 def create_app(config: GeneratorConfig) -> GeneratorApp:

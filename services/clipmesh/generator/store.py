@@ -1,32 +1,35 @@
-"""The durable job record: one SQLite database under the gateway's data dir.
+"""The durable job record, on SQLite (one replica) or PostgreSQL (several replicas share it).
 
 Each job is stored as JSON of its `Job` record plus the columns the gateway queries by (state,
-backend, idempotency key, caller, submission order). A state change, a provider task id and a
-result are committed (fsynced, WAL mode, `synchronous=FULL`) before any watcher hears of them,
-so after a crash or SIGKILL the gateway resumes exactly the jobs it had promised: queued jobs
-stay queued, provider tasks are polled again, never submitted twice.
+backend, idempotency key, caller, submission order, owner). A state change, a provider task id
+and a result are committed before any watcher hears of them, so after a crash or SIGKILL the
+jobs promised are resumed exactly: queued jobs stay queued, provider tasks are polled again,
+never submitted twice.
 
-Progress fractions are not written (they change many times a second and are worthless after a
-restart); everything else is.
+Work is owned through leases. A replica *claims* queued jobs (under the backend's lock, so the
+backend's concurrency limit holds across replicas) and becomes their `owner`; it renews its
+lease in `replicas` every third of `lease_s`. Every write the owner makes to a running job is
+fenced (`WHERE owner = me`): a replica whose lease lapsed and whose jobs were taken over finds
+its writes refused (`LeaseLost`) and lets go, so one job never has two writers. A replica that
+stops cleanly releases its jobs at once.
 
-The content cache's index lives in the same database (`cache` table) so a cache entry and the
-job that made it commit together.
+The same database holds the content cache's index, the webhook outbox (outbox.py), the callers'
+quota charges (runtime/usage.py) and the provider's submission slots (`provider_calls`), so a
+job's insert and its charge, and its end, its refund and its webhook event, each commit
+together.
 
-The same database holds the webhook outbox (outbox.py) and the callers' quota charges
-(runtime/usage.py), so a job's insert and its charge, and its end, its refund and its webhook
-event, each commit together.
+Every committed change is announced on the `clipmesh_generator` channel (runtime/
+notifications.py) with the same commit: replicas' watchers re-read the job, idle replicas try
+to claim. Payloads are small JSON objects: {"k": kind, "j": job id, "b": backend, "m": message}.
 
-The schema's version is SQLite's `user_version`. Version 0 (releases up to 0.1) kept the API's
-protobuf bytes; version 1 held an idempotency key unique across callers, version 2 per caller.
-Opening an older database brings it up to date once, in one transaction. A database newer than
-this code is refused rather than misread.
-
-All methods are synchronous; the gateway calls them from one dedicated thread.
+Schemas: SQLite keeps `user_version` (0: protobuf rows up to release 0.1; 1: an idempotency key
+unique across callers; 2: per caller; 3: owners and leases); PostgreSQL has its own migrations.
+All methods are synchronous and run on the ledger's worker threads.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -37,13 +40,17 @@ import msgspec
 
 from clipmesh.generator.convert import STATE_CODES, job_from_proto, result_from_proto
 from clipmesh.generator.jobs import GenerationResult, Job, JobState, request_digest
-from clipmesh.generator.outbox import OUTBOX_SCHEMA, OutboxEvent, WebhookOutbox
+from clipmesh.generator.outbox import OUTBOX_SCHEMA, OUTBOX_TABLE_POSTGRES, WebhookOutbox
+from clipmesh.runtime.database import Database, DatabaseTarget, Migration, open_database
 from clipmesh.runtime.policy import CallerPolicy, Quota
-from clipmesh.runtime.sqlite import open_store
-from clipmesh.runtime.usage import USAGE_SCHEMA, ChargeBook, Clock
+from clipmesh.runtime.usage import USAGE_SCHEMA, USAGE_TABLE_POSTGRES, ChargeBook, Clock
 from clipmesh_api.generator.v1 import generator_pb2
 
-SCHEMA_VERSION = 2
+CHANNEL = "clipmesh_generator"
+"""Where the job store announces what it committed."""
+
+SCHEMA_VERSION = 3
+QUEUED, RUNNING = STATE_CODES[JobState.QUEUED], STATE_CODES[JobState.RUNNING]
 
 _JOBS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -57,6 +64,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     submitting INTEGER NOT NULL DEFAULT 0,
     output_sha256 TEXT,
     job BLOB NOT NULL,
+    owner TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     UNIQUE (caller, idempotency_key)
 )"""
 _JOBS_INDEXES = """
@@ -64,16 +73,22 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, backend, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_caller ON jobs (caller, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_output ON jobs (output_sha256)
 """
-_SCHEMA = (
-    _JOBS_TABLE.format(name="jobs")
-    + ";"
-    + _JOBS_INDEXES
-    + ";"
-    + OUTBOX_SCHEMA
-    + ";"
-    + USAGE_SCHEMA
-    + ";"
-    + """
+_LEASES = """
+CREATE TABLE IF NOT EXISTS replicas (
+    replica_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    started_s REAL NOT NULL,
+    lease_until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS provider_calls (
+    call_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    backend TEXT NOT NULL,
+    started_s REAL NOT NULL,
+    ended_s REAL
+);
+CREATE INDEX IF NOT EXISTS provider_calls_by_backend ON provider_calls (backend, started_s)
+"""
+_CACHE = """
 CREATE TABLE IF NOT EXISTS cache (
     cache_key TEXT PRIMARY KEY,
     sha256 TEXT NOT NULL,
@@ -81,9 +96,68 @@ CREATE TABLE IF NOT EXISTS cache (
     result BLOB NOT NULL,
     last_used REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS cache_by_use ON cache (last_used);
+CREATE INDEX IF NOT EXISTS cache_by_use ON cache (last_used)
 """
+_SQLITE_SCHEMA = ";".join(
+    [_JOBS_TABLE.format(name="jobs"), _JOBS_INDEXES, OUTBOX_SCHEMA, USAGE_SCHEMA, _CACHE, _LEASES]
 )
+
+POSTGRES_MIGRATIONS = [
+    Migration(
+        1,
+        """
+CREATE TABLE jobs (
+    seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job_id TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT,
+    request_sha256 TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    caller TEXT NOT NULL,
+    submitting INTEGER NOT NULL DEFAULT 0,
+    output_sha256 TEXT,
+    job BYTEA NOT NULL,
+    owner TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (caller, idempotency_key)
+);
+CREATE INDEX jobs_by_state ON jobs (state, backend, seq);
+CREATE INDEX jobs_by_caller ON jobs (caller, seq);
+CREATE INDEX jobs_by_output ON jobs (output_sha256);
+CREATE TABLE replicas (
+    replica_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    started_s DOUBLE PRECISION NOT NULL,
+    lease_until DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE provider_calls (
+    call_id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    backend TEXT NOT NULL,
+    started_s DOUBLE PRECISION NOT NULL,
+    ended_s DOUBLE PRECISION
+);
+CREATE INDEX provider_calls_by_backend ON provider_calls (backend, started_s);
+CREATE TABLE cache (
+    cache_key TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    result BYTEA NOT NULL,
+    last_used DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX cache_by_use ON cache (last_used);
+"""
+        + OUTBOX_TABLE_POSTGRES
+        + USAGE_TABLE_POSTGRES,
+    )
+]
+
+# A provider call still open after this long is taken to have ended (its replica died).
+PROVIDER_CALL_MAX_S = 120.0
+
+
+class LeaseLost(Exception):
+    """This replica no longer owns the job (its lease lapsed and another replica took it over,
+    or it was released): it must stop working on it without writing."""
 
 
 @dataclass(frozen=True)
@@ -96,12 +170,16 @@ class StoredJob:
         request_sha256: Digest of the idempotent request (spec), to compare a repeated key.
         submitting: True while a submission to a billing provider was in flight and its task
             id not yet recorded.
+        owner: The replica running it ("" when none does).
+        cancel_requested: A caller asked to cancel it while it ran.
     """
 
     job: Job
     seq: int
     request_sha256: str
     submitting: bool
+    owner: str = ""
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,34 +191,76 @@ class Charge:
     amount: float
 
 
+@dataclass(frozen=True)
+class ClaimRules:
+    """How many jobs of one backend may run at once.
+
+    Attributes:
+        limit: Jobs of the backend running at once.
+        per_replica: True when `limit` counts this replica's jobs only (a local render takes
+            one of its cores); False when it counts every replica's (a provider account).
+        per_caller: Jobs of one caller running at once on the backend (0: no bound).
+    """
+
+    limit: int
+    per_replica: bool
+    per_caller: int = 0
+
+
+_JOB_COLUMNS = "job, seq, request_sha256, submitting, owner, cancel_requested"
+
+
 class JobStore:
-    """Jobs, the content cache's index, the webhook outbox and quota charges, in SQLite.
+    """Jobs, leases, the content cache's index, the webhook outbox and quota charges.
 
     Args:
-        path: The database file.
+        db: The store's database (`open_job_database`).
         clock: Unix seconds now, for quota days.
     """
 
-    def __init__(self, path: Path, clock: Clock = time.time) -> None:
-        upgrades = [_convert_protobuf_rows, _scope_idempotency_keys_by_caller]
-        self._db = open_store(path, "job store", _SCHEMA, SCHEMA_VERSION, upgrades)
-        self.outbox = WebhookOutbox(self._db)
-        self.charges = ChargeBook(self._db, clock)
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self.db = db
+        self.outbox = WebhookOutbox(db)
+        self.charges = ChargeBook(db, clock)
         self.charges.prune()
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self):
         """Commits everything inside the block together, or nothing."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return self.db.transaction()
+
+    def announce(self, kind: str, *, job_id: str = "", backend: str = "", message: str = ""):
+        """Tells every replica, with the current transaction's commit, what changed."""
+        payload = {"k": kind, "j": job_id, "b": backend, "m": message}
+        self.db.notify(CHANNEL, json.dumps({k: v for k, v in payload.items() if v}))
+
+    # Submitting.
+
+    def earlier(self, caller: str, key: str) -> StoredJob | None:
+        """The job `caller` submitted under idempotency `key` (keys are each caller's own)."""
+        row = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE caller = ? AND idempotency_key = ?",
+            (caller, key),
+        ).fetchone()
+        return _stored(row) if row else None
+
+    def counts(self, caller: str) -> tuple[int, int]:
+        """(jobs queued on every backend, jobs of `caller` queued or running)."""
+        (queued,) = self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state = ?", (QUEUED,)
+        ).fetchone()
+        (active,) = self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE caller = ? AND state IN (?, ?)",
+            (caller, QUEUED, RUNNING),
+        ).fetchone()
+        return int(queued), int(active)
+
+    def lock_caller(self, caller: str) -> None:
+        """Serialises one caller's submissions across replicas (inside a transaction): the
+        idempotency lookup, the admission counts and the insert see each other's commits."""
+        self.db.lock(f"caller:{caller}")
 
     def insert(
         self,
@@ -149,84 +269,318 @@ class JobStore:
         request_sha256: str,
         output_sha256: str = "",
         charge: Charge | None = None,
-    ) -> None:
-        """Adds a new job and its charge together. Raises the quota's ResourceExhausted when
-        the charge does not fit, and sqlite3.IntegrityError when the caller's idempotency key
-        is taken; then nothing is written."""
+    ) -> int:
+        """Adds a new job and its charge together, and announces it; returns its queue
+        position (jobs of its backend queued before it). Raises the quota's ResourceExhausted
+        when the charge does not fit; then nothing is written."""
         with self.transaction():
             if charge is not None:
                 self.charges.charge(job.job_id, charge.caller, charge.quota, charge.amount)
-            self._insert(job, request_sha256, output_sha256)
+            self.db.execute(
+                "INSERT INTO jobs (job_id, idempotency_key, request_sha256, backend, state, caller,"
+                " output_sha256, job) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.job_id,
+                    job.idempotency_key or None,
+                    request_sha256,
+                    job.backend,
+                    STATE_CODES[job.state],
+                    job.caller,
+                    output_sha256 or None,
+                    msgspec.json.encode(job),
+                ),
+            )
+            if job.state != JobState.QUEUED:
+                return 0
+            self.announce("queued", job_id=job.job_id, backend=job.backend)
+            (ahead,) = self.db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = ? AND backend = ? AND seq <"
+                " (SELECT seq FROM jobs WHERE job_id = ?)",
+                (QUEUED, job.backend, job.job_id),
+            ).fetchone()
+            return int(ahead)
 
-    def _insert(self, job: Job, request_sha256: str, output_sha256: str) -> None:
-        self._db.execute(
-            "INSERT INTO jobs (job_id, idempotency_key, request_sha256, backend, state, caller,"
-            " output_sha256, job) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.job_id,
-                job.idempotency_key or None,
-                request_sha256,
-                job.backend,
-                STATE_CODES[job.state],
-                job.caller,
-                output_sha256 or None,
-                msgspec.json.encode(job),
-            ),
+    # Claiming and leases.
+
+    def heartbeat(self, replica_id: str, host: str, lease_s: float) -> None:
+        """Renews this replica's lease (registering it the first time)."""
+        now = self.db.dialect.now
+        self.db.execute(
+            "INSERT INTO replicas (replica_id, host, started_s, lease_until)"
+            f" VALUES (?, ?, {now}, {now} + ?) ON CONFLICT (replica_id) DO UPDATE"
+            " SET lease_until = excluded.lease_until",
+            (replica_id, host, lease_s),
         )
 
-    def update(self, job: Job, *, submitting: bool = False, output_sha256: str = "") -> None:
-        """Commits the job's new state (and whether a submission is in flight)."""
-        self._db.execute(
+    def claim(self, backend: str, owner: str, rules: ClaimRules, limit: int) -> list[StoredJob]:
+        """Takes up to `limit` of `backend`'s oldest queued jobs for `owner`, as the backend's
+        rules allow with what runs now on every replica; they are RUNNING, owned, announced."""
+        with self.transaction():
+            self.db.lock(f"claim:{backend}")
+            owned = " AND owner = ?" if rules.per_replica else ""
+            args = (RUNNING, backend, owner) if rules.per_replica else (RUNNING, backend)
+            (running,) = self.db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE state = ? AND backend = ?{owned}", args
+            ).fetchone()
+            free = min(limit, rules.limit - int(running))
+            if free <= 0:
+                return []
+            per_caller: dict[str, int] = {}
+            if rules.per_caller:
+                per_caller = dict(
+                    self.db.execute(
+                        "SELECT caller, COUNT(*) FROM jobs WHERE state = ? AND backend = ?"
+                        " GROUP BY caller",
+                        (RUNNING, backend),
+                    ).fetchall()
+                )
+            rows = self.db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = ? AND backend = ?"
+                " ORDER BY seq LIMIT ?",
+                (QUEUED, backend, free if not rules.per_caller else 50 * free),
+            ).fetchall()
+            claimed: list[StoredJob] = []
+            for row in rows:
+                stored = _stored(row)
+                caller = stored.job.caller
+                if rules.per_caller and per_caller.get(caller, 0) >= rules.per_caller:
+                    continue
+                per_caller[caller] = per_caller.get(caller, 0) + 1
+                job = stored.job
+                job.state, job.queue_position = JobState.RUNNING, 0
+                job.start_time_s = time.time()
+                self.db.execute(
+                    "UPDATE jobs SET state = ?, owner = ?, job = ? WHERE job_id = ?",
+                    (RUNNING, owner, msgspec.json.encode(job), job.job_id),
+                )
+                self.announce("changed", job_id=job.job_id, message=f"running on {backend}")
+                claimed.append(StoredJob(job, stored.seq, stored.request_sha256, False, owner))
+                if len(claimed) == free:
+                    break
+            if claimed:
+                self.announce("moved", backend=backend)
+            return claimed
+
+    def take_over(self, owner: str, limit: int = 100) -> list[StoredJob]:
+        """Running jobs whose owner is gone (its lease lapsed, or it released them), now owned
+        by `owner`; the caller resumes, re-queues or fails each."""
+        now = self.db.dialect.now
+        with self.transaction():
+            self.db.lock("take-over")
+            rows = self.db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = ? AND (owner IS NULL OR owner"
+                f" NOT IN (SELECT replica_id FROM replicas WHERE lease_until > {now}))"
+                " ORDER BY seq LIMIT ?",
+                (RUNNING, limit),
+            ).fetchall()
+            taken = [_stored(row) for row in rows]
+            for stored in taken:
+                self.db.execute(
+                    "UPDATE jobs SET owner = ? WHERE job_id = ?", (owner, stored.job.job_id)
+                )
+            return [
+                StoredJob(s.job, s.seq, s.request_sha256, s.submitting, owner, s.cancel_requested)
+                for s in taken
+            ]
+
+    def release(self, owner: str) -> int:
+        """Lets go of every job `owner` runs (it is stopping) and ends its lease, so another
+        replica takes the jobs over at once; returns how many."""
+        with self.transaction():
+            released = self.db.execute(
+                "UPDATE jobs SET owner = NULL WHERE owner = ? AND state = ?", (owner, RUNNING)
+            ).rowcount
+            self.db.execute("DELETE FROM replicas WHERE replica_id = ?", (owner,))
+            self.announce("released")
+            return released
+
+    def forget_other_replicas(self, replica_id: str) -> None:
+        """Ends every other replica's lease: with SQLite this process is the only replica, and
+        what an earlier run of it left running is its to resume at once."""
+        self.db.execute("DELETE FROM replicas WHERE replica_id != ?", (replica_id,))
+
+    def prune_replicas(self, older_than_s: float) -> None:
+        """Forgets replicas whose lease lapsed long ago (their jobs were taken over)."""
+        now = self.db.dialect.now
+        self.db.execute(f"DELETE FROM replicas WHERE lease_until < {now} - ?", (older_than_s,))
+
+    # The provider's submission slots, shared by every replica.
+
+    def open_provider_call(
+        self, backend: str, capacity: int, window_s: float
+    ) -> tuple[int | None, float]:
+        """A slot for one submission to `backend`'s provider when fewer than `capacity` were
+        made (or are in flight) in the last `window_s` seconds, on every replica together:
+        (call id, 0). Otherwise (None, seconds until the oldest leaves the window)."""
+        now = self.db.dialect.now
+        with self.transaction():
+            self.db.lock(f"rate:{backend}")
+            self.db.execute(
+                f"DELETE FROM provider_calls WHERE backend = ? AND (ended_s < {now} - ?"
+                f" OR started_s < {now} - ?)",
+                (backend, window_s, PROVIDER_CALL_MAX_S),
+            )
+            (count, oldest_end, clock) = self.db.execute(
+                f"SELECT COUNT(*), MIN(ended_s), {now} FROM provider_calls WHERE backend = ?",
+                (backend,),
+            ).fetchone()
+            if count < capacity:
+                (call_id,) = self.db.execute(
+                    "INSERT INTO provider_calls (backend, started_s)"
+                    f" VALUES (?, {now}) RETURNING call_id",
+                    (backend,),
+                ).fetchone()
+                return int(call_id), 0.0
+            wait_s = oldest_end + window_s - clock if oldest_end is not None else 0.05
+            return None, min(max(wait_s, 0.01), window_s)
+
+    def close_provider_call(self, call_id: int) -> None:
+        """The submission has landed: its slot leaves the window `window_s` from now."""
+        now = self.db.dialect.now
+        self.db.execute(f"UPDATE provider_calls SET ended_s = {now} WHERE call_id = ?", (call_id,))
+
+    # The owner's writes, fenced.
+
+    def update(
+        self,
+        job: Job,
+        owner: str,
+        *,
+        submitting: bool = False,
+        output_sha256: str = "",
+        message: str = "",
+    ) -> None:
+        """Commits the job's new state (and whether a submission is in flight) if `owner`
+        still owns it; raises LeaseLost otherwise."""
+        with self.transaction():
+            self._write(job, owner, submitting=submitting, output_sha256=output_sha256)
+            self.announce("changed", job_id=job.job_id, message=message)
+
+    def end(
+        self,
+        job: Job,
+        owner: str | None,
+        *,
+        output_sha256: str = "",
+        refund: bool = False,
+        event=None,
+        message: str = "",
+    ) -> None:
+        """Commits a job's end together with its refund and its webhook event. `owner` None
+        ends a job nobody runs (a queued job cancelled): LeaseLost if it was claimed since."""
+        with self.transaction():
+            if owner is None:
+                changed = self.db.execute(
+                    "UPDATE jobs SET state = ?, submitting = 0, output_sha256 = ?, job = ?"
+                    " WHERE job_id = ? AND state = ?",
+                    (
+                        STATE_CODES[job.state],
+                        output_sha256 or None,
+                        msgspec.json.encode(job),
+                        job.job_id,
+                        QUEUED,
+                    ),
+                ).rowcount
+                if not changed:
+                    raise LeaseLost(job.job_id)
+            else:
+                self._write(job, owner, submitting=False, output_sha256=output_sha256, ended=True)
+            if refund:
+                self.charges.refund(job.job_id)
+            if event is not None:
+                self.outbox.add(event)
+            self.announce("changed", job_id=job.job_id, message=message)
+            self.announce("moved", backend=job.backend)  # a slot is free
+
+    def _write(
+        self, job: Job, owner: str, *, submitting: bool, output_sha256: str, ended: bool = False
+    ) -> None:
+        changed = self.db.execute(
             "UPDATE jobs SET state = ?, submitting = ?, output_sha256 = ?, job = ?"
-            " WHERE job_id = ?",
+            + (", owner = NULL" if ended else "")
+            + " WHERE job_id = ? AND owner = ?",
             (
                 STATE_CODES[job.state],
                 int(submitting),
                 output_sha256 or None,
                 msgspec.json.encode(job),
                 job.job_id,
+                owner,
             ),
+        ).rowcount
+        if not changed:
+            raise LeaseLost(job.job_id)
+
+    def requeue(self, job: Job, owner: str) -> None:
+        """Puts a job `owner` holds back in its queue (a local render cut short)."""
+        with self.transaction():
+            job.state, job.start_time_s, job.progress = JobState.QUEUED, 0.0, 0.0
+            changed = self.db.execute(
+                "UPDATE jobs SET state = ?, owner = NULL, submitting = 0, job = ?"
+                " WHERE job_id = ? AND owner = ?",
+                (QUEUED, msgspec.json.encode(job), job.job_id, owner),
+            ).rowcount
+            if not changed:
+                raise LeaseLost(job.job_id)
+            self.announce("queued", job_id=job.job_id, backend=job.backend)
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Marks a running job for cancelling and tells its owner; False when it is not
+        running (any more)."""
+        with self.transaction():
+            changed = self.db.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE job_id = ? AND state = ?",
+                (job_id, RUNNING),
+            ).rowcount
+            if changed:
+                self.announce("cancel", job_id=job_id, message="cancel requested")
+            return bool(changed)
+
+    def save_output_state(self, job: Job) -> None:
+        """Records that an ended job's output was deleted (no owner: it has ended)."""
+        self.db.execute(
+            "UPDATE jobs SET output_sha256 = NULL, job = ? WHERE job_id = ?",
+            (msgspec.json.encode(job), job.job_id),
         )
 
-    def end(
-        self,
-        job: Job,
-        *,
-        output_sha256: str = "",
-        refund: bool = False,
-        event: OutboxEvent | None = None,
-    ) -> None:
-        """Commits a job's end together with its refund and its webhook event."""
-        with self.transaction():
-            self.update(job, output_sha256=output_sha256)
-            if refund:
-                self.charges.refund(job.job_id)
-            if event is not None:
-                self.outbox.add(event)
+    # Reading.
 
     def get(self, job_id: str) -> StoredJob | None:
-        row = self._db.execute(
-            "SELECT job, seq, request_sha256, submitting FROM jobs WHERE job_id = ?", (job_id,)
+        row = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)
         ).fetchone()
         return _stored(row) if row else None
 
-    def by_idempotency_key(self, caller: str, key: str) -> StoredJob | None:
-        """The job `caller` submitted under `key` (keys are each caller's own)."""
-        row = self._db.execute(
-            "SELECT job, seq, request_sha256, submitting FROM jobs"
-            " WHERE caller = ? AND idempotency_key = ?",
-            (caller, key),
-        ).fetchone()
-        return _stored(row) if row else None
-
-    def unfinished(self) -> Iterator[StoredJob]:
-        """Queued and running jobs, oldest first: what a restart must pick up again."""
-        rows = self._db.execute(
-            "SELECT job, seq, request_sha256, submitting FROM jobs WHERE state IN (?, ?)"
-            " ORDER BY seq",
-            (STATE_CODES[JobState.QUEUED], STATE_CODES[JobState.RUNNING]),
+    def positions(self, job_ids: list[str]) -> dict[str, int]:
+        """Each queued job's place in its backend's queue (0: next)."""
+        if not job_ids:
+            return {}
+        marks = ", ".join("?" * len(job_ids))
+        rows = self.db.execute(
+            "SELECT q.job_id, (SELECT COUNT(*) FROM jobs a WHERE a.state = ? AND"
+            " a.backend = q.backend AND a.seq < q.seq) FROM jobs q"
+            f" WHERE q.state = ? AND q.job_id IN ({marks})",
+            (QUEUED, QUEUED, *job_ids),
         ).fetchall()
-        return map(_stored, rows)
+        return {job_id: int(ahead) for job_id, ahead in rows}
+
+    def active_by_caller(self) -> dict[str, int]:
+        """Jobs queued or running, by caller (for the metrics)."""
+        rows = self.db.execute(
+            "SELECT caller, COUNT(*) FROM jobs WHERE state IN (?, ?) GROUP BY caller",
+            (QUEUED, RUNNING),
+        ).fetchall()
+        return {caller: int(count) for caller, count in rows}
+
+    def unfinished_counts(self) -> dict[tuple[str, str], int]:
+        """Jobs queued and running, by (state name, backend)."""
+        rows = self.db.execute(
+            "SELECT state, backend, COUNT(*) FROM jobs WHERE state IN (?, ?)"
+            " GROUP BY state, backend",
+            (QUEUED, RUNNING),
+        ).fetchall()
+        names = {QUEUED: "queued", RUNNING: "running"}
+        return {(names[state], backend): int(count) for state, backend, count in rows}
 
     def page(
         self,
@@ -254,16 +608,15 @@ class JobStore:
             args.append(before_seq)
         # Only fixed column names are joined in; every value is a bound parameter.
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._db.execute(
-            f"SELECT job, seq, request_sha256, submitting FROM jobs {clause}"
-            " ORDER BY seq DESC LIMIT ?",
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY seq DESC LIMIT ?",
             (*args, limit),
         ).fetchall()
         return [_stored(row) for row in rows]
 
     def jobs_holding(self, sha256: str) -> int:
         """How many jobs still hold the output with this content address."""
-        (count,) = self._db.execute(
+        (count,) = self.db.execute(
             "SELECT COUNT(*) FROM jobs WHERE output_sha256 = ?", (sha256,)
         ).fetchone()
         return int(count)
@@ -271,66 +624,111 @@ class JobStore:
     # The content cache's index.
 
     def cache_get(self, key: str) -> GenerationResult | None:
-        row = self._db.execute("SELECT result FROM cache WHERE cache_key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT result FROM cache WHERE cache_key = ?", (key,)).fetchone()
         if row is None:
             return None
-        self._db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
+        self.cache_touch(key)
         return msgspec.json.decode(row[0], type=GenerationResult)
 
     def cache_touch(self, key: str) -> None:
         """Marks an entry as just used."""
-        self._db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
+        self.db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
 
     def cache_put(self, key: str, result: GenerationResult) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO cache (cache_key, sha256, size_bytes, result, last_used)"
-            " VALUES (?, ?, ?, ?, ?)",
+        self.db.execute(
+            "INSERT INTO cache (cache_key, sha256, size_bytes, result, last_used)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (cache_key) DO UPDATE SET"
+            " sha256 = excluded.sha256, size_bytes = excluded.size_bytes,"
+            " result = excluded.result, last_used = excluded.last_used",
             (key, result.sha256, result.size_bytes, msgspec.json.encode(result), time.time()),
         )
 
     def cache_bytes(self) -> int:
         """Bytes of distinct content the cache refers to."""
-        (total,) = self._db.execute(
+        (total,) = self.db.execute(
             "SELECT COALESCE(SUM(size_bytes), 0) FROM"
-            " (SELECT sha256, MAX(size_bytes) AS size_bytes FROM cache GROUP BY sha256)"
+            " (SELECT sha256, MAX(size_bytes) AS size_bytes FROM cache GROUP BY sha256) AS c"
         ).fetchone()
         return int(total)
 
     def cache_oldest(self) -> tuple[str, str] | None:
         """The least recently used entry as (key, sha256)."""
-        row = self._db.execute(
+        row = self.db.execute(
             "SELECT cache_key, sha256 FROM cache ORDER BY last_used LIMIT 1"
         ).fetchone()
         return (row[0], row[1]) if row else None
 
     def cache_delete(self, key: str) -> None:
-        self._db.execute("DELETE FROM cache WHERE cache_key = ?", (key,))
+        self.db.execute("DELETE FROM cache WHERE cache_key = ?", (key,))
 
     def cache_delete_content(self, sha256: str) -> list[str]:
         """Drops every entry for this content; returns their keys."""
-        keys = [
-            row[0]
-            for row in self._db.execute("SELECT cache_key FROM cache WHERE sha256 = ?", (sha256,))
-        ]
-        self._db.execute("DELETE FROM cache WHERE sha256 = ?", (sha256,))
-        return keys
+        with self.transaction():
+            keys = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT cache_key FROM cache WHERE sha256 = ?", (sha256,)
+                )
+            ]
+            self.db.execute("DELETE FROM cache WHERE sha256 = ?", (sha256,))
+            return keys
 
     def cache_holds(self, sha256: str) -> bool:
-        return (
-            self._db.execute("SELECT 1 FROM cache WHERE sha256 = ? LIMIT 1", (sha256,)).fetchone()
-            is not None
-        )
+        row = self.db.execute("SELECT 1 FROM cache WHERE sha256 = ? LIMIT 1", (sha256,))
+        return row.fetchone() is not None
+
+
+def open_job_database(
+    data_dir: Path, target: DatabaseTarget | None = None, *, pool_size: int = 8
+) -> Database:
+    """The job store's database: `target` when given, else `data_dir/jobs.sqlite3`."""
+    return open_database(
+        target,
+        sqlite_path=data_dir / "jobs.sqlite3",
+        what="job store",
+        sqlite_schema=_SQLITE_SCHEMA,
+        sqlite_version=SCHEMA_VERSION,
+        sqlite_upgrades=[
+            _convert_protobuf_rows,
+            _scope_idempotency_keys_by_caller,
+            _add_owners,
+        ],
+        migrations=POSTGRES_MIGRATIONS,
+        pool_size=pool_size,
+    )
 
 
 def _stored(row: tuple) -> StoredJob:
-    job_json, seq, request_sha256, submitting = row
-    return StoredJob(msgspec.json.decode(job_json, type=Job), seq, request_sha256, bool(submitting))
+    job_json, seq, request_sha256, submitting, owner, cancel_requested = row
+    job = msgspec.json.decode(bytes(job_json), type=Job)
+    return StoredJob(
+        job, seq, request_sha256, bool(submitting), owner or "", bool(cancel_requested)
+    )
+
+
+def iter_unfinished(store: JobStore) -> Iterator[StoredJob]:
+    """Queued and running jobs, oldest first (for tests and tools)."""
+    rows = store.db.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN (?, ?) ORDER BY seq", (QUEUED, RUNNING)
+    ).fetchall()
+    return map(_stored, rows)
+
+
+# SQLite upgrades, each inside the opening transaction.
+
+
+def _add_owners(db: sqlite3.Connection) -> None:
+    """Version 2 → 3: jobs have an owner and a cancel flag (leases and claims); the leases'
+    tables come from the schema. Running jobs are left without an owner: the first replica to
+    start takes them over."""
+    db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
 
 
 def _scope_idempotency_keys_by_caller(db: sqlite3.Connection) -> None:
     """Version 1 → 2: an idempotency key is unique per caller, not across callers. SQLite
     cannot drop a column's UNIQUE, so the table is rebuilt (inside the caller's transaction)."""
-    db.execute(_JOBS_TABLE.format(name="jobs_v2"))
+    db.execute(_JOBS_TABLE_V2.format(name="jobs_v2"))
     db.execute(
         "INSERT INTO jobs_v2 (seq, job_id, idempotency_key, request_sha256, backend, state,"
         " caller, submitting, output_sha256, job) SELECT seq, job_id, idempotency_key,"
@@ -356,3 +754,20 @@ def _convert_protobuf_rows(db: sqlite3.Connection) -> None:
         db.execute(
             "UPDATE cache SET result = ? WHERE cache_key = ?", (msgspec.json.encode(result), key)
         )
+
+
+# Version 2's jobs table, which the 1 → 2 rebuild creates (3 adds its columns after).
+_JOBS_TABLE_V2 = """
+CREATE TABLE IF NOT EXISTS {name} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT,
+    request_sha256 TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    caller TEXT NOT NULL,
+    submitting INTEGER NOT NULL DEFAULT 0,
+    output_sha256 TEXT,
+    job BLOB NOT NULL,
+    UNIQUE (caller, idempotency_key)
+)"""

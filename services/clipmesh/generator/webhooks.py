@@ -145,7 +145,11 @@ class WebhookDispatcher:
             await self._ledger.outbox(lambda outbox: outbox.prune(time.time() - KEEP_DONE_S))
             self._next_prune_s = time.time() + PRUNE_EVERY_S
         due = await self._ledger.outbox(
-            lambda outbox: outbox.due(time.time(), 4 * self._settings.max_in_flight)
+            # Held past the attempt's timeout, so no other replica sends the same event while
+            # this one is at it.
+            lambda outbox: outbox.due(
+                time.time(), 4 * self._settings.max_in_flight, self._settings.timeout_s + 30
+            )
         )
         if due:
             # Every attempt ends before a failure is raised: none is left running unrecorded

@@ -87,6 +87,12 @@ class Application:
     async def start(self) -> None:
         """Makes the application ready to serve (load models, open stores)."""
 
+    def watch_readiness(self, set_ready: Callable[[bool], None]) -> None:
+        """Called once the application serves: an application whose readiness can change
+        while it runs (its database away) calls `set_ready(False)` and later `(True)`; health
+        then reports NOT_SERVING meanwhile (load balancers route elsewhere), while the
+        `LIVENESS_SERVICE` stays SERVING (the process is fine; restarting it would not help)."""
+
     async def stop(self) -> None:
         """Releases what `start()` acquired; called after in-flight RPCs finished."""
 
@@ -200,6 +206,11 @@ def create_health_server(
     return server
 
 
+LIVENESS_SERVICE = "liveness"
+"""A health service name that reports SERVING as long as the process serves at all: for
+liveness probes, which must not restart a pod because a dependency is away."""
+
+
 async def set_health(
     health_servicer: health.aio.HealthServicer, app: Application, status: int
 ) -> None:
@@ -252,8 +263,10 @@ async def serve(
     try:
         if on_bound is not None:
             on_bound(port, metrics.port)
+        await health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await app.start()
         await set_health(health_servicer, app, health_pb2.HealthCheckResponse.SERVING)
+        app.watch_readiness(_readiness_setter(health_servicer, app))
         log.info("serving", extra={"port": port, "metrics_port": metrics.port})
         if on_ready is not None:
             on_ready(port, metrics.port)
@@ -271,6 +284,24 @@ async def serve(
         await app.stop()
         metrics.close()
         log.info("stopped")
+
+
+def _readiness_setter(
+    health_servicer: health.aio.HealthServicer, app: Application
+) -> Callable[[bool], None]:
+    loop = asyncio.get_running_loop()
+    status = health_pb2.HealthCheckResponse
+    pending: set[asyncio.Task] = set()
+
+    def set_ready(ready: bool) -> None:
+        log.warning("readiness: %s", "serving again" if ready else "not serving")
+        task = loop.create_task(
+            set_health(health_servicer, app, status.SERVING if ready else status.NOT_SERVING)
+        )
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return set_ready
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

@@ -8,7 +8,7 @@ The use of a daily quota is the sum of a caller's charges of the day; it starts 
 midnight UTC. Charging is check-and-add in one transaction, so concurrent requests cannot both
 pass a limit only one of them fits.
 
-`ChargeBook` works on a connection the service owns (inside its transactions);
+`ChargeBook` works on a database the service owns (inside its transactions);
 `QuotaLedger` is a standalone store for a service without one (the orchestrator's ingest).
 Both feed `clipmesh_quota_used` / `clipmesh_quota_limit` through one collector, read from the
 database at scrape time, so the gauges are right after a restart and at midnight.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,9 +29,9 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from clipmesh.runtime.access import PolicySource
+from clipmesh.runtime.database import Database, SqliteDatabase
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.policy import CallerPolicy, Quota
-from clipmesh.runtime.sqlite import open_store
 from clipmesh_api.common.v1 import access_pb2
 from clipmesh_client.status import QuotaViolation
 
@@ -47,6 +46,16 @@ CREATE TABLE IF NOT EXISTS quota_charges (
     amount REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS quota_charges_by_caller ON quota_charges (day, caller, quota)
+"""
+USAGE_TABLE_POSTGRES = """
+CREATE TABLE quota_charges (
+    charge_id TEXT PRIMARY KEY,
+    caller TEXT NOT NULL,
+    quota TEXT NOT NULL,
+    day TEXT NOT NULL,
+    amount DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX quota_charges_by_caller ON quota_charges (day, caller, quota);
 """
 # Charges are kept a little over a week: enough to read back yesterday's use, bounded.
 KEEP_DAYS = 8
@@ -147,17 +156,15 @@ def _amount(value: float, unit: str) -> str:
 
 
 class ChargeBook:
-    """Quota charges on a SQLite connection whose schema includes `USAGE_SCHEMA`.
-
-    Methods run inside the caller's transaction when it has one open, and must be called
-    from the thread (or under the lock) that owns the connection.
+    """Quota charges in a database whose schema includes `USAGE_SCHEMA` (or, on PostgreSQL,
+    `USAGE_TABLE_POSTGRES`). Methods run inside the caller's transaction when it has one open.
 
     Args:
-        db: The connection.
+        db: The database.
         clock: Unix seconds now (tests move it past midnight).
     """
 
-    def __init__(self, db: sqlite3.Connection, clock: Clock = time.time) -> None:
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
         self._db = db
         self._clock = clock
 
@@ -165,24 +172,27 @@ class ChargeBook:
         """Adds a charge, or raises the ResourceExhausted of `quota_exceeded` when the caller's
         use today plus `amount` would pass its limit. A charge id already present is left as it
         is, unchecked (a retried request is not charged, or refused, twice)."""
-        known = self._db.execute(
-            "SELECT 1 FROM quota_charges WHERE charge_id = ?", (charge_id,)
-        ).fetchone()
-        if known:
-            return
-        now = self._clock()
-        limit = caller.limit(quota)
-        if limit is not None:
-            used = self.used(caller.name, quota, now)
-            if used + amount > limit:
-                raise quota_exceeded(
-                    caller.name, quota, limit=limit, used=used, asked=amount, now_s=now
-                )
-        self._db.execute(
-            "INSERT INTO quota_charges (charge_id, caller, quota, day, amount)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (charge_id, caller.name, quota.value, utc_day(now), amount),
-        )
+        with self._db.transaction():  # joins the caller's, when it has one open
+            # Check-and-add must not interleave with another replica's for the same caller.
+            self._db.lock(f"quota:{caller.name}")
+            known = self._db.execute(
+                "SELECT 1 FROM quota_charges WHERE charge_id = ?", (charge_id,)
+            ).fetchone()
+            if known:
+                return
+            now = self._clock()
+            limit = caller.limit(quota)
+            if limit is not None:
+                used = self.used(caller.name, quota, now)
+                if used + amount > limit:
+                    raise quota_exceeded(
+                        caller.name, quota, limit=limit, used=used, asked=amount, now_s=now
+                    )
+            self._db.execute(
+                "INSERT INTO quota_charges (charge_id, caller, quota, day, amount)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (charge_id, caller.name, quota.value, utc_day(now), amount),
+            )
 
     def check_left(self, caller: CallerPolicy, quota: Quota) -> None:
         """Raises the `quota_exceeded` refusal when the caller has nothing left today."""
@@ -244,7 +254,7 @@ class QuotaLedger:
     SCHEMA_VERSION = 1
 
     def __init__(self, path: Path, clock: Clock = time.time) -> None:
-        self._db = open_store(path, "quota ledger", USAGE_SCHEMA, self.SCHEMA_VERSION, [])
+        self._db = SqliteDatabase(path, "quota ledger", USAGE_SCHEMA, self.SCHEMA_VERSION)
         self._lock = threading.Lock()
         self._book = ChargeBook(self._db, clock)
         with self._lock:

@@ -132,7 +132,11 @@ class Backend(abc.ABC):
         max_concurrent: How many of its tasks may run at once (the gateway's queue keeps to it).
         remote: True when tasks run at a provider that bills per submission. A job cut off
             between submitting and recording the provider's task id is then failed with
-            SUBMISSION_INTERRUPTED after a restart, never submitted a second time.
+            SUBMISSION_INTERRUPTED after a restart, never submitted a second time. A remote
+            backend's `max_concurrent` counts its tasks on every replica together (the
+            account's limit); a local one's counts this replica's (its cores).
+        submissions_per_s: The provider's submissions a second for the account (None: no
+            limit); the gateway holds it across replicas through `use_submission_rate`.
     """
 
     name: str
@@ -141,6 +145,12 @@ class Backend(abc.ABC):
     cancels_running: bool = False
     max_concurrent: int = 1
     remote: bool = False
+    submissions_per_s: float | None = None
+
+    def use_submission_rate(self, rate) -> None:
+        """Spaces this backend's submissions with `rate` (a `slot()` async context manager)
+        instead of its own in-process limiter: the gateway's, shared by its replicas."""
+        del rate  # a backend without a submission limit has nothing to space
 
     def validate(self, spec: GenerationSpec) -> GenerationSpec:
         """The spec with this backend's defaults filled in; InvalidArgument naming the field

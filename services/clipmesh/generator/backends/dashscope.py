@@ -63,6 +63,13 @@ class DashScopeBackend(Backend):
         # Submit-to-SUCCEEDED times seen here, per model (a moving average), for ETAs.
         self._typical_s: dict[str, float] = {}
 
+    @property
+    def submissions_per_s(self) -> float:
+        return self._api.submissions_per_s
+
+    def use_submission_rate(self, rate) -> None:
+        self._api.use_submission_rate(rate)
+
     def __repr__(self) -> str:
         base_url = self._api.base_url
         return f"DashScopeBackend(base_url={base_url!r}, max_concurrent={self.max_concurrent})"

@@ -189,6 +189,7 @@ class DashScopeAPI:
         self._download_timeout_s = download_timeout_s
         # Each submission holds its slot until DashScope answers (see ratelimit.py), so
         # arrivals at the provider keep to the limit whatever the network's delays.
+        self.submissions_per_s = submissions_per_s
         self._rate = SubmissionRate(submissions_per_s, backend=backend)
         # No default headers: the key is added per API call so the download never carries it.
         self._client = httpx.AsyncClient(
@@ -196,6 +197,10 @@ class DashScopeAPI:
             timeout=httpx.Timeout(request_timeout_s),
             transport=transport,
         )
+
+    def use_submission_rate(self, rate) -> None:
+        """Spaces submissions with `rate` (the gateway's, shared by its replicas)."""
+        self._rate = rate
 
     def __repr__(self) -> str:
         return f"DashScopeAPI(base_url={self.base_url!r})"
