@@ -119,8 +119,8 @@ class DashScopeAccount:
         seed: Seeds task durations.
 
     Attributes (safe to read from any thread while it serves):
-        tasks_created, submit_times, max_concurrent_observed, max_submits_in_any_1s_window,
-        violations, cancel_calls, poll_count.
+        tasks_created, task_prompts, submit_times, max_concurrent_observed,
+        max_submits_in_any_1s_window, violations, cancel_calls, poll_count.
     """
 
     def __init__(
@@ -177,6 +177,12 @@ class DashScopeAccount:
         """Tasks accepted so far."""
         with self._lock:
             return len(self._tasks)
+
+    @property
+    def task_prompts(self) -> list[str]:
+        """The prompt of every task created, in order (a prompt twice: a task made twice)."""
+        with self._lock:
+            return [task.orig_prompt for task in self._tasks.values()]
 
     @property
     def submit_times(self) -> list[float]:

@@ -59,6 +59,12 @@ class ServiceProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM, as Kubernetes stops a pod: the service drains and exits; its exit code."""
+        assert self.process is not None, f"{self.name} was never started"
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -311,15 +311,42 @@ def test_positions_count_the_jobs_queued_ahead_on_the_same_backend(store: JobSto
 
 
 def test_provider_slots_are_shared_by_every_replica(store: JobStore) -> None:
-    first, wait_s = store.open_provider_call("dashscope", 2, 0.5)
-    second, _ = store.open_provider_call("dashscope", 2, 0.5)
-    third, wait_s = store.open_provider_call("dashscope", 2, 0.5)
+    store.heartbeat("replica-a", "host-a", 60)
+    store.heartbeat("replica-b", "host-b", 60)
+    first, wait_s = store.open_provider_call("dashscope", "replica-a", 2, 0.5)
+    second, _ = store.open_provider_call("dashscope", "replica-b", 2, 0.5)
+    third, wait_s = store.open_provider_call("dashscope", "replica-a", 2, 0.5)
     assert first and second and third is None and 0 < wait_s <= 0.5
     store.close_provider_call(first)
-    assert store.open_provider_call("dashscope", 2, 0.5)[0] is None  # in the window still
+    assert store.open_provider_call("dashscope", "replica-b", 2, 0.5)[0] is None  # windowed
     time.sleep(0.55)
-    assert store.open_provider_call("dashscope", 2, 0.5)[0] is not None
-    assert store.open_provider_call("animatic", 2, 0.5)[0] is not None  # per backend
+    assert store.open_provider_call("dashscope", "replica-b", 2, 0.5)[0] is not None
+    assert store.open_provider_call("animatic", "replica-a", 2, 0.5)[0] is not None
+
+
+def test_a_dead_replicas_call_in_flight_stops_counting_a_window_after_its_lease(
+    store: JobStore,
+) -> None:
+    store.heartbeat("replica-a", "host-a", 0.2)
+    store.heartbeat("replica-b", "host-b", 60)
+    assert store.open_provider_call("dashscope", "replica-a", 1, 0.3)[0] is not None
+    # replica-a dies with its call in flight: it counts until its lease lapsed + a window.
+    assert store.open_provider_call("dashscope", "replica-b", 1, 0.3)[0] is None
+    time.sleep(0.6)
+    assert store.open_provider_call("dashscope", "replica-b", 1, 0.3)[0] is not None
+
+
+def test_an_interrupted_submission_holds_an_account_slot_for_a_while(store: JobStore) -> None:
+    job, _, third = _queued(store, 3)
+    store.claim("dashscope", "replica-a", ACCOUNT, 1)
+    job.state, job.error = JobState.FAILED, JobError("SUBMISSION_INTERRUPTED", "cut off")
+    store.end(job, "replica-a", orphaned_task_s=0.4)
+    # The provider may still run its task: of the two slots, one stays taken for 0.4 s.
+    assert len(store.claim("dashscope", "replica-b", ACCOUNT, 10)) == 1
+    assert store.claim("dashscope", "replica-b", ACCOUNT, 10) == []
+    time.sleep(0.45)
+    (claimed,) = store.claim("dashscope", "replica-b", ACCOUNT, 10)
+    assert claimed.job.job_id == third.job_id
 
 
 def test_a_due_webhook_is_held_for_one_replica_at_a_time(store: JobStore) -> None:

@@ -64,6 +64,13 @@ class GeneratorConfig(SharedStoreConfig):
     dashscope_poll_max_s: float = setting(
         15.0, help="Longest wait between two polls of a task.", minimum=0.01
     )
+    dashscope_orphaned_task_s: float = setting(
+        300.0,
+        help="After a submission cut off by a crash (the provider may have the task; nobody "
+        "follows it), how long that task is counted against the account's concurrent tasks.",
+        minimum=0,
+        maximum=3600,
+    )
     dashscope_max_retries: int = setting(
         5, help="Retries of a 429, 5xx or transport error.", minimum=0, maximum=20
     )

@@ -176,7 +176,9 @@ class Gateway:
         for backend in self._backends.values():
             if backend.remote and backend.submissions_per_s:
                 backend.use_submission_rate(
-                    SharedSubmissionRate(self._ledger, backend.name, backend.submissions_per_s)
+                    SharedSubmissionRate(
+                        self._ledger, backend.name, self.replica_id, backend.submissions_per_s
+                    )
                 )
         await self._replica.start()
         self._webhooks.start()
@@ -239,7 +241,14 @@ class Gateway:
                     "the gateway stopped while submitting to the provider; it may or may not "
                     "have the task, so it was not resubmitted (submit again to retry)",
                 )
-                await end_job(self._ledger, job, JobState.FAILED, self.replica_id, "failed")
+                await end_job(
+                    self._ledger,
+                    job,
+                    JobState.FAILED,
+                    self.replica_id,
+                    "failed",
+                    orphaned_task_s=backend.orphaned_task_s,
+                )
             else:  # nothing was billed: it waits for its turn again
                 await self._ledger.requeue(job, self.replica_id)
         except LeaseLost:

@@ -159,9 +159,11 @@ class JobLedger:
         return await self._run(self._store.release, owner)
 
     async def open_provider_call(
-        self, backend: str, capacity: int, window_s: float
+        self, backend: str, replica_id: str, capacity: int, window_s: float
     ) -> tuple[int | None, float]:
-        return await self._run(self._store.open_provider_call, backend, capacity, window_s)
+        return await self._run(
+            self._store.open_provider_call, backend, replica_id, capacity, window_s
+        )
 
     async def close_provider_call(self, call_id: int) -> None:
         await self._run(self._store.close_provider_call, call_id)
@@ -183,10 +185,17 @@ class JobLedger:
         refund: bool,
         event: OutboxEvent | None,
         message: str = "",
+        orphaned_task_s: float = 0.0,
     ) -> None:
         """Commits an ended job with its refund and its webhook event, together (`owner` None:
-        a queued job nobody has claimed)."""
-        end = partial(self._store.end, refund=refund, event=event, message=message)
+        a queued job nobody has claimed); see `JobStore.end`."""
+        end = partial(
+            self._store.end,
+            refund=refund,
+            event=event,
+            message=message,
+            orphaned_task_s=orphaned_task_s,
+        )
         await self._run(end, job, owner, output_sha256=_held(job))
         if event is not None and self.on_webhook is not None:
             self.on_webhook()

@@ -75,25 +75,35 @@ class SharedSubmissionRate:
     Args:
         ledger: The shared job store.
         backend: Whose provider's limit.
+        replica_id: This replica (a call of a replica that died stops counting in time).
         per_second: The account's submissions a second.
         window_s: The window the limit is counted over.
     """
 
-    def __init__(self, ledger, backend: str, per_second: float, *, window_s: float = 1.0) -> None:
+    def __init__(
+        self, ledger, backend: str, replica_id: str, per_second: float, *, window_s: float = 1.0
+    ) -> None:
         if per_second <= 0 or window_s <= 0:
             raise ValueError("per_second and window_s must be positive")
         self._ledger = ledger
         self._backend = backend
+        self._replica_id = replica_id
         self._window_s = max(window_s, 1 / per_second)
         self._capacity = max(1, int(per_second * self._window_s))
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Holds one submission's slot (on every replica) around the request that makes it."""
+        from clipmesh.generator.runner import durably  # the runner's retry while unreachable
+
         started = time.monotonic()
+        what = f"a {self._backend} submission"
         while True:
-            call_id, wait_s = await self._ledger.open_provider_call(
-                self._backend, self._capacity, self._window_s
+            call_id, wait_s = await durably(
+                lambda: self._ledger.open_provider_call(
+                    self._backend, self._replica_id, self._capacity, self._window_s
+                ),
+                what,
             )
             if call_id is not None:
                 break
@@ -103,4 +113,4 @@ class SharedSubmissionRate:
             yield
         finally:
             # Stamped when the answer is back: by then the provider has counted it.
-            await self._ledger.close_provider_call(call_id)
+            await durably(lambda: self._ledger.close_provider_call(call_id), what)

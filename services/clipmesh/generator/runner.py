@@ -6,19 +6,26 @@ Every write is fenced by ownership (store.py): when it is refused (`LeaseLost`: 
 lease lapsed and another replica took the job over), the run stops here without writing and
 the job goes on there. A provider task created just before ownership was lost is cancelled,
 best effort: the new owner never submits it again (store.py, SUBMISSION_INTERRUPTED).
+
+While the store is out of reach (`StoreUnavailable`: the database restarting), a job's writes
+wait and are tried again until it is back — a result already made is never thrown away for
+want of a database — unless the replica stops meanwhile; then another replica takes the job
+over from what was committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from clipmesh.generator import metrics
 from clipmesh.generator.backends.base import GenerationFailed, TaskContext
@@ -27,9 +34,26 @@ from clipmesh.generator.ledger import JobLedger
 from clipmesh.generator.live import LiveJob
 from clipmesh.generator.store import CHANNEL, LeaseLost
 from clipmesh.generator.webhooks import webhook_event
+from clipmesh.runtime.database import StoreUnavailable
 from clipmesh.runtime.notifications import Notifications
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_WAIT_S = (0.2, 0.5, 1.0, 2.0)
+
+
+async def durably(write: Callable[[], Awaitable[T]], what: str) -> T:
+    """`write()`, tried again while the store is out of reach."""
+    for attempt in itertools.count():
+        try:
+            return await write()
+        except StoreUnavailable as exc:
+            if attempt == 0:
+                log.warning("%s waits for the store: %s", what, exc)
+            await asyncio.sleep(RETRY_WAIT_S[min(attempt, len(RETRY_WAIT_S) - 1)])
+    raise AssertionError("unreachable")
+
 
 PROGRESS_INTERVAL_S = 0.2
 """Progress of one job is published at most this often (a state change always goes out)."""
@@ -99,7 +123,10 @@ class JobRunner:
                 return
             if backend.remote and not resume_task_id:
                 live.submitting = True  # committed before the provider hears of the job
-                await self._ledger.update(job, self._owner, submitting=True)
+                await durably(
+                    lambda: self._ledger.update(job, self._owner, submitting=True),
+                    f"job {job.job_id}",
+                )
             ctx = TaskContext(
                 job_id=job.job_id,
                 scratch_dir=scratch,
@@ -141,7 +168,9 @@ class JobRunner:
             return
         finally:
             live.submitting = False
-        result = await self._ledger.keep_output(job.spec, video)
+        result = await durably(
+            lambda: self._ledger.keep_output(job.spec, video), f"job {job.job_id}'s output"
+        )
         job.actual_prompt = video.actual_prompt
         metrics.RESULT_SECONDS.labels(backend.name).observe(time.monotonic() - live.submitted_at)
         await self.end(live, JobState.SUCCEEDED, "succeeded", result=result)
@@ -165,7 +194,10 @@ class JobRunner:
         live.job.provider_task_id = provider_task_id
         message = f"submitted to {live.backend.name} as task {provider_task_id}"
         try:
-            await self._ledger.update(live.job, self._owner, message=message)
+            await durably(
+                lambda: self._ledger.update(live.job, self._owner, message=message),
+                f"job {live.job.job_id}'s task id",
+            )
         except LeaseLost:
             # Taken over while the submission was in flight: the new owner failed the job
             # rather than submit it again; this task would be billed for nothing.
@@ -196,11 +228,20 @@ class JobRunner:
         if result is not None:
             job.result = result
             job.progress = 1.0
-        await end_job(self._ledger, job, state, self._owner, message)
+        await durably(
+            lambda: end_job(self._ledger, job, state, self._owner, message),
+            f"job {job.job_id}'s end",
+        )
 
 
 async def end_job(
-    ledger: JobLedger, job: Job, state: JobState, owner: str | None, message: str
+    ledger: JobLedger,
+    job: Job,
+    state: JobState,
+    owner: str | None,
+    message: str,
+    *,
+    orphaned_task_s: float = 0.0,
 ) -> None:
     """Commits `job`'s end as `owner` (None: a queued job nobody runs) with its refund and its
     webhook event; raises LeaseLost when `owner` does not hold it (any more)."""
@@ -210,5 +251,12 @@ async def end_job(
     # unless its submission may have reached the provider unrecorded.
     interrupted = job.error is not None and job.error.reason == "SUBMISSION_INTERRUPTED"
     refund = state != JobState.SUCCEEDED and not interrupted
-    await ledger.end(job, owner, refund=refund, event=webhook_event(job), message=message)
+    await ledger.end(
+        job,
+        owner,
+        refund=refund,
+        event=webhook_event(job),
+        message=message,
+        orphaned_task_s=orphaned_task_s if interrupted else 0.0,
+    )
     metrics.JOBS_ENDED.labels(state_name(state), job.backend).inc()

@@ -137,6 +137,9 @@ class Backend(abc.ABC):
             account's limit); a local one's counts this replica's (its cores).
         submissions_per_s: The provider's submissions a second for the account (None: no
             limit); the gateway holds it across replicas through `use_submission_rate`.
+        orphaned_task_s: How long a task whose submission was interrupted (the provider may
+            have it; nobody follows it) is taken to occupy one of the account's concurrent
+            slots: about as long as a task runs.
     """
 
     name: str
@@ -146,6 +149,7 @@ class Backend(abc.ABC):
     max_concurrent: int = 1
     remote: bool = False
     submissions_per_s: float | None = None
+    orphaned_task_s: float = 0.0
 
     def use_submission_rate(self, rate) -> None:
         """Spaces this backend's submissions with `rate` (a `slot()` async context manager)

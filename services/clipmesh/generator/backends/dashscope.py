@@ -38,6 +38,8 @@ class DashScopeBackend(Backend):
         max_concurrent: The account's concurrent tasks; the gateway's queue keeps to it.
         poll_initial_s: First wait between status polls; grows ×1.5 per poll.
         poll_max_s: Longest wait between status polls.
+        orphaned_task_s: How long a task whose submission was cut off is assumed to hold one
+            of the account's concurrent tasks (wan renders take minutes).
         api: How to reach the account (`base_url`, `api_key`, `submissions_per_s`, retries,
             timeouts, download limits): `DashScopeAPI`'s arguments, documented there.
     """
@@ -54,10 +56,12 @@ class DashScopeBackend(Backend):
         max_concurrent: int = 2,
         poll_initial_s: float = 2.0,
         poll_max_s: float = 15.0,
+        orphaned_task_s: float = 300.0,
         **api: Any,
     ) -> None:
         self._api = DashScopeAPI(backend=self.name, **api)
         self.max_concurrent = max_concurrent
+        self.orphaned_task_s = orphaned_task_s
         self._poll_initial_s = poll_initial_s
         self._poll_max_s = poll_max_s
         # Submit-to-SUCCEEDED times seen here, per model (a moving average), for ETAs.

@@ -29,6 +29,7 @@ def build_backends(config: GeneratorConfig) -> tuple[dict[str, Backend], dict[st
             max_concurrent=config.dashscope_max_concurrent,
             poll_initial_s=config.dashscope_poll_initial_s,
             poll_max_s=config.dashscope_poll_max_s,
+            orphaned_task_s=config.dashscope_orphaned_task_s,
             max_retries=config.dashscope_max_retries,
             retry_base_s=config.dashscope_retry_base_s,
         )
