@@ -127,15 +127,10 @@ def test_renewals_reach_the_pods(configs) -> None:
 def test_probes_use_the_plaintext_health_port_and_it_serves_nothing_else(
     prod: list[Manifest], configs
 ) -> None:
-    """Every gRPC probe; a service on a database has a TCP liveness check instead (see
-    test_kustomize_workloads.py), which speaks no TLS either."""
     for name, (_, container, config) in configs.items():
         ports = container_ports(container)
         assert config.health_port == ports["health"] != ports["grpc"], name
-        probes = ["startupProbe", "readinessProbe", "livenessProbe"]
-        if getattr(config, "store", ""):
-            probes.remove("livenessProbe")
-        for probe in probes:
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == ports["health"], f"{name}: {probe}"
     # Callers reach the gRPC port only: the health port is for the kubelet, not a Service.
     for service in of_kind(prod, "Service"):
