@@ -7,10 +7,12 @@ decide whether the rendered NetworkPolicies let one endpoint connect to another.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -128,12 +130,7 @@ def referenced(workload: Manifest) -> set[tuple[str, str]]:
     spec = pod_spec(workload)
     refs = {("ServiceAccount", spec.get("serviceAccountName", "default"))}
     for volume in spec.get("volumes", []):
-        if "configMap" in volume:
-            refs.add(("ConfigMap", volume["configMap"]["name"]))
-        if "secret" in volume:
-            refs.add(("Secret", volume["secret"]["secretName"]))
-        if "persistentVolumeClaim" in volume:
-            refs.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+        refs |= _volume_references(volume)
     for container in containers(workload):
         for source in container.get("envFrom", []):
             for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
@@ -144,6 +141,23 @@ def referenced(workload: Manifest) -> set[tuple[str, str]]:
             for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
                 if key in value_from:
                     refs.add((kind, value_from[key]["name"]))
+    return refs
+
+
+def _volume_references(volume: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """What a pod volume reads from: a ConfigMap, Secret or claim, or those a projected volume
+    gathers."""
+    refs = set()
+    if "configMap" in volume:
+        refs.add(("ConfigMap", volume["configMap"]["name"]))
+    if "secret" in volume:
+        refs.add(("Secret", volume["secret"]["secretName"]))
+    if "persistentVolumeClaim" in volume:
+        refs.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+    for source in volume.get("projected", {}).get("sources", []):
+        for key, kind in (("configMap", "ConfigMap"), ("secret", "Secret")):
+            if key in source:
+                refs.add((kind, source[key]["name"]))
     return refs
 
 
@@ -167,6 +181,46 @@ def volume_of_mount(workload: Manifest, mount: Mapping[str, Any]) -> dict[str, A
         if template["metadata"]["name"] == mount["name"]:
             return {"name": mount["name"], "persistentVolumeClaim": {}}
     raise KeyError(f"{describe(workload)}: no volume {mount['name']!r}")
+
+
+def secret_key_at(
+    workload: Manifest, container: Mapping[str, Any], path: str
+) -> tuple[str, str] | None:
+    """(Secret name, key) of the file the container finds at `path`, when a Secret volume (or
+    a projected volume's Secret) puts one there; None otherwise. A Secret mounted whole is
+    taken to hold a key of the file's name."""
+    mount = mount_holding(container, path)
+    if mount is None or mount.get("subPath"):
+        return None
+    relative = str(PurePosixPath(path).relative_to(mount["mountPath"]))
+    volume = volume_of_mount(workload, mount)
+    if "secret" in volume:
+        sources = [{"name": volume["secret"]["secretName"], **volume["secret"]}]
+    else:
+        sources = [
+            s["secret"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s
+        ]
+    for source in sources:
+        items = source.get("items")
+        if items is None:
+            return source["name"], relative
+        for item in items:
+            if item["path"] == relative:
+                return source["name"], item["key"]
+    return None
+
+
+def claim_at(
+    objects: list[Manifest], workload: Manifest, container: Mapping[str, Any], path: str
+) -> Manifest | None:
+    """The PersistentVolumeClaim the container finds `path` on, if it is on a claim."""
+    mount = mount_holding(container, path)
+    if mount is None:
+        return None
+    volume = volume_of_mount(workload, mount)
+    if "claimName" not in volume.get("persistentVolumeClaim", {}):
+        return None
+    return find(objects, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
 
 
 def writable(workload: Manifest, container: Mapping[str, Any], path: str) -> bool:
@@ -387,12 +441,34 @@ def settings_of(objects: list[Manifest], container: dict[str, Any]) -> dict[str,
     return environ
 
 
+def pod_config(objects: list[Manifest], workload: Manifest, container: dict) -> ServiceConfig:
+    """The config the container's service loads from its settings, in its pod.
+
+    A service checks at load that its store's password file exists; in the pod that file is
+    a mounted Secret's, which this machine lacks. When a Secret volume puts it there, a
+    stand-in file takes its place while loading and the config keeps the pod's path; a path
+    on no Secret fails as it would in the pod.
+
+    Raises:
+        ConfigError: the service would refuse the settings.
+    """
+    config_type = CONFIG_TYPES[service_of(container)]
+    environ = settings_of(objects, container)
+    setting = config_type.env_name("store_password_file")
+    password_file = environ.get(setting, "")
+    if not password_file or secret_key_at(workload, container, password_file) is None:
+        return load_config(config_type, environ=environ)
+    with tempfile.TemporaryDirectory() as stand_in:
+        (Path(stand_in) / "password").write_text("stand-in\n", encoding="utf-8")
+        environ[setting] = str(Path(stand_in) / "password")
+        config = load_config(config_type, environ=environ)
+    return dataclasses.replace(config, store_password_file=Path(password_file))
+
+
 def loaded_configs(objects: list[Manifest]) -> list[tuple[Manifest, dict, ServiceConfig]]:
     """(workload, container, the service config its settings give) for every container."""
-    configs = []
-    for workload in workloads(objects):
-        for container in containers(workload):
-            environ = settings_of(objects, container)
-            config = load_config(CONFIG_TYPES[service_of(container)], environ=environ)
-            configs.append((workload, container, config))
-    return configs
+    return [
+        (workload, container, pod_config(objects, workload, container))
+        for workload in workloads(objects)
+        for container in containers(workload)
+    ]

@@ -1,7 +1,8 @@
-"""What each kustomize overlay (deploy/k8s) sets, checked on the rendered objects: previs on
-one replica everywhere; real weights outside dev; in prod the encoder on a GPU, images from the
+"""What each kustomize overlay (deploy/k8s) sets, checked on the rendered objects: previs runs
+the previs service; real weights outside dev; in prod the encoder on a GPU, images from the
 registry, the index on Milvus and the generator on DashScope with a required key; dev with one
-replica of everything, no weights and no GPU.
+replica of everything, no weights and no GPU. The generator's and previs's replicas and stores:
+test_high_availability.py.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from clipmesh.cli.services import CONFIG_TYPES
 from clipmesh.encoder.weights import WeightsSpec
-from clipmesh.runtime.config import ServiceConfig, load_config
+from clipmesh.runtime.config import ServiceConfig
 from tests.deploy.conftest import _build
 from tests.deploy.manifests import (
     BASE,
@@ -26,9 +26,8 @@ from tests.deploy.manifests import (
     find,
     mount_holding,
     of_kind,
+    pod_config,
     pod_spec,
-    service_of,
-    settings_of,
     volume_of_mount,
     workload_of,
     workloads,
@@ -48,17 +47,14 @@ def dev() -> list[Manifest]:
 
 
 def config_of(objects: list[Manifest], component_name: str) -> ServiceConfig:
-    [container] = containers(workload_of(objects, component_name))
-    environ = settings_of(objects, container)
-    return load_config(CONFIG_TYPES[service_of(container)], environ=environ)
+    workload = workload_of(objects, component_name)
+    [container] = containers(workload)
+    return pod_config(objects, workload, container)
 
 
-def test_previs_runs_the_previs_service_on_one_replica(objects: list[Manifest]) -> None:
+def test_previs_runs_the_previs_service(objects: list[Manifest]) -> None:
     assert config_of(objects, "previs").SERVICE == "previs"
     assert config_of(objects, "orchestrator").SERVICE == "orchestrator"
-    previs = workload_of(objects, "previs")
-    assert previs["spec"]["replicas"] == 1
-    assert previs["spec"]["strategy"]["type"] == "Recreate"
 
 
 @pytest.mark.parametrize("path", [BASE, PROD], ids=lambda path: path.name)

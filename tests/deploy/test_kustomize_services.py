@@ -28,7 +28,11 @@ EXTERNAL_SECRETS = {
     "clipmesh-milvus",
     "clipmesh-api-tokens",
     "clipmesh-policy",
+    "clipmesh-postgresql",
 }
+# What CloudNativePG makes for each of its Clusters: the owner's credentials and the CA of the
+# server certificate.
+CLOUDNATIVEPG_SECRETS = ("{cluster}-app", "{cluster}-ca")
 
 
 def test_services_select_one_workload_and_reach_its_named_ports(objects: list[Manifest]) -> None:
@@ -89,9 +93,13 @@ def test_autoscalers_target_workloads_that_leave_replicas_to_them(objects: list[
 
 
 def test_everything_the_pods_reference_is_rendered(objects: list[Manifest]) -> None:
-    """Or created outside the manifests: a Secret an SRE makes, or one cert-manager issues for
-    a rendered Certificate."""
-    issued = {c["spec"]["secretName"] for c in of_kind(objects, "Certificate")}
+    """Or created outside the manifests: a Secret an SRE makes, one cert-manager issues for a
+    rendered Certificate, or one CloudNativePG makes for a rendered Cluster."""
+    issued = {c["spec"]["secretName"] for c in of_kind(objects, "Certificate")} | {
+        name.format(cluster=cluster["metadata"]["name"])
+        for cluster in of_kind(objects, "Cluster")
+        for name in CLOUDNATIVEPG_SECRETS
+    }
     missing = [
         f"{describe(workload)} uses {kind}/{name}"
         for workload in workloads(objects)

@@ -12,13 +12,15 @@ test_tls_manifests.py.
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
 
 from clipmesh.cli.mesh import DEPENDENCIES
 from clipmesh.cli.services import CONFIG_TYPES
 from clipmesh.encoder.weights import WeightsSpec
-from clipmesh.runtime.config import ConfigError, ServiceConfig, fields_of, load_config
+from clipmesh.runtime.config import ConfigError, ServiceConfig, fields_of
+from clipmesh.runtime.server import LIVENESS_SERVICE
 from tests.deploy.manifests import (
     Manifest,
     component,
@@ -28,6 +30,7 @@ from tests.deploy.manifests import (
     find,
     loaded_configs,
     mount_holding,
+    pod_config,
     pod_labels,
     pod_spec,
     quantity,
@@ -42,17 +45,21 @@ from tests.deploy.manifests import (
 
 KUBERNETES_VERSION = "1.30.0"
 # Custom resources (Prometheus Operator's of components/observability, cert-manager's of
-# components/tls); tests/deploy/test_custom_resources.py validates them against their CRDs.
+# components/tls, CloudNativePG's of components/postgresql-cloudnativepg);
+# tests/deploy/test_custom_resources.py validates them against their CRDs.
 CUSTOM_KINDS = {
     "ServiceMonitor": "monitoring.coreos.com/v1",
     "PodMonitor": "monitoring.coreos.com/v1",
     "PrometheusRule": "monitoring.coreos.com/v1",
     "Certificate": "cert-manager.io/v1",
     "Issuer": "cert-manager.io/v1",
+    "Cluster": "postgresql.cnpg.io/v1",
 }
 COMPONENTS = {"orchestrator", "previs", "encoder", "index", "generator"}
 UID = 10001
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+# A probe has exactly one; patches that merge two into one probe make it invalid.
+PROBE_HANDLERS = {"exec", "grpc", "httpGet", "tcpSocket"}
 # Kinds that belong to the services and carry the label contract (and so do the ConfigMaps
 # the pods read).
 LABELLED_KINDS = {
@@ -122,7 +129,9 @@ def test_the_services_objects_carry_the_label_contract(objects: list[Manifest]) 
 
 def test_workloads_probe_health_over_grpc_where_the_kubelet_can(objects: list[Manifest]) -> None:
     """On the gRPC port while it is plaintext; with TLS on the health-only port, as kubelet
-    gRPC probes speak neither TLS nor tokens."""
+    gRPC probes speak neither TLS nor tokens. Startup and readiness read the overall status,
+    which a service turns NOT_SERVING while it cannot serve (its database away); liveness
+    reads the `liveness` name, which stays SERVING, so such an outage restarts no pod."""
     problems = []
     for workload, container, config in loaded_configs(objects):
         ports = container_ports(container)
@@ -132,9 +141,13 @@ def test_workloads_probe_health_over_grpc_where_the_kubelet_can(objects: list[Ma
             continue
         probed = "health" if config.tls_cert_file else "grpc"
         for probe in PROBES:
-            grpc = container.get(probe, {}).get("grpc")
-            if grpc is None or grpc.get("port") != ports[probed]:
+            handlers = set(container.get(probe, {})) & PROBE_HANDLERS
+            grpc = container.get(probe, {}).get("grpc", {})
+            if handlers != {"grpc"} or grpc.get("port") != ports[probed]:
                 problems.append(f"{describe(workload)}: {probe} is not gRPC on the {probed} port")
+            wanted = LIVENESS_SERVICE if probe == "livenessProbe" else ""
+            if grpc.get("service", "") != wanted:
+                problems.append(f"{describe(workload)}: {probe} does not ask for {wanted!r}")
     assert not problems, "\n".join(problems)
 
 
@@ -223,7 +236,7 @@ def test_settings_are_a_valid_config_of_each_service(objects: list[Manifest]) ->
                     f"{describe(workload)}: no {config_type.SERVICE} settings: {unknown}"
                 )
             try:
-                load_config(config_type, environ=environ)
+                pod_config(objects, workload, container)
             except ConfigError as exc:
                 problems.append(f"{describe(workload)}: {exc}")
     assert not problems, "\n".join(problems)
@@ -254,6 +267,9 @@ def test_paths_in_settings_lie_on_mounted_volumes(objects: list[Manifest]) -> No
             problems.append(f"{name}: data_dir {config.data_dir} is not on a writable volume")
         if not str(config.data_dir).startswith("/var/lib/clipmesh/"):
             problems.append(f"{name}: data_dir {config.data_dir} outside /var/lib/clipmesh")
+        outputs = getattr(config, "outputs_path", None)
+        if outputs is not None and not writable(workload, container, str(outputs())):
+            problems.append(f"{name}: outputs {outputs()} are not on a writable volume")
         for path in read_paths(config):
             if mount_holding(container, path) is None:
                 problems.append(f"{name}: {path} is on no mounted volume")
@@ -271,7 +287,16 @@ def read_paths(config: ServiceConfig) -> list[str]:
         paths.append(key_file)
     tls_files = (config.tls_cert_file, config.tls_key_file, config.tls_ca_file)
     paths += [path for path in (*tls_files, config.auth_tokens_file, config.policy_file) if path]
+    if getattr(config, "store", ""):
+        paths += [str(config.store_password_file), *dsn_files(config.store)]
     return paths
+
+
+def dsn_files(dsn: str) -> list[str]:
+    """Files a libpq DSN's options name: the CA to verify the server with, a client
+    certificate and its key."""
+    options = parse_qs(urlsplit(dsn).query)
+    return [value for key in ("sslrootcert", "sslcert", "sslkey") for value in options.get(key, [])]
 
 
 def test_callers_targets_name_headless_services_of_their_dependency(

@@ -1,7 +1,9 @@
 """The prod overlay's network policies, evaluated on the rendered objects: each flow the mesh
 needs is allowed (egress on the caller and ingress on the callee), and everything it never
-does is denied, starting from default-deny both ways. kubelet probes come from the node and
-are not subject to them.
+does is denied, starting from default-deny both ways. The same holds for the PostgreSQL
+cluster the generator and previs keep their state in (CloudNativePG's pods, its operator),
+and for a database outside the cluster (components/postgresql-external). kubelet probes come
+from the node and are not subject to them.
 """
 
 from __future__ import annotations
@@ -54,7 +56,17 @@ OUTSIDE = {
     "vpc-receiver-v6": Endpoint(ip="fd12:3456::20"),
     "vpc-database": Endpoint(ip="10.20.0.5"),
     "cloud-metadata": Endpoint(ip="169.254.169.254"),
+    # CloudNativePG: its operator (the Helm chart's labels, namespace cnpg-system), and the
+    # Kubernetes API server its instance managers report to (a control-plane address).
+    "cnpg-operator": Endpoint("cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"}),
+    "kube-apiserver": Endpoint(ip="172.18.0.2"),
+    # The database of components/postgresql-external, at the component's placeholder address.
+    "external-postgresql": Endpoint(ip="192.0.2.10"),
 }
+# The pods of the CloudNativePG cluster (instances and the jobs that create them) carry the
+# cluster's name; ports: PostgreSQL, the instance manager's status, the metrics exporter.
+POSTGRESQL_CLUSTER = "clipmesh-postgresql"
+POSTGRESQL, INSTANCE_STATUS, POSTGRESQL_METRICS = 5432, 8000, 9187
 METRICS_PORTS = {
     "orchestrator": 9150,
     "previs": 9154,
@@ -86,9 +98,17 @@ class Edge(NamedTuple):
 
 
 def endpoint(objects: list[Manifest], name: str) -> Endpoint:
-    """A mesh component's pods, or a named endpoint outside the mesh."""
+    """A mesh component's pods, the PostgreSQL cluster's, or a named endpoint outside the
+    mesh."""
     if name in COMPONENTS:
         return pod_endpoint(workload_of(objects, name))
+    if name == "postgresql":
+        [cluster] = of_kind(objects, "Cluster")
+        return Endpoint(
+            cluster["metadata"]["namespace"],
+            {"cnpg.io/cluster": cluster["metadata"]["name"], "cnpg.io/instanceRole": "primary"},
+            {"postgresql": POSTGRESQL, "status": INSTANCE_STATUS, "metrics": POSTGRESQL_METRICS},
+        )
     return OUTSIDE[name]
 
 
@@ -109,6 +129,18 @@ ALLOWED = [
     *[Edge(name, "kube-dns", 53, "UDP") for name in sorted(COMPONENTS)],
     *[Edge(name, "kube-dns", 53, "TCP") for name in sorted(COMPONENTS)],
     *[Edge(name, "otel-collector", 4317) for name in sorted(COMPONENTS)],
+    # The store: the generator and previs on PostgreSQL; the operator manages the instances,
+    # which replicate among themselves and report to the API server; Prometheus scrapes them.
+    Edge("generator", "postgresql", POSTGRESQL),
+    Edge("previs", "postgresql", POSTGRESQL),
+    Edge("cnpg-operator", "postgresql", INSTANCE_STATUS),
+    Edge("cnpg-operator", "postgresql", POSTGRESQL),
+    Edge("postgresql", "postgresql", POSTGRESQL),
+    Edge("postgresql", "postgresql", INSTANCE_STATUS),
+    Edge("postgresql", "kube-apiserver", 6443),
+    Edge("postgresql", "kube-apiserver", 443),
+    Edge("postgresql", "kube-dns", 53, "UDP"),
+    Edge("prometheus", "postgresql", POSTGRESQL_METRICS),
 ]
 DENIED = [
     # The mesh's services never call each other; only the orchestrator and previs call them.
@@ -144,6 +176,20 @@ DENIED = [
     Edge("orchestrator", "webhook-receiver", 443),
     Edge("previs", "webhook-receiver", 443),
     Edge("encoder", "kube-dns", 443),
+    # The database: only the generator and previs use it, on PostgreSQL's port alone; the
+    # instance manager answers the operator and the instances, nobody else; the database's
+    # pods call nothing of the mesh and nothing outside but the API server's ports.
+    Edge("orchestrator", "postgresql", POSTGRESQL),
+    Edge("encoder", "postgresql", POSTGRESQL),
+    Edge("index", "postgresql", POSTGRESQL),
+    Edge("ingress-controller", "postgresql", POSTGRESQL),
+    Edge("generator", "postgresql", INSTANCE_STATUS),
+    Edge("prometheus", "postgresql", POSTGRESQL),
+    Edge("postgresql", "generator", 50053),
+    Edge("postgresql", "cloud-metadata", 80),
+    Edge("postgresql", "vpc-database", POSTGRESQL),
+    Edge("generator", "vpc-database", POSTGRESQL),
+    Edge("generator", "external-postgresql", POSTGRESQL),
 ]
 
 
