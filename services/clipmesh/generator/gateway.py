@@ -52,7 +52,7 @@ from clipmesh.generator.ledger import CachedOutputGone, JobLedger
 from clipmesh.generator.live import LiveJob
 from clipmesh.generator.queues import QueueEstimates
 from clipmesh.generator.ratelimit import SharedSubmissionRate
-from clipmesh.generator.replica import ReplicaLoop, new_replica_id
+from clipmesh.generator.replica import ReplicaLoop
 from clipmesh.generator.runner import JobRunner, end_job
 from clipmesh.generator.store import CHANNEL, ClaimRules, LeaseLost, StoredJob
 from clipmesh.generator.watches import JobWatches
@@ -60,6 +60,7 @@ from clipmesh.generator.webhooks import WebhookDispatcher, WebhookSettings, webh
 from clipmesh.runtime.access import PolicySource, Principal
 from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from clipmesh.runtime.leases import new_replica_id
 from clipmesh.runtime.policy import Quota
 from clipmesh.runtime.usage import QuotaUse
 

@@ -23,25 +23,19 @@ import json
 import logging
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from clipmesh.generator import metrics
 from clipmesh.generator.ledger import JobLedger
 from clipmesh.generator.store import CHANNEL, ClaimRules, StoredJob
 from clipmesh.runtime.database import StoreUnavailable
+from clipmesh.runtime.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 4
 """Jobs one claim pass takes at a time, so that replicas share a burst of submissions."""
 FORGET_REPLICAS_AFTER_S = 86_400.0
-
-
-def new_replica_id() -> str:
-    """This process's identity in the store: readable (the host) and unique (a new suffix per
-    start, so a restarted pod never inherits the leases of its previous life)."""
-    return f"{socket.gethostname()[:48]}-{uuid.uuid4().hex[:8]}"
 
 
 class ReplicaLoop:
@@ -73,17 +67,10 @@ class ReplicaLoop:
         self._start = start
         self._adopt = adopt
         self._wake = {name: asyncio.Event() for name in rules}
-        self._take_over_now = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._claiming = True
-        self.renewed_at = 0.0
-        # Told True/False when the lease can (again) or cannot be renewed (health).
-        self.on_health: Callable[[bool], None] | None = None
-
-    @property
-    def healthy(self) -> bool:
-        """Whether the lease was renewed within its length."""
-        return time.monotonic() - self.renewed_at < self._lease_s
+        self._pruned_at = 0.0
+        self.lease = LeaseKeeper(self._heartbeat, self._after_renewal, lease_s, what="generator")
 
     def hear(self, payload: str) -> None:
         """A store notification: a queue moved, or a replica released its jobs."""
@@ -93,7 +80,7 @@ class ReplicaLoop:
             if kind in ("queued", "moved") and backend in self._wake:
                 self._wake[backend].set()
             elif kind == "released":
-                self._take_over_now.set()
+                self.lease.poke()
 
     def wake(self, backend: str | None = None) -> None:
         """Runs a claim pass for `backend` (every backend when None) soon."""
@@ -103,14 +90,12 @@ class ReplicaLoop:
 
     async def start(self) -> None:
         """Takes the lease, adopts what is orphaned, and starts the loops."""
-        await self._ledger.heartbeat(self.replica_id, socket.gethostname(), self._lease_s)
-        self.renewed_at = time.monotonic()
+        await self.lease.start()
         if not self._ledger.shared:
             await self._ledger.forget_other_replicas(self.replica_id)
         await self._take_over()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._renew())]
-        self._tasks += [loop.create_task(self._claim_loop(name)) for name in self._wake]
+        self._tasks = [loop.create_task(self._claim_loop(name)) for name in self._wake]
         self.wake()
 
     def stop_claiming(self) -> None:
@@ -119,6 +104,7 @@ class ReplicaLoop:
 
     async def stop(self) -> None:
         self._claiming = False
+        await self.lease.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -130,30 +116,16 @@ class ReplicaLoop:
             if released:
                 log.info("released %d running job(s) to the other replicas", released)
 
-    async def _renew(self) -> None:
-        period_s = self._lease_s / 3
-        pruned_at = 0.0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._take_over_now.wait(), period_s)
-            self._take_over_now.clear()
-            try:
-                await self._ledger.heartbeat(self.replica_id, socket.gethostname(), self._lease_s)
-                if not self.healthy and self.on_health is not None:
-                    self.on_health(True)
-                    log.info("the store answers again; lease renewed")
-                self.renewed_at = time.monotonic()
-                await self._take_over()
-                await self._refresh_gauges()
-                if time.monotonic() - pruned_at > 3600:
-                    await self._ledger.prune_replicas(FORGET_REPLICAS_AFTER_S)
-                    pruned_at = time.monotonic()
-            except StoreUnavailable as exc:
-                log.warning("lease not renewed: %s", exc)
-                if not self.healthy and self.on_health is not None:
-                    self.on_health(False)
-                continue
-            self.wake()
+    async def _heartbeat(self) -> None:
+        await self._ledger.heartbeat(self.replica_id, socket.gethostname(), self._lease_s)
+
+    async def _after_renewal(self) -> None:
+        await self._take_over()
+        await self._refresh_gauges()
+        if time.monotonic() - self._pruned_at > 3600:
+            await self._ledger.prune_replicas(FORGET_REPLICAS_AFTER_S)
+            self._pruned_at = time.monotonic()
+        self.wake()
 
     async def _take_over(self) -> None:
         if not self._claiming:

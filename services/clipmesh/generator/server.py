@@ -82,7 +82,7 @@ class GeneratorApp(Application):
 
     def watch_readiness(self, set_ready: Callable[[bool], None]) -> None:
         # Not ready while the job store is out of reach (the lease cannot be renewed).
-        self.gateway.replica.on_health = set_ready
+        self.gateway.replica.lease.on_health = set_ready
 
     async def stop(self) -> None:
         if self._unregister_quota_metrics is not None:

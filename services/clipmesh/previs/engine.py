@@ -3,8 +3,14 @@
 A run (a new project's shots, or one reviewed shot) belongs to the engine, not to the call
 that started it: all shots of a project are made at once (`production.ShotProducer`), the cut
 is stitched when they have all ended, and a review makes one shot again, then re-stitches.
-Projects are durable: every change is in the store before anyone hears of it, and a run cut
-short by a stop or a crash leaves its project INTERRUPTED with its reason.
+Projects are durable: every change is in the store before anyone hears of it.
+
+A run is owned by the replica that started it, under that replica's lease (store.py). A run
+cut short by a stop (its runs released) or a crash (its lease lapsed) is continued by another
+replica, or by this one when it starts again: the shots the run still had to make are made,
+with the same idempotency keys, so the generator answers with the jobs already submitted
+instead of paying for them twice; then the cut is stitched. A run that fails for good (a
+dependency refused the whole run) leaves its project INTERRUPTED with its reason.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from clipmesh.previs.records import (
 from clipmesh.previs.runs import ProjectRun
 from clipmesh.previs.selection import choose, cut_clip, selected_clip
 from clipmesh.previs.stitch import stitch
-from clipmesh.previs.store import ProjectNotFound, ProjectStore
+from clipmesh.previs.store import ProjectNotFound, ProjectStore, RunLost, RunSpec
 from clipmesh.previs.templates import TemplateLibrary
 from clipmesh.runtime.access import Principal
 from clipmesh.runtime.errors import FailedPrecondition, NotFound, ServiceError
+from clipmesh.runtime.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +56,45 @@ class PrevisEngine:
     Args:
         producer: Makes shot revisions (and holds the store, templates and policy it uses).
         config: What a request may ask for (`max_shots`, `max_variants`, …) and defaults.
+        shared: Whether other replicas share the store (PostgreSQL).
     """
 
-    def __init__(self, producer: ShotProducer, config: PrevisConfig) -> None:
+    def __init__(self, producer: ShotProducer, config: PrevisConfig, *, shared: bool = False):
         self._producer = producer
         self._config = config
         self._store: ProjectStore = producer.store
         self._templates: TemplateLibrary = producer.templates
         self._policy: CompliancePolicy = producer.policy
         self._root: Path = producer.projects_dir
+        self._shared = shared
         self._runs: dict[str, ProjectRun] = {}
-        self._interrupt_leftovers()
+        self.lease = LeaseKeeper(
+            lambda: asyncio.to_thread(self._store.heartbeat, config.lease_s),
+            self._take_over,
+            config.lease_s,
+            what="previs",
+        )
+
+    async def start(self) -> None:
+        """Takes this replica's lease and continues the runs nobody owns any more."""
+        await self.lease.start()
+        if not self._shared:  # the only replica: what an earlier run of it left is its own
+            await asyncio.to_thread(self._store.forget_other_replicas)
+        await self._take_over()
 
     async def close(self) -> None:
-        """Stops every run; their projects are marked interrupted."""
+        """Stops every run and releases it: another replica (or the next start) continues it."""
+        await self.lease.stop()
         for run in list(self._runs.values()):
             if run.task is not None:
                 run.task.cancel()
         await asyncio.gather(
             *(r.task for r in self._runs.values() if r.task), return_exceptions=True
         )
+        with contextlib.suppress(ServiceError):
+            released = await asyncio.to_thread(self._store.release)
+            if released:
+                log.info("released %d previs run(s) to be continued", released)
         self._store.close()
 
     # --- the RPCs ---------------------------------------------------------------------------
@@ -82,7 +108,9 @@ class PrevisEngine:
             request, self._config, self._templates, self._policy
         )
         project.owner = principal.caller
-        await asyncio.to_thread(self._store.create, project, request.script, references)
+        project.state = ProjectState.RUNNING
+        spec = RunSpec(shots=tuple((shot.shot_id, "", 0, 0) for shot in project.shots))
+        await asyncio.to_thread(self._store.create, project, request.script, references, spec)
         log.info(
             "previs project %s: %d shots",
             project.project_id,
@@ -92,7 +120,7 @@ class PrevisEngine:
         run = ProjectRun(project, len(project.shots))
         run.report("parsing", f"{len(project.shots)} shots in {len(project.scenes)} scenes")
         shots = [(shot, "", 0) for shot in project.shots]
-        self._start(run, self._produce_all(run, shots))
+        self._launch(run, self._produce_all(run, shots))
         async for progress in run.follow():
             yield progress
 
@@ -103,17 +131,33 @@ class PrevisEngine:
         note = requests.note_of(request)
         project = self._idle_project(request.project_id, principal)
         shot = _shot(project, request.shot_id)
+        if not note:
+            choose(shot, request)  # checks the choice before the run is taken
+        based_on = shot.current_revision or len(shot.revisions)
+        spec = (
+            RunSpec(shots=((shot.shot_id, note, based_on, len(shot.revisions)),))
+            if note
+            else RunSpec(restitch=True)
+        )
+        # One run of a project at a time, whichever replicas its reviews reach.
+        if not await asyncio.to_thread(self._store.start_run, project, spec):
+            raise FailedPrecondition(
+                f"project {request.project_id} is running on another replica; review it when "
+                "the run has ended",
+                reason="PROJECT_RUNNING",
+            )
+        # Now this replica's: read again, as a run elsewhere may have ended since.
+        project = await asyncio.to_thread(self._store.load, request.project_id)
+        shot = _shot(project, request.shot_id)
         if note:
             run = ProjectRun(project, 1)
             run.report("revising", f"{shot.shot_id}: “{note}”")
-            based_on = shot.current_revision or len(shot.revisions)
-            self._start(run, self._produce_all(run, [(shot, note, based_on)]))
+            self._launch(run, self._produce_all(run, [(shot, note, based_on)]))
         else:
             choose(shot, request)
-            # Synchronous (one small row), so no other review can start in between.
-            self._store.save_shot(project.project_id, shot)
+            await asyncio.to_thread(self._store.save_shot, project.project_id, shot)
             run = ProjectRun(project, 0)
-            self._start(run, self._restitch(run))
+            self._launch(run, self._restitch(run))
         async for progress in run.follow():
             yield progress
 
@@ -141,19 +185,26 @@ class PrevisEngine:
 
     # --- runs -------------------------------------------------------------------------------
 
-    def _start(self, run: ProjectRun, work: Coroutine[Any, Any, None]) -> None:
+    def _launch(self, run: ProjectRun, work: Coroutine[Any, Any, None]) -> None:
+        """Runs `work` for a project whose run this replica owns (RUNNING in the store)."""
         project = run.project
         project.state = ProjectState.RUNNING
-        self._store.save_header(project)
         self._runs[project.project_id] = run
 
         async def body() -> None:
+            finished = True
             try:
                 await work
                 project.state = ProjectState.DONE
             except asyncio.CancelledError:
-                self._interrupt(project, "previs stopped")
+                finished = False  # stopping: released, and continued elsewhere
                 raise
+            except RunLost:
+                finished = False
+                log.warning(
+                    "previs run taken over by another replica",
+                    extra={"project_id": project.project_id},
+                )
             except ServiceError as error:  # a dependency failed for the whole run
                 log.warning(
                     "previs run stopped: %s", error, extra={"project_id": project.project_id}
@@ -163,11 +214,48 @@ class PrevisEngine:
                 log.exception("previs run failed", extra={"project_id": project.project_id})
                 self._interrupt(project, "internal error; details are in the previs log")
             finally:
-                self._store.save_header(project)
                 self._runs.pop(project.project_id, None)
-                run.finish(_summary(project))
+                if finished:
+                    with contextlib.suppress(RunLost):
+                        await asyncio.to_thread(self._store.finish_run, project)
+                    run.finish(_summary(project))
+                else:
+                    run.finish("the run goes on on another replica; follow it with GetProject")
 
         run.task = asyncio.create_task(body(), name=f"previs {project.project_id}")
+
+    async def _take_over(self) -> None:
+        """Continues every run whose replica is gone."""
+        for project_id in await asyncio.to_thread(self._store.take_over):
+            if project_id in self._runs:
+                continue  # this replica runs it already (its own lease lapsed a moment)
+            try:
+                await self._continue(project_id)
+            except Exception:
+                log.exception("previs run not continued", extra={"project_id": project_id})
+
+    async def _continue(self, project_id: str) -> None:
+        project = await asyncio.to_thread(self._store.load, project_id)
+        spec = await asyncio.to_thread(self._store.run_spec, project_id)
+        if spec is None:  # left running by a release before runs had specs: every shot
+            spec = RunSpec(shots=tuple((s.shot_id, "", 0, 0) for s in project.shots))
+        log.warning(
+            "continuing a previs run another replica left", extra={"project_id": project_id}
+        )
+        by_id = {shot.shot_id: shot for shot in project.shots}
+        if spec.restitch:
+            run = ProjectRun(project, 0)
+            self._launch(run, self._restitch(run))
+            return
+        todo = [
+            (by_id[shot_id], note, based_on)
+            for shot_id, note, based_on, revisions_before in spec.shots
+            if shot_id in by_id and len(by_id[shot_id].revisions) <= revisions_before
+        ]
+        run = ProjectRun(project, len(spec.shots))
+        run.shots_done = len(spec.shots) - len(todo)
+        run.report("generating", f"continued: {len(todo)} shot(s) still to make")
+        self._launch(run, self._produce_all(run, todo))
 
     def _idle_project(self, project_id: str, principal: Principal) -> Project:
         project = self.get(project_id, principal)  # NOT_FOUND first: a running project of
@@ -228,14 +316,6 @@ class PrevisEngine:
                 shot.state = ShotState.FAILED
                 shot.blocked_reason = f"interrupted: {why}; review the shot to generate it again"
                 self._store.save_shot(project.project_id, shot)
-
-    def _interrupt_leftovers(self) -> None:
-        """Projects left running by an earlier process are marked interrupted."""
-        for project_id in self._store.list_ids(ProjectState.RUNNING):
-            project = self._store.load(project_id)
-            self._interrupt(project, "previs restarted during the run")
-            self._store.save_header(project)
-            log.warning("previs project %s was interrupted by a restart", project_id)
 
 
 def _shot(project: Project, shot_id: str) -> Shot:

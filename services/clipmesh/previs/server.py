@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from clipmesh.encoder.client import EncoderClient
@@ -19,10 +20,12 @@ from clipmesh.previs.library import ClipLibrary
 from clipmesh.previs.production import ShotProducer
 from clipmesh.previs.quality import QualityThresholds
 from clipmesh.previs.servicer import PrevisServicer
-from clipmesh.previs.store import ProjectStore
+from clipmesh.previs.store import ProjectStore, open_project_database
 from clipmesh.previs.templates import TemplateLibrary
 from clipmesh.runtime.access import AccessControl, PolicySource
+from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.dependencies import DependencyChannels
+from clipmesh.runtime.leases import new_replica_id
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
 
@@ -38,6 +41,7 @@ class PrevisApp(Application):
         self.channels: DependencyChannels | None = None
         self.policies = PolicySource.from_config(config)
         self._servicer = PrevisServicer()
+        self._set_ready: Callable[[bool], None] | None = None
 
     def grpc_services(self) -> list[GrpcService]:
         return [GrpcService.generated(previs_pb2, previs_pb2_grpc, self._servicer)]
@@ -47,6 +51,11 @@ class PrevisApp(Application):
 
     async def start(self) -> None:
         config = self.config
+        target = None
+        if config.store:
+            target = DatabaseTarget.parse(
+                config.store, config.store_password_file, setting=config.env_name("store")
+            )
         self.channels = DependencyChannels(config)
         encoder = EncoderClient(self.channels, config.encoder_target)
         index = IndexClient(self.channels, config.index_target)
@@ -67,7 +76,10 @@ class PrevisApp(Application):
             max_window_s=CLIP_WINDOW_S,
         )
         producer = ShotProducer(
-            store=ProjectStore(config.data_dir / "previs.sqlite3"),
+            store=ProjectStore(
+                open_project_database(config.data_dir, target, pool_size=config.store_pool_size),
+                owner=new_replica_id(),
+            ),
             templates=TemplateLibrary.load(),
             policy=CompliancePolicy.load(
                 extra_paths={
@@ -85,7 +97,17 @@ class PrevisApp(Application):
             projects_dir=config.data_dir / "projects",
             max_attempts=config.max_attempts,
         )
-        self._servicer.engine = PrevisEngine(producer, config)
+        engine = PrevisEngine(producer, config, shared=target is not None)
+        await engine.start()
+        self._servicer.engine = engine
+        if self._set_ready is not None:
+            engine.lease.on_health = self._set_ready
+
+    def watch_readiness(self, set_ready: Callable[[bool], None]) -> None:
+        # Not ready while the project store is out of reach (the lease cannot be renewed).
+        self._set_ready = set_ready
+        if self._servicer.engine is not None:
+            self._servicer.engine.lease.on_health = set_ready
 
     async def stop(self) -> None:
         if self._servicer.engine is not None:
