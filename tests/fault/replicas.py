@@ -39,31 +39,39 @@ class GatewayReplicas:
 
     Args:
         base_env: The mesh environment (the fault tests' `fault_env`).
-        store: The shared job store.
+        store: The shared job store; None for one replica on SQLite in its data dir.
         fake: The provider account every replica submits to.
         directory: Where scratch dirs, the outputs dir and logs go.
         count: How many replicas.
         free_port: Hands out free loopback ports.
         extra: More settings for every replica.
+        lease_s: The replicas' lease (short: a killed replica's jobs are taken over soon).
     """
 
     def __init__(
         self,
         base_env: Mapping[str, str],
-        store: DatabaseTarget,
+        store: DatabaseTarget | None,
         fake: FakeDashScope,
         directory: Path,
         *,
         count: int,
         free_port: Callable[[], int],
         extra: Mapping[str, str] | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
+        assert store is not None or count == 1, "replicas share a PostgreSQL store"
         self.store = store
+        database = {}
+        if store is not None:
+            database = {
+                "CLIPMESH_GENERATOR_STORE": store.dsn,
+                "CLIPMESH_GENERATOR_STORE_PASSWORD_FILE": str(store.password_file),
+            }
         shared = {
-            "CLIPMESH_GENERATOR_STORE": store.dsn,
-            "CLIPMESH_GENERATOR_STORE_PASSWORD_FILE": str(store.password_file),
+            **database,
             "CLIPMESH_GENERATOR_OUTPUTS_DIR": str(directory / "outputs"),
-            "CLIPMESH_GENERATOR_LEASE_S": str(LEASE_S),
+            "CLIPMESH_GENERATOR_LEASE_S": str(lease_s),
             "CLIPMESH_GENERATOR_DEFAULT_BACKEND": "dashscope",
             "CLIPMESH_GENERATOR_DASHSCOPE_BASE_URL": fake.base_url,
             "CLIPMESH_GENERATOR_DASHSCOPE_API_KEY": fake.api_key,

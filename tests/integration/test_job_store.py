@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import clipmesh.generator.store as store_module
 from clipmesh.generator.cache import ContentCache, cache_key
 from clipmesh.generator.convert import job_to_proto, result_to_proto
 from clipmesh.generator.jobs import (
@@ -324,15 +325,18 @@ def test_provider_slots_are_shared_by_every_replica(store: JobStore) -> None:
     assert store.open_provider_call("animatic", "replica-a", 2, 0.5)[0] is not None
 
 
-def test_a_dead_replicas_call_in_flight_stops_counting_a_window_after_its_lease(
-    store: JobStore,
+def test_a_call_in_flight_counts_until_it_can_no_longer_arrive(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.heartbeat("replica-a", "host-a", 0.2)
+    """replica-a dies (or is starved past its lease) with a submission in flight: the call
+    counts while it may still reach the provider, then stops counting."""
+    monkeypatch.setattr(store_module, "SUBMISSION_MAX_FLIGHT_S", 0.5)
+    store.heartbeat("replica-a", "host-a", 0.1)
     store.heartbeat("replica-b", "host-b", 60)
     assert store.open_provider_call("dashscope", "replica-a", 1, 0.3)[0] is not None
-    # replica-a dies with its call in flight: it counts until its lease lapsed + a window.
+    time.sleep(0.2)  # replica-a's lease has lapsed, but its request may still be on its way
     assert store.open_provider_call("dashscope", "replica-b", 1, 0.3)[0] is None
-    time.sleep(0.6)
+    time.sleep(0.7)  # past the flight time and a window
     assert store.open_provider_call("dashscope", "replica-b", 1, 0.3)[0] is not None
 
 

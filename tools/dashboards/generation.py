@@ -19,9 +19,11 @@ def generation_dashboard() -> dashboard_builders.Dashboard:
         .with_panel(
             panel(
                 "Jobs by state",
-                "Jobs the gateway holds now.",
+                # Every replica exports the store's counts: the max is the figure, a sum would
+                # multiply it by the replicas.
+                "Jobs queued and running now, in the shared store.",
                 "short",
-                query(f"sum by (state) (clipmesh_generator_jobs{{{NS}}})", "{{state}}"),
+                query(f"max by (state) (clipmesh_generator_jobs{{{NS}}})", "{{state}}"),
                 stacked=True,
             )
         )
@@ -71,7 +73,7 @@ def generation_dashboard() -> dashboard_builders.Dashboard:
                 "Queue depth",
                 "Jobs waiting for a provider slot.",
                 "short",
-                query(f"sum by (backend) (clipmesh_generator_queue_depth{{{NS}}})", "{{backend}}"),
+                query(f"max by (backend) (clipmesh_generator_queue_depth{{{NS}}})", "{{backend}}"),
             )
         )
         .with_panel(

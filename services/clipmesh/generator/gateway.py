@@ -320,8 +320,7 @@ class Gateway:
                 return self.events(answered.job_id, principal)
         # Subscribed before the insert commits, so the caller's first event is the job as
         # admitted (QUEUED, with its position), whatever happens next.
-        first = JobEvent(job, f"queued for {backend.name}", time.time())
-        events = self._watches.follow(job.job_id, first)
+        events = self._watches.follow(job.job_id, job, f"queued for {backend.name}")
         try:
             earlier, position = await self._ledger.submit(
                 job,

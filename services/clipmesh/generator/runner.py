@@ -113,7 +113,7 @@ class JobRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, live: LiveJob, resume_task_id: str) -> None:
-        job, backend = live.job, live.backend
+        job = live.job
         scratch = self._data_dir / "scratch" / job.job_id
         scratch.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -121,18 +121,13 @@ class JobRunner:
             if live.cancel_requested.is_set():  # cancelled before the backend was called
                 await self.end(live, JobState.CANCELLED, "cancelled before it started")
                 return
-            if backend.remote and not resume_task_id:
-                live.submitting = True  # committed before the provider hears of the job
-                await durably(
-                    lambda: self._ledger.update(job, self._owner, submitting=True),
-                    f"job {job.job_id}",
-                )
             ctx = TaskContext(
                 job_id=job.job_id,
                 scratch_dir=scratch,
                 report=partial(self._report, live),
                 submitted=partial(self._submitted, live),
                 cancel_requested=live.cancel_requested,
+                about_to_submit=partial(self._about_to_submit, live),
             )
             await self._finish(live, ctx, resume_task_id)
         except asyncio.CancelledError:
@@ -189,6 +184,17 @@ class JobRunner:
         note = {"k": "progress", "j": job.job_id, "s": job.state.value, "m": message}
         note |= {"p": round(job.progress, 4), "e": round(job.eta_s, 1)}
         await self._notifications().publish(CHANNEL, json.dumps(note))
+
+    async def _about_to_submit(self, live: LiveJob) -> None:
+        """Committed before the provider can hear of the job: from here on a crash leaves it
+        SUBMISSION_INTERRUPTED rather than submitted twice."""
+        if live.submitting:
+            return  # a retried attempt: already committed
+        live.submitting = True
+        await durably(
+            lambda: self._ledger.update(live.job, self._owner, submitting=True),
+            f"job {live.job.job_id}",
+        )
 
     async def _submitted(self, live: LiveJob, provider_task_id: str) -> None:
         live.job.provider_task_id = provider_task_id

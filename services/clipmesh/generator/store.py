@@ -165,17 +165,19 @@ CREATE INDEX cache_by_use ON cache (last_used);
 
 # A provider call still open after this long is taken to have ended, whatever its replica.
 PROVIDER_CALL_MAX_S = 120.0
-IN_FLIGHT = float("inf")
+# The longest a submission can be on its way: its HTTP request's timeouts have passed by then.
+SUBMISSION_MAX_FLIGHT_S = 60.0
 
 
-def _counted_until(ended_s: float | None, lease_until: float | None, window_s: float) -> float:
-    """Until when a provider call counts against the window: a window after it landed; while
-    in flight, for ever if its replica lives, else a window after its lease lapsed."""
+def _counted_until(
+    started_s: float, ended_s: float | None, lease_until: float | None, window_s: float
+) -> float:
+    """Until when a provider call counts against the window: a window after it landed. One
+    still in flight counts while its replica holds its lease, and in any case until it can no
+    longer arrive (a replica late to renew its lease may still be sending it)."""
     if ended_s is not None:
         return ended_s + window_s
-    if lease_until is None:  # its replica released its lease, or was forgotten
-        return 0.0
-    return lease_until + window_s
+    return max(lease_until or 0.0, started_s + SUBMISSION_MAX_FLIGHT_S) + window_s
 
 
 class LeaseLost(Exception):
@@ -451,8 +453,8 @@ class JobStore:
         made (or are in flight) in the last `window_s` seconds, on every replica together:
         (call id, 0). Otherwise (None, seconds to wait before asking again).
 
-        A submission in flight counts until it lands; one whose replica died counts until a
-        window after that replica's lease lapsed (by then the provider has it, or never will).
+        A submission in flight counts until it lands; one whose replica died, until it can no
+        longer arrive (`_counted_until`).
         """
         now = self.db.dialect.now
         with self.transaction():
@@ -463,12 +465,14 @@ class JobStore:
                 (backend, window_s, PROVIDER_CALL_MAX_S),
             )
             rows = self.db.execute(
-                f"SELECT c.ended_s, r.lease_until, {now} FROM provider_calls c LEFT JOIN"
-                " replicas r ON r.replica_id = c.replica_id WHERE c.backend = ?",
+                f"SELECT c.started_s, c.ended_s, r.lease_until, {now} FROM provider_calls c"
+                " LEFT JOIN replicas r ON r.replica_id = c.replica_id WHERE c.backend = ?",
                 (backend,),
             ).fetchall()
-            clock = rows[0][2] if rows else None
-            until = [_counted_until(ended, lease, window_s) for ended, lease, _ in rows]
+            clock = rows[0][3] if rows else None
+            until = [
+                _counted_until(started, ended, lease, window_s) for started, ended, lease, _ in rows
+            ]
             counted = [t for t in until if clock is None or t > clock]
             if len(counted) < capacity:
                 (call_id,) = self.db.execute(
@@ -608,17 +612,22 @@ class JobStore:
         return _stored(row) if row else None
 
     def positions(self, job_ids: list[str]) -> dict[str, int]:
-        """Each queued job's place in its backend's queue (0: next)."""
-        if not job_ids:
+        """Each queued job's place in its backend's queue (0: next): one ordered read of each
+        backend's queue, not a count per job (hundreds wait at once)."""
+        wanted = set(job_ids)
+        if not wanted:
             return {}
-        marks = ", ".join("?" * len(job_ids))
+        positions: dict[str, int] = {}
+        ahead: dict[str, int] = {}
         rows = self.db.execute(
-            "SELECT q.job_id, (SELECT COUNT(*) FROM jobs a WHERE a.state = ? AND"
-            " a.backend = q.backend AND a.seq < q.seq) FROM jobs q"
-            f" WHERE q.state = ? AND q.job_id IN ({marks})",
-            (QUEUED, QUEUED, *job_ids),
-        ).fetchall()
-        return {job_id: int(ahead) for job_id, ahead in rows}
+            "SELECT job_id, backend FROM jobs WHERE state = ? ORDER BY seq", (QUEUED,)
+        )
+        for job_id, backend in rows:
+            place = ahead.get(backend, 0)
+            ahead[backend] = place + 1
+            if job_id in wanted:
+                positions[job_id] = place
+        return positions
 
     def active_by_caller(self) -> dict[str, int]:
         """Jobs queued or running, by caller (for the metrics)."""

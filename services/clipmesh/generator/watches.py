@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from clipmesh.generator.jobs import ENDED_STATES, Job, JobEvent, JobState, job_event, state_name
+from clipmesh.generator.jobs import ENDED_STATES, Job, JobEvent, JobState, state_name
 from clipmesh.generator.ledger import JobLedger
 from clipmesh.generator.live import LiveJob
 from clipmesh.generator.store import CHANNEL
@@ -80,27 +80,35 @@ class JobWatches:
             if followed.task is not None:
                 followed.task.cancel()
 
-    def follow(self, job_id: str, first: JobEvent | None = None) -> AsyncIterator[JobEvent]:
+    def follow(
+        self, job_id: str, first: Job | None = None, message: str = ""
+    ) -> AsyncIterator[JobEvent]:
         """Subscribes now (not when iteration starts); yields `first` (or the job as it stands
-        now), then each change until it ends."""
+        now), then each change until it ends. The first event is stamped when it is taken,
+        so a caller subscribed before its job was committed gets it stamped after."""
         followed = self._followed.get(job_id)
         if followed is None:
             followed = self._followed[job_id] = _Followed(job_id)
             if first is not None:
-                followed.job = first.job.snapshot()
+                followed.job = first.snapshot()
             else:
                 followed.notes.put_nowait({"k": "load"})
             followed.task = asyncio.get_running_loop().create_task(self._handle(followed))
         inbox: asyncio.Queue = asyncio.Queue(WATCHER_BUFFER)
         followed.inboxes.add(inbox)
-        if first is None and followed.job is not None:
-            first = job_event(followed.job, f"job {state_name(followed.job.state)}")
-        if first is not None:
-            inbox.put_nowait(first)
-        return self._drain(followed, inbox)
+        lead = first if first is not None else followed.job
+        return self._drain(followed, inbox, lead, message)
 
-    async def _drain(self, followed: _Followed, inbox: asyncio.Queue) -> AsyncIterator[JobEvent]:
+    async def _drain(
+        self, followed: _Followed, inbox: asyncio.Queue, lead: Job | None, message: str
+    ) -> AsyncIterator[JobEvent]:
         try:
+            if lead is not None:
+                yield JobEvent(
+                    lead.snapshot(), message or f"job {state_name(lead.state)}", time.time()
+                )
+                if lead.state in ENDED_STATES:
+                    return
             while True:
                 event = await inbox.get()
                 yield event

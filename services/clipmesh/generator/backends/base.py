@@ -100,6 +100,10 @@ class GenerationFailed(Exception):
         self.provider_code = provider_code
 
 
+async def _nothing() -> None:
+    """A backend's hook no one needs."""
+
+
 @dataclass
 class TaskContext:
     """What the gateway hands a backend for one job.
@@ -112,6 +116,10 @@ class TaskContext:
         submitted: `await ctx.submitted(task_id)` records the provider's task id durably
             *before* returning, so a restart resumes polling instead of submitting twice.
         cancel_requested: Set when the caller cancels; a backend that can stop checks it.
+        about_to_submit: A remote backend awaits `ctx.about_to_submit()` just before a billable
+            submission leaves (after any wait for the provider's rate limit): the gateway
+            commits that the provider may have the task from then on, so a crash after it is
+            never resubmitted, and a crash before it simply runs the job again.
     """
 
     job_id: str
@@ -119,6 +127,7 @@ class TaskContext:
     report: Callable[[float | None, float | None, str], Awaitable[None]]
     submitted: Callable[[str], Awaitable[None]]
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    about_to_submit: Callable[[], Awaitable[None]] = field(default=_nothing)
 
 
 class Backend(abc.ABC):

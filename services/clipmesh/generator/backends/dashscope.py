@@ -94,7 +94,8 @@ class DashScopeBackend(Backend):
         if ctx.cancel_requested.is_set():
             raise GenerationFailed("CANCELLED", "cancelled before submission to DashScope")
         started_s = time.monotonic()
-        task_id = str((await self._api.submit(spec)).get("task_id") or "")
+        answer = await self._api.submit(spec, before_send=ctx.about_to_submit)
+        task_id = str(answer.get("task_id") or "")
         if not task_id:
             raise GenerationFailed("PROVIDER_ERROR", "DashScope accepted the task but sent no id")
         await ctx.submitted(task_id)

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -205,9 +206,15 @@ class DashScopeAPI:
     def __repr__(self) -> str:
         return f"DashScopeAPI(base_url={self.base_url!r})"
 
-    async def submit(self, spec: GenerationSpec) -> dict:
-        """Submits a task for a validated spec; the answer's `output` (with its `task_id`)."""
-        answer = await self._call("POST", _SUBMIT_PATH, body=request_body(spec), submit=True)
+    async def submit(
+        self, spec: GenerationSpec, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> dict:
+        """Submits a task for a validated spec; the answer's `output` (with its `task_id`).
+        `before_send` is awaited once the submission holds its rate slot, just before each
+        attempt leaves: from then on the provider may have the task."""
+        answer = await self._call(
+            "POST", _SUBMIT_PATH, body=request_body(spec), submit=True, before_send=before_send
+        )
         return _output(answer)
 
     async def poll(self, task_id: str) -> dict:
@@ -279,7 +286,13 @@ class DashScopeAPI:
         )
 
     async def _call(
-        self, method: str, path: str, *, body: dict | None = None, submit: bool = False
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict | None = None,
+        submit: bool = False,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> dict:
         """One API call, retried as the module docstring says; the JSON of its 2xx answer."""
         headers = {"Authorization": f"Bearer {self._api_key}"}
@@ -289,6 +302,8 @@ class DashScopeAPI:
             try:
                 # Every submit attempt counts against the account's limit; polls do not.
                 async with self._rate.slot() if submit else contextlib.nullcontext():
+                    if before_send is not None:
+                        await before_send()
                     response = await self._client.request(method, path, json=body, headers=headers)
             except httpx.TransportError as exc:
                 problem = type(exc).__name__
