@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.manifests import BASE, OVERLAYS, Manifest, render
+from tests.deploy.manifests import BASE, DEV, OVERLAYS, PROD, Manifest, render
 
 
 @functools.cache
@@ -24,3 +24,15 @@ def _build(path: Path) -> list[Manifest]:
 def objects(request: pytest.FixtureRequest) -> list[Manifest]:
     """Base and every overlay, rendered."""
     return _build(request.param)
+
+
+@pytest.fixture(scope="module")
+def prod() -> list[Manifest]:
+    """The prod overlay, rendered."""
+    return _build(PROD)
+
+
+@pytest.fixture(scope="module")
+def dev() -> list[Manifest]:
+    """The dev overlay, rendered."""
+    return _build(DEV)

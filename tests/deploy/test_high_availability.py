@@ -17,12 +17,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import _build
 from tests.deploy.manifests import (
     BASE,
-    DEV,
     K8S_DIR,
-    PROD,
     Connection,
     Endpoint,
     Manifest,
@@ -51,16 +48,6 @@ STATEFUL = ("generator", "previs")
 # components/postgresql-external's placeholders: the database's host and address.
 EXTERNAL_HOST = "postgresql.example.com"
 EXTERNAL_ADDRESS = "192.0.2.10"
-
-
-@pytest.fixture(scope="module")
-def prod() -> list[Manifest]:
-    return _build(PROD)
-
-
-@pytest.fixture(scope="module")
-def dev() -> list[Manifest]:
-    return _build(DEV)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from clipmesh.runtime.config import ServiceConfig
 from tests.deploy.conftest import _build
 from tests.deploy.manifests import (
     BASE,
-    DEV,
     PROD,
     Manifest,
     autoscaler_of,
@@ -34,16 +33,6 @@ from tests.deploy.manifests import (
 )
 
 REGISTRY = "registry.example.com/clipmesh/"
-
-
-@pytest.fixture(scope="module")
-def prod() -> list[Manifest]:
-    return _build(PROD)
-
-
-@pytest.fixture(scope="module")
-def dev() -> list[Manifest]:
-    return _build(DEV)
 
 
 def config_of(objects: list[Manifest], component_name: str) -> ServiceConfig:

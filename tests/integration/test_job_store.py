@@ -28,14 +28,8 @@ from clipmesh.generator.jobs import (
 from clipmesh.generator.outbox import OutboxEvent
 from clipmesh.generator.outputs import OutputStore
 from clipmesh.generator.ratelimit import SubmissionRate
-from clipmesh.generator.store import (
-    SCHEMA_VERSION,
-    Charge,
-    ClaimRules,
-    JobStore,
-    LeaseLost,
-    open_job_database,
-)
+from clipmesh.generator.schema import SCHEMA_VERSION, open_job_database
+from clipmesh.generator.store import Charge, ClaimRules, JobStore, LeaseLost
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.policy import CallerPolicy, Quota
 

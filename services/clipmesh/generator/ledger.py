@@ -22,7 +22,8 @@ from clipmesh.generator.cache import ContentCache, cache_key
 from clipmesh.generator.jobs import GenerationResult, GenerationSpec, Job, JobState
 from clipmesh.generator.outbox import OutboxEvent, WebhookOutbox
 from clipmesh.generator.outputs import OutputStore
-from clipmesh.generator.store import Charge, ClaimRules, JobStore, StoredJob, open_job_database
+from clipmesh.generator.schema import open_job_database
+from clipmesh.generator.store import Charge, ClaimRules, JobStore, StoredJob
 from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.notifications import Notifications, notifications_for
 from clipmesh.runtime.policy import CallerPolicy, Quota
