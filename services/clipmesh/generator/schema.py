@@ -23,7 +23,9 @@ from clipmesh_api.generator.v1 import generator_pb2
 
 SCHEMA_VERSION = 3
 
-_JOBS_TABLE = """
+# The jobs table as version 2 made it; version 3 adds the owner and the cancel flag (an
+# upgrade rebuilds the version-2 table first, then adds them: `_add_owners`).
+_JOBS_TABLE_V2 = """
 CREATE TABLE IF NOT EXISTS {name} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE,
@@ -34,11 +36,12 @@ CREATE TABLE IF NOT EXISTS {name} (
     caller TEXT NOT NULL,
     submitting INTEGER NOT NULL DEFAULT 0,
     output_sha256 TEXT,
-    job BLOB NOT NULL,
-    owner TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    job BLOB NOT NULL,{more}
     UNIQUE (caller, idempotency_key)
 )"""
+_JOBS_TABLE = _JOBS_TABLE_V2.replace(
+    "{more}", "\n    owner TEXT,\n    cancel_requested INTEGER NOT NULL DEFAULT 0,"
+)
 _JOBS_INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, backend, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_caller ON jobs (caller, seq);
@@ -169,7 +172,7 @@ def _add_owners(db: sqlite3.Connection) -> None:
 def _scope_idempotency_keys_by_caller(db: sqlite3.Connection) -> None:
     """Version 1 → 2: an idempotency key is unique per caller, not across callers. SQLite
     cannot drop a column's UNIQUE, so the table is rebuilt (inside the caller's transaction)."""
-    db.execute(_JOBS_TABLE_V2.format(name="jobs_v2"))
+    db.execute(_JOBS_TABLE_V2.format(name="jobs_v2", more=""))
     db.execute(
         "INSERT INTO jobs_v2 (seq, job_id, idempotency_key, request_sha256, backend, state,"
         " caller, submitting, output_sha256, job) SELECT seq, job_id, idempotency_key,"
@@ -195,20 +198,3 @@ def _convert_protobuf_rows(db: sqlite3.Connection) -> None:
         db.execute(
             "UPDATE cache SET result = ? WHERE cache_key = ?", (msgspec.json.encode(result), key)
         )
-
-
-# Version 2's jobs table, which the 1 → 2 rebuild creates (3 adds its columns after).
-_JOBS_TABLE_V2 = """
-CREATE TABLE IF NOT EXISTS {name} (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL UNIQUE,
-    idempotency_key TEXT,
-    request_sha256 TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    caller TEXT NOT NULL,
-    submitting INTEGER NOT NULL DEFAULT 0,
-    output_sha256 TEXT,
-    job BLOB NOT NULL,
-    UNIQUE (caller, idempotency_key)
-)"""
