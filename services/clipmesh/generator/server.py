@@ -13,7 +13,6 @@ from clipmesh.generator.gateway import Gateway, GatewayStorage
 from clipmesh.generator.servicer import GeneratorServicer
 from clipmesh.generator.webhooks import WebhookSettings
 from clipmesh.runtime.access import AccessControl, PolicySource
-from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh.runtime.usage import QUOTA_METRICS
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
@@ -92,11 +91,7 @@ class GeneratorApp(Application):
 
 def storage_of(config: GeneratorConfig) -> GatewayStorage:
     """Where the configured gateway keeps its state."""
-    target = None
-    if config.store:
-        target = DatabaseTarget.parse(
-            config.store, config.store_password_file, setting=config.env_name("store")
-        )
+    target = config.database_target()
     return GatewayStorage(
         target=target,
         outputs_dir=config.outputs_path(),

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmesh.runtime.config import ConfigError, FrontDoorConfig, setting
+from clipmesh.runtime.config import ConfigError, FrontDoorConfig, StoreConfig, setting
 
 
 @dataclass(frozen=True)
-class OrchestratorConfig(FrontDoorConfig):
+class OrchestratorConfig(FrontDoorConfig, StoreConfig):
     """How the orchestrator serves, where its dependencies are, and its budgets and limits."""
 
     SERVICE = "orchestrator"
@@ -18,7 +18,8 @@ class OrchestratorConfig(FrontDoorConfig):
     metrics_port: int = setting(9150, help="Prometheus metrics port.", minimum=0, maximum=65535)
     data_dir: Path = setting(
         Path("clipmesh-data/orchestrator"),
-        help="Directory for the keyframe thumbnails and the callers' ingest quota charges.",
+        help="Directory for the keyframe thumbnails and (unless store names a database) the "
+        "callers' ingest quota charges.",
     )
     generator_target: str = setting(
         "127.0.0.1:50053",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,12 @@ from clipmesh.runtime.access import AccessControl, PolicySource
 from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.policy import Quota
 from clipmesh.runtime.server import Application, GrpcService
-from clipmesh.runtime.usage import QUOTA_METRICS, QuotaLedger, policy_usage_rows
+from clipmesh.runtime.usage import (
+    QUOTA_METRICS,
+    QuotaLedger,
+    open_quota_database,
+    policy_usage_rows,
+)
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_api.orchestrator.v1 import (
     account_pb2,
@@ -79,7 +85,15 @@ class OrchestratorApp(Application):
         encoder = EncoderClient(self.channels, config.encoder_target)
         index = IndexClient(self.channels, config.index_target)
         gateway = GatewayClient(self.channels, config.generator_target)
-        self.quotas = QuotaLedger(config.data_dir / "usage.sqlite3")
+        # Every replica counts the same use when `store` names a shared database.
+        self.quotas = QuotaLedger(
+            await asyncio.to_thread(
+                open_quota_database,
+                config.data_dir,
+                config.database_target(),
+                pool_size=config.store_pool_size,
+            )
+        )
         self._unregister_quota_metrics = QUOTA_METRICS.add(
             policy_usage_rows(self.policies, self.quotas, [Quota.INGEST_BYTES_PER_DAY])
         )

@@ -23,7 +23,6 @@ from clipmesh.previs.servicer import PrevisServicer
 from clipmesh.previs.store import ProjectStore, open_project_database
 from clipmesh.previs.templates import TemplateLibrary
 from clipmesh.runtime.access import AccessControl, PolicySource
-from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.dependencies import DependencyChannels
 from clipmesh.runtime.leases import new_replica_id
 from clipmesh.runtime.server import Application, GrpcService
@@ -51,11 +50,7 @@ class PrevisApp(Application):
 
     async def start(self) -> None:
         config = self.config
-        target = None
-        if config.store:
-            target = DatabaseTarget.parse(
-                config.store, config.store_password_file, setting=config.env_name("store")
-            )
+        target = config.database_target()
         self.channels = DependencyChannels(config)
         encoder = EncoderClient(self.channels, config.encoder_target)
         index = IndexClient(self.channels, config.index_target)

@@ -207,9 +207,9 @@ class FrontDoorConfig(ServiceConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class SharedStoreConfig(ServiceConfig):
-    """What a service with durable state (the generator, previs) needs to run as several
-    replicas: where its state lives, and how long a replica's claim on work lasts."""
+class StoreConfig(ServiceConfig):
+    """Where a service keeps state its replicas share: SQLite under its data dir by default, or
+    one PostgreSQL database."""
 
     store: str = setting(
         "",
@@ -225,6 +225,27 @@ class SharedStoreConfig(ServiceConfig):
     store_pool_size: int = setting(
         8, help="PostgreSQL connections this replica keeps at most.", minimum=2, maximum=200
     )
+
+    def validate(self) -> None:
+        super().validate()
+        self.database_target()
+
+    def database_target(self):
+        """The PostgreSQL database `store` names (a `runtime.database.DatabaseTarget`), or None
+        for SQLite; a ConfigError names the setting when the DSN is unusable."""
+        if not self.store:
+            return None
+        from clipmesh.runtime.database import DatabaseTarget  # the DSN's own rules
+
+        return DatabaseTarget.parse(
+            self.store, self.store_password_file, setting=self.env_name("store")
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedStoreConfig(StoreConfig):
+    """A service whose replicas share work, owned through leases (the generator, previs)."""
+
     lease_s: float = setting(
         15.0,
         help="How long a replica's claim on its work lasts without being renewed (every third "
@@ -232,15 +253,6 @@ class SharedStoreConfig(ServiceConfig):
         minimum=2,
         maximum=600,
     )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.store:
-            from clipmesh.runtime.database import DatabaseTarget  # the DSN's own rules
-
-            DatabaseTarget.parse(
-                self.store, self.store_password_file, setting=self.env_name("store")
-            )
 
 
 ConfigT = TypeVar("ConfigT", bound=ServiceConfig)

@@ -9,7 +9,8 @@ midnight UTC. Charging is check-and-add in one transaction, so concurrent reques
 pass a limit only one of them fits.
 
 `ChargeBook` works on a database the service owns (inside its transactions);
-`QuotaLedger` is a standalone store for a service without one (the orchestrator's ingest).
+`QuotaLedger` is a standalone store for a service without one (the orchestrator's ingest),
+on SQLite or on a PostgreSQL database its replicas share.
 Both feed `clipmesh_quota_used` / `clipmesh_quota_limit` through one collector, read from the
 database at scrape time, so the gauges are right after a restart and at midnight.
 """
@@ -29,7 +30,13 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from clipmesh.runtime.access import PolicySource
-from clipmesh.runtime.database import Database, SqliteDatabase
+from clipmesh.runtime.database import (
+    Database,
+    DatabaseTarget,
+    Migration,
+    SqliteDatabase,
+    open_database,
+)
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.policy import CallerPolicy, Quota
 from clipmesh_api.common.v1 import access_pb2
@@ -47,15 +54,17 @@ CREATE TABLE IF NOT EXISTS quota_charges (
 );
 CREATE INDEX IF NOT EXISTS quota_charges_by_caller ON quota_charges (day, caller, quota)
 """
+# IF NOT EXISTS: the generator's job store and the orchestrator's ledger may share one
+# database, and so this one table (charge ids are job ids or ingest ids; they never meet).
 USAGE_TABLE_POSTGRES = """
-CREATE TABLE quota_charges (
+CREATE TABLE IF NOT EXISTS quota_charges (
     charge_id TEXT PRIMARY KEY,
     caller TEXT NOT NULL,
     quota TEXT NOT NULL,
     day TEXT NOT NULL,
     amount DOUBLE PRECISION NOT NULL
 );
-CREATE INDEX quota_charges_by_caller ON quota_charges (day, caller, quota);
+CREATE INDEX IF NOT EXISTS quota_charges_by_caller ON quota_charges (day, caller, quota);
 """
 # Charges are kept a little over a week: enough to read back yesterday's use, bounded.
 KEEP_DAYS = 8
@@ -243,47 +252,59 @@ class ChargeBook:
 
 
 class QuotaLedger:
-    """A standalone store of quota charges (`usage.sqlite3` under a service's data dir), for a
-    service that keeps no other database. Coroutines; the file work runs on a worker thread.
+    """A standalone store of quota charges, for a service that keeps no other database (the
+    orchestrator's ingest): `usage.sqlite3` under its data dir, or a PostgreSQL database its
+    replicas share, so that every replica counts the same use. Coroutines; the database work
+    runs on worker threads.
 
     Args:
-        path: The database file.
+        db: The database (`open_quota_database`), or an SQLite file's path.
         clock: Unix seconds now.
     """
 
     SCHEMA_VERSION = 1
 
-    def __init__(self, path: Path, clock: Clock = time.time) -> None:
-        self._db = SqliteDatabase(path, "quota ledger", USAGE_SCHEMA, self.SCHEMA_VERSION)
-        self._lock = threading.Lock()
+    def __init__(self, db: Database | Path, clock: Clock = time.time) -> None:
+        if isinstance(db, Path):
+            db = SqliteDatabase(db, "quota ledger", USAGE_SCHEMA, self.SCHEMA_VERSION)
+        self._db = db
         self._book = ChargeBook(self._db, clock)
-        with self._lock:
-            self._book.prune()
+        self._book.prune()
 
     async def charge(self, charge_id: str, caller: CallerPolicy, quota: Quota, amount: float):
         """See `ChargeBook.charge`."""
-        await asyncio.to_thread(self._locked, self._book.charge, charge_id, caller, quota, amount)
+        await asyncio.to_thread(self._book.charge, charge_id, caller, quota, amount)
 
     async def refund(self, charge_id: str) -> bool:
-        return await asyncio.to_thread(self._locked, self._book.refund, charge_id)
+        return await asyncio.to_thread(self._book.refund, charge_id)
 
     async def check_left(self, caller: CallerPolicy, quota: Quota) -> None:
         """See `ChargeBook.check_left`."""
-        await asyncio.to_thread(self._locked, self._book.check_left, caller, quota)
+        await asyncio.to_thread(self._book.check_left, caller, quota)
 
     async def use(self, caller: CallerPolicy, quotas: Iterable[Quota]) -> list[QuotaUse]:
-        return await asyncio.to_thread(self._locked, self._book.use, caller, list(quotas))
+        return await asyncio.to_thread(self._book.use, caller, list(quotas))
 
     def today(self) -> dict[tuple[str, str], float]:
-        return self._locked(self._book.today)
+        return self._book.today()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    def _locked(self, function, *args):
-        with self._lock:
-            return function(*args)
+
+def open_quota_database(
+    data_dir: Path, target: DatabaseTarget | None = None, *, pool_size: int = 4
+) -> Database:
+    """The quota ledger's database: `target` when given, else `data_dir/usage.sqlite3`."""
+    return open_database(
+        target,
+        sqlite_path=data_dir / "usage.sqlite3",
+        what="quota ledger",
+        sqlite_schema=USAGE_SCHEMA,
+        sqlite_version=QuotaLedger.SCHEMA_VERSION,
+        migrations=[Migration(1, USAGE_TABLE_POSTGRES)],
+        pool_size=pool_size,
+    )
 
 
 # Metrics. One collector for the process; each service adds a source while it runs (tests run
