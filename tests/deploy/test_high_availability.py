@@ -2,7 +2,9 @@
 PostgreSQL (components/high-availability with components/postgresql-cloudnativepg), replaced
 one at a time, one kept through voluntary disruptions, on different nodes, the database's
 password a read-only file from a Secret, and what is not in the database on volumes every
-replica mounts. Base and dev keep one replica on SQLite, which needs no database.
+replica mounts. The orchestrator's replicas (its HPA) keep their callers' ingest quota charges
+in the same database, so that every replica counts the same charges. Base and dev keep one
+replica of the generator and previs on SQLite, and dev no database at all.
 
 components/postgresql-external is checked on an overlay made here: base, network policies,
 high availability and the external database.
@@ -45,6 +47,10 @@ from tests.deploy.manifests import (
 )
 
 STATEFUL = ("generator", "previs")
+# The services whose replicas share state in PostgreSQL: the stateful ones, and the
+# orchestrator for its callers' quota charges (it scales under its HPA, not through
+# components/high-availability).
+STORE_USERS = (*STATEFUL, "orchestrator")
 # components/postgresql-external's placeholders: the database's host and address.
 EXTERNAL_HOST = "postgresql.example.com"
 EXTERNAL_ADDRESS = "192.0.2.10"
@@ -75,6 +81,16 @@ def stateful(objects: list[Manifest]) -> list[tuple[Manifest, dict, object]]:
         [container] = containers(workload)
         found.append((workload, container, pod_config(objects, workload, container)))
     return found
+
+
+def least_replicas(objects: list[Manifest], workload: Manifest) -> int:
+    """The fewest replicas the workload runs: its HPA's minReplicas where one scales it (the
+    Deployment then leaves `replicas` unset), else its own count."""
+    for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        if (target["kind"], target["name"]) == (workload["kind"], workload["metadata"]["name"]):
+            return hpa["spec"].get("minReplicas", 1)
+    return workload["spec"].get("replicas", 1)
 
 
 # --- everywhere -----------------------------------------------------------------------------
@@ -167,7 +183,7 @@ def test_prod_cluster_is_three_instances_on_different_nodes(prod: list[Manifest]
     assert not spec.get("enableSuperuserAccess", False)
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("name", STORE_USERS)
 def test_prod_store_is_the_cluster_primary_over_verified_tls(
     prod: list[Manifest], name: str
 ) -> None:
@@ -191,7 +207,24 @@ def test_prod_store_is_the_cluster_primary_over_verified_tls(
     assert secret_key_at(workload, container, password_file) == (f"{cluster_name}-app", "password")
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+def test_prod_orchestrator_replicas_count_quota_charges_in_the_shared_database(
+    prod: list[Manifest],
+) -> None:
+    """Each orchestrator pod would count only its own charges on SQLite under its emptyDir, so
+    a caller could ingest its daily limit once per replica: its several replicas use the
+    database the generator and previs use."""
+    assert least_replicas(prod, workload_of(prod, "orchestrator")) >= 2
+    stores = set()
+    for name in STORE_USERS:
+        workload = workload_of(prod, name)
+        [container] = containers(workload)
+        config = pod_config(prod, workload, container)
+        stores.add((config.store, config.store_password_file))
+    [(store, _)] = stores
+    assert urlsplit(store).scheme == "postgresql"
+
+
+@pytest.mark.parametrize("name", STORE_USERS)
 def test_prod_password_is_a_read_only_file_never_an_environment_variable(
     prod: list[Manifest], name: str
 ) -> None:
@@ -238,6 +271,13 @@ def test_prod_shared_files_are_on_read_write_many_claims(prod: list[Manifest]) -
 
 def test_dev_keeps_one_replica_on_sqlite_without_a_database(dev: list[Manifest]) -> None:
     assert not of_kind(dev, "Cluster")
+    # The orchestrator too: one replica in dev, its quota charges under its data dir, no
+    # database's Secret to mount.
+    orchestrator = workload_of(dev, "orchestrator")
+    [container] = containers(orchestrator)
+    assert pod_config(dev, orchestrator, container).store == ""
+    assert least_replicas(dev, orchestrator) == 1
+    assert mount_holding(container, "/var/run/secrets/clipmesh/postgresql/password") is None
     for workload, container, config in stateful(dev):
         assert (workload["spec"]["replicas"], config.store) == (1, ""), describe(workload)
         assert workload["spec"]["strategy"]["type"] == "Recreate"
@@ -258,7 +298,7 @@ def test_external_objects_pass_the_kubernetes_schemas(external: list[Manifest]) 
     assert not of_kind(external, "Cluster")
 
 
-@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("name", STORE_USERS)
 def test_external_store_comes_from_the_secret_the_operator_creates(
     external: list[Manifest], name: str
 ) -> None:
@@ -272,7 +312,7 @@ def test_external_store_comes_from_the_secret_the_operator_creates(
     password_file = str(config.store_password_file)
     assert secret_key_at(workload, container, password_file) == ("clipmesh-postgresql", "password")
     assert_password_is_a_mounted_file(workload, container, password_file)
-    assert workload["spec"]["replicas"] >= 2
+    assert least_replicas(external, workload) >= 2
     assert not any(k.endswith("_PASSWORD") for k in settings_of(external, container))
 
 
@@ -284,9 +324,11 @@ def test_external_database_is_reachable_by_the_store_users_only(
     for name in ("generator", "previs", "orchestrator", "encoder", "index"):
         source = pod_endpoint(workload_of(external, name))
         allowed = connection_allowed(policies, Connection(source, database, 5432))
-        assert allowed == (name in STATEFUL), name
+        assert allowed == (name in STORE_USERS), name
+    for name in STORE_USERS:
+        source = pod_endpoint(workload_of(external, name))
+        assert not connection_allowed(policies, Connection(source, database, 22)), name
     generator = pod_endpoint(workload_of(external, "generator"))
-    assert not connection_allowed(policies, Connection(generator, database, 22))
     # The rule points at the database now, not at CloudNativePG's pods.
     instance = Endpoint("clipmesh", {"cnpg.io/cluster": "clipmesh-postgresql"})
     assert not connection_allowed(policies, Connection(generator, instance, 5432))

@@ -1,9 +1,10 @@
 """The prod overlay's network policies, evaluated on the rendered objects: each flow the mesh
 needs is allowed (egress on the caller and ingress on the callee), and everything it never
 does is denied, starting from default-deny both ways. The same holds for the PostgreSQL
-cluster the generator and previs keep their state in (CloudNativePG's pods, its operator),
-and for a database outside the cluster (components/postgresql-external). kubelet probes come
-from the node and are not subject to them.
+cluster the generator and previs keep their state in, and the orchestrator its callers'
+quota charges (CloudNativePG's pods, its operator), and for a database outside the cluster
+(components/postgresql-external). kubelet probes come from the node and are not subject to
+them.
 """
 
 from __future__ import annotations
@@ -129,10 +130,12 @@ ALLOWED = [
     *[Edge(name, "kube-dns", 53, "UDP") for name in sorted(COMPONENTS)],
     *[Edge(name, "kube-dns", 53, "TCP") for name in sorted(COMPONENTS)],
     *[Edge(name, "otel-collector", 4317) for name in sorted(COMPONENTS)],
-    # The store: the generator and previs on PostgreSQL; the operator manages the instances,
-    # which replicate among themselves and report to the API server; Prometheus scrapes them.
+    # The store: the generator, previs and the orchestrator (its callers' quota charges, shared
+    # by its replicas) on PostgreSQL; the operator manages the instances, which replicate
+    # among themselves and report to the API server; Prometheus scrapes them.
     Edge("generator", "postgresql", POSTGRESQL),
     Edge("previs", "postgresql", POSTGRESQL),
+    Edge("orchestrator", "postgresql", POSTGRESQL),
     Edge("cnpg-operator", "postgresql", INSTANCE_STATUS),
     Edge("cnpg-operator", "postgresql", POSTGRESQL),
     Edge("postgresql", "postgresql", POSTGRESQL),
@@ -176,20 +179,26 @@ DENIED = [
     Edge("orchestrator", "webhook-receiver", 443),
     Edge("previs", "webhook-receiver", 443),
     Edge("encoder", "kube-dns", 443),
-    # The database: only the generator and previs use it, on PostgreSQL's port alone; the
-    # instance manager answers the operator and the instances, nobody else; the database's
-    # pods call nothing of the mesh and nothing outside but the API server's ports.
-    Edge("orchestrator", "postgresql", POSTGRESQL),
+    # The database: only the generator, previs and the orchestrator use it, on PostgreSQL's
+    # port alone; the instance manager answers the operator and the instances, nobody else;
+    # the database's pods call nothing of the mesh and nothing outside but the API server's
+    # ports.
     Edge("encoder", "postgresql", POSTGRESQL),
     Edge("index", "postgresql", POSTGRESQL),
     Edge("ingress-controller", "postgresql", POSTGRESQL),
     Edge("generator", "postgresql", INSTANCE_STATUS),
+    Edge("orchestrator", "postgresql", INSTANCE_STATUS),
+    Edge("orchestrator", "postgresql", POSTGRESQL_METRICS),
     Edge("prometheus", "postgresql", POSTGRESQL),
     Edge("postgresql", "generator", 50053),
+    Edge("postgresql", "orchestrator", 50050),
     Edge("postgresql", "cloud-metadata", 80),
     Edge("postgresql", "vpc-database", POSTGRESQL),
     Edge("generator", "vpc-database", POSTGRESQL),
     Edge("generator", "external-postgresql", POSTGRESQL),
+    # The orchestrator's store rule leads to CloudNativePG's pods, nowhere else on 5432.
+    Edge("orchestrator", "vpc-database", POSTGRESQL),
+    Edge("orchestrator", "external-postgresql", POSTGRESQL),
 ]
 
 
