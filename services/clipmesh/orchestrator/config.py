@@ -21,6 +21,13 @@ class OrchestratorConfig(FrontDoorConfig, StoreConfig):
         help="Directory for the keyframe thumbnails and (unless store names a database) the "
         "callers' ingest quota charges.",
     )
+    store_pool_size: int = setting(
+        4,
+        help="PostgreSQL connections this replica keeps at most (the quota ledger's few small "
+        "transactions; replicas scale out under the HPA, so each keeps few).",
+        minimum=2,
+        maximum=200,
+    )
     generator_target: str = setting(
         "127.0.0.1:50053",
         help="Generator gateway address: the public API's GeneratorService is passed on to it, "
