@@ -53,6 +53,16 @@ async def replica(
             await channel.close()
 
 
+@contextlib.asynccontextmanager
+async def two_replicas(tmp_path: Path, store: DatabaseTarget, **settings: str):
+    """Replicas 0 and 1 on `store`."""
+    async with (
+        replica(tmp_path, store, 0, **settings) as a,
+        replica(tmp_path, store, 1, **settings) as b,
+    ):
+        yield a, b
+
+
 def _request(prompt: str, *, key: str = "", seconds: float = 1.0) -> generator_pb2.GenerateRequest:
     spec = generator_pb2.GenerationSpec(
         prompt=prompt, backend="animatic", width=128, height=128, duration_s=seconds, fps=12.0
@@ -75,10 +85,7 @@ async def _watch(stub, job_id: str) -> list[generator_pb2.Job]:
 async def test_a_job_is_one_job_whichever_replica_is_asked(
     postgres_database: DatabaseTarget, tmp_path: Path
 ) -> None:
-    async with (
-        replica(tmp_path, postgres_database, 0) as a,
-        replica(tmp_path, postgres_database, 1) as b,
-    ):
+    async with two_replicas(tmp_path, postgres_database) as (a, b):
         job = await _first_event(a, _request("a pier at dawn", key="shot-1"))
         seen_on_b = await _watch(b, job.job_id)
         again = await _first_event(b, _request("a pier at dawn", key="shot-1"))
@@ -93,10 +100,7 @@ async def test_a_job_is_one_job_whichever_replica_is_asked(
 async def test_a_reused_key_with_another_request_is_refused_on_the_other_replica(
     postgres_database: DatabaseTarget, tmp_path: Path
 ) -> None:
-    async with (
-        replica(tmp_path, postgres_database, 0) as a,
-        replica(tmp_path, postgres_database, 1) as b,
-    ):
+    async with two_replicas(tmp_path, postgres_database) as (a, b):
         job = await _first_event(a, _request("a pier at dawn", key="shot-1"))
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await _first_event(b, _request("another shot", key="shot-1"))
@@ -107,10 +111,7 @@ async def test_a_reused_key_with_another_request_is_refused_on_the_other_replica
 async def test_a_cancel_asked_of_either_replica_stops_the_job_where_it_runs(
     postgres_database: DatabaseTarget, tmp_path: Path
 ) -> None:
-    async with (
-        replica(tmp_path, postgres_database, 0) as a,
-        replica(tmp_path, postgres_database, 1) as b,
-    ):
+    async with two_replicas(tmp_path, postgres_database) as (a, b):
         # Long renders: each replica runs one at a time, so a third waits in the queue.
         jobs = [await _first_event(a, _request(f"long take {n}", seconds=10)) for n in range(3)]
         running, queued = [], []
@@ -141,10 +142,7 @@ async def test_one_callers_concurrent_jobs_are_counted_on_every_replica(
     postgres_database: DatabaseTarget, tmp_path: Path
 ) -> None:
     limit = {"CLIPMESH_GENERATOR_MAX_ACTIVE_JOBS_PER_CALLER": "2"}
-    async with (
-        replica(tmp_path, postgres_database, 0, **limit) as a,
-        replica(tmp_path, postgres_database, 1, **limit) as b,
-    ):
+    async with two_replicas(tmp_path, postgres_database, **limit) as (a, b):
         await _first_event(a, _request("first", seconds=10))
         await _first_event(b, _request("second", seconds=10))
         with pytest.raises(grpc.aio.AioRpcError) as refused:
