@@ -62,6 +62,14 @@ def test_a_run_whose_replica_dies_is_finished_by_another(
         _previs(fault_env, postgres_database, shared, n=n, free_ports=free_ports, logs=tmp_path)
         for n in range(2)
     ]
+    try:
+        _run_and_kill_one(replicas, generator)
+    finally:
+        for replica in replicas:  # not started through start_services: ended here
+            replica.kill()
+
+
+def _run_and_kill_one(replicas: list[ServiceProcess], generator: ServiceProcess) -> None:
     for replica in replicas:
         replica.start()
     for replica in replicas:
