@@ -245,8 +245,6 @@ def test_every_path_copied_from_the_context_exists_and_is_in_the_context() -> No
 
 def test_the_context_is_all_the_project_build_needs(tmp_path: Path) -> None:
     """The files the Dockerfile copies, filtered by .dockerignore, build a complete wheel."""
-    pytest.importorskip("setuptools", minversion="77")
-    pytest.importorskip("wheel")
     src = tmp_path / "src"
     for source, destination in _context_copies():
         assert destination.rstrip("/") in ("./" + source, ".", "/src/" + source, "/src"), (

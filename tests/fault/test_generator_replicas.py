@@ -26,6 +26,7 @@ from clipmesh_client import ClipmeshError
 from clipmesh_client.generation import GeneratorClient
 from tests.fakes.dashscope_server import FakeDashScope
 from tests.fault.replicas import FollowedJob, GatewayReplicas, follow_all
+from tests.support import skip_unless_ci
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -152,7 +153,7 @@ def test_a_database_restart_under_load_fails_calls_clearly_then_work_resumes(
     replica_group, postgres_server
 ) -> None:
     if not postgres_server.local:
-        pytest.skip("restarting the database needs the local test server")
+        skip_unless_ci("restarting the database needs the local test server")
     with FakeDashScope(api_key="sk-ha", task_duration_s=(0.5, 1.5)) as fake:
         replicas = replica_group(fake, 2)
         jobs = _jobs(16, "db")

@@ -24,6 +24,7 @@ from clipmesh.runtime.database import (
 )
 from clipmesh.runtime.server import StartupError
 from tests.postgres import PostgresServer
+from tests.support import skip_unless_ci
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -168,7 +169,7 @@ def test_a_restarted_server_is_unavailable_then_serves_again(
     postgres_server: PostgresServer, postgres_database: DatabaseTarget
 ) -> None:
     if not postgres_server.local:
-        pytest.skip("stopping the server needs the local one, not CLIPMESH_TEST_POSTGRES_DSN")
+        skip_unless_ci("stopping the server needs the local one, not CLIPMESH_TEST_POSTGRES_DSN")
     db = PostgresDatabase(postgres_database, "test store", MIGRATIONS, pool_size=2)
     try:
         db.execute("INSERT INTO items (name, n) VALUES ('kept', 1)")

@@ -23,6 +23,7 @@ from clipmesh.generator.webhook_post import (
 from clipmesh.generator.webhook_urls import check_webhook_url
 from clipmesh.runtime.policy import WebhookRules, decode_webhook_secret
 from clipmesh_client.webhooks import sign, verify
+from tests.support import skip_unless_ci
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -290,7 +291,7 @@ async def test_an_ipv6_receiver_gets_a_bracketed_host_header() -> None:
     try:
         server = await asyncio.start_server(receiver._serve, "::1", 0)
     except OSError:
-        pytest.skip("this machine has no IPv6 loopback")
+        skip_unless_ci("this machine has no IPv6 loopback")
     receiver.port = server.sockets[0].getsockname()[1]
     async with server:
         outcome = await deliver(f"http://[::1]:{receiver.port}/ok")
