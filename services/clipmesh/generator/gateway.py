@@ -170,8 +170,7 @@ class Gateway:
         """Opens the store, joins the replicas, and resumes what is orphaned."""
         await self._ledger.open()
         notifications = self._ledger.notifications
-        notifications.subscribe(CHANNEL, self._replica.hear)
-        notifications.subscribe(CHANNEL, self._heard_cancel)
+        notifications.subscribe(CHANNEL, self._heard)
         self._watches.attach(notifications)
         await notifications.start()
         for backend in self._backends.values():
@@ -255,11 +254,17 @@ class Gateway:
         except LeaseLost:
             pass  # another replica adopted it first
 
-    def _heard_cancel(self, payload: str) -> None:
-        """A cancel requested on any replica reaches the job where it runs."""
-        if '"cancel"' not in payload:
+    def _heard(self, payload: str) -> None:
+        """Every store notification, parsed once (progress arrives many times a second) and
+        handed to what it concerns: the claims, the watchers, and a cancel asked of any
+        replica for a job this one runs."""
+        try:
+            note = json.loads(payload)
+        except ValueError:
+            log.warning("an unreadable job notification: %r", payload[:200])
             return
-        note = json.loads(payload)
+        self._replica.hear(note)
+        self._watches.hear(note)
         live = self._live.get(note.get("j", ""))
         if note.get("k") == "cancel" and live is not None:
             live.cancel_requested.set()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import time
@@ -27,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from clipmesh.generator import metrics
 from clipmesh.generator.ledger import JobLedger
-from clipmesh.generator.store import CHANNEL, ClaimRules, StoredJob
+from clipmesh.generator.store import ClaimRules, StoredJob
 from clipmesh.runtime.database import StoreUnavailable
 from clipmesh.runtime.leases import LeaseKeeper
 
@@ -72,15 +71,13 @@ class ReplicaLoop:
         self._pruned_at = 0.0
         self.lease = LeaseKeeper(self._heartbeat, self._after_renewal, lease_s, what="generator")
 
-    def hear(self, payload: str) -> None:
-        """A store notification: a queue moved, or a replica released its jobs."""
-        with contextlib.suppress(ValueError):
-            note = json.loads(payload)
-            kind, backend = note.get("k"), note.get("b", "")
-            if kind in ("queued", "moved") and backend in self._wake:
-                self._wake[backend].set()
-            elif kind == "released":
-                self.lease.poke()
+    def hear(self, note: dict) -> None:
+        """A store notification (parsed): a queue moved, or a replica released its jobs."""
+        kind, backend = note.get("k"), note.get("b", "")
+        if kind in ("queued", "moved") and backend in self._wake:
+            self._wake[backend].set()
+        elif kind == "released":
+            self.lease.poke()
 
     def wake(self, backend: str | None = None) -> None:
         """Runs a claim pass for `backend` (every backend when None) soon."""
@@ -163,8 +160,3 @@ class ReplicaLoop:
             metrics.QUEUE_DEPTH.labels(name).set(queued)
             metrics.JOBS.labels("queued", name).set(queued)
             metrics.JOBS.labels("running", name).set(counts.get(("running", name), 0))
-
-
-def subscribe(loop: ReplicaLoop, notifications) -> None:
-    """Lets `loop` hear the store's notifications."""
-    notifications.subscribe(CHANNEL, loop.hear)

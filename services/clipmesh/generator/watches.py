@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from clipmesh.generator.jobs import ENDED_STATES, Job, JobEvent, JobState, state_name
 from clipmesh.generator.ledger import JobLedger
 from clipmesh.generator.live import LiveJob
-from clipmesh.generator.store import CHANNEL
 from clipmesh.runtime.notifications import Notifications
 
 log = logging.getLogger(__name__)
@@ -69,8 +67,8 @@ class JobWatches:
         self._positions: asyncio.TimerHandle | None = None
 
     def attach(self, notifications: Notifications) -> None:
-        """Hears the store's notifications (call before they start)."""
-        notifications.subscribe(CHANNEL, self._heard)
+        """Re-reads every followed job after a gap in the notifications (call before they
+        start); the gateway hands each notification to `hear`."""
         notifications.on_reconnect(self._resync)
 
     def close(self) -> None:
@@ -123,12 +121,8 @@ class JobWatches:
 
     # Notifications.
 
-    def _heard(self, payload: str) -> None:
-        try:
-            note = json.loads(payload)
-        except ValueError:
-            log.warning("an unreadable job notification: %r", payload[:200])
-            return
+    def hear(self, note: dict) -> None:
+        """A store notification (parsed): the followed job's change, or its queue moving."""
         followed = self._followed.get(note.get("j", ""))
         if followed is not None:
             followed.notes.put_nowait(note)
