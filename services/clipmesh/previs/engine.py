@@ -129,7 +129,7 @@ class PrevisEngine:
     ) -> AsyncIterator[ProjectProgress]:
         """Applies a note (or restores a revision, or selects a clip) and re-stitches."""
         note = requests.note_of(request)
-        project = self._idle_project(request.project_id, principal)
+        project = await self._idle_project(request.project_id, principal)
         shot = _shot(project, request.shot_id)
         if not note:
             choose(shot, request)  # checks the choice before the run is taken
@@ -161,21 +161,21 @@ class PrevisEngine:
         async for progress in run.follow():
             yield progress
 
-    def get(self, project_id: str, principal: Principal) -> Project:
-        """The project as it stands (live while it runs), if `principal` may see it: another
-        caller's project is NOT_FOUND, exactly as one that does not exist."""
+    async def get(self, project_id: str, principal: Principal) -> Project:
+        """The project as it stands (live while it runs here), if `principal` may see it:
+        another caller's project is NOT_FOUND, exactly as one that does not exist."""
         run = self._runs.get(project_id)
         project = run.project if run is not None else None
         if project is None:
             with contextlib.suppress(ProjectNotFound):
-                project = self._store.load(project_id)
+                project = await asyncio.to_thread(self._store.load, project_id)
         if project is None or not principal.may_see(project.owner):
             raise NotFound(f"no project {project_id!r}", reason="PROJECT_NOT_FOUND")
         return project
 
-    def export(self, project_id: str, principal: Principal) -> Cut:
+    async def export(self, project_id: str, principal: Principal) -> Cut:
         """Where the project's cut and timeline are."""
-        project = self.get(project_id, principal)
+        project = await self.get(project_id, principal)
         if project.cut is None:
             raise FailedPrecondition(
                 f"project {project_id} has no cut yet (state PROJECT_STATE_{project.state.name})",
@@ -209,10 +209,14 @@ class PrevisEngine:
                 log.warning(
                     "previs run stopped: %s", error, extra={"project_id": project.project_id}
                 )
-                self._interrupt(project, f"{error.reason}: {error.message}")
+                await asyncio.to_thread(
+                    self._interrupt, project, f"{error.reason}: {error.message}"
+                )
             except Exception:
                 log.exception("previs run failed", extra={"project_id": project.project_id})
-                self._interrupt(project, "internal error; details are in the previs log")
+                await asyncio.to_thread(
+                    self._interrupt, project, "internal error; details are in the previs log"
+                )
             finally:
                 self._runs.pop(project.project_id, None)
                 if finished:
@@ -257,8 +261,8 @@ class PrevisEngine:
         run.report("generating", f"continued: {len(todo)} shot(s) still to make")
         self._launch(run, self._produce_all(run, todo))
 
-    def _idle_project(self, project_id: str, principal: Principal) -> Project:
-        project = self.get(project_id, principal)  # NOT_FOUND first: a running project of
+    async def _idle_project(self, project_id: str, principal: Principal) -> Project:
+        project = await self.get(project_id, principal)  # NOT_FOUND first: a running project of
         run = self._runs.get(project_id)  # another caller's must not say it is running
         if run is not None:
             raise FailedPrecondition(
@@ -309,6 +313,7 @@ class PrevisEngine:
         )
 
     def _interrupt(self, project: Project, why: str) -> None:
+        """Marks the run failed for good (on a worker thread: it writes each open shot)."""
         project.state = ProjectState.INTERRUPTED
         project.notices.append(f"run interrupted: {why}")
         for shot in project.shots:

@@ -94,7 +94,9 @@ class ShotProducer:
         self, run: ProjectRun, shot: Shot, revision: ShotRevision, enforce_text: bool
     ) -> None:
         project, settings = run.project, run.project.settings
-        image = self.store.reference_image(project.project_id, shot.shot_id)
+        image = await asyncio.to_thread(
+            self.store.reference_image, project.project_id, shot.shot_id
+        )
         reference = await self.footage.reference(settings.collection, image) if image else None
         if reference is not None:
             revision.reference_video_id = reference.video_id

@@ -34,11 +34,11 @@ class PrevisServicer(previs_pb2_grpc.PrevisServiceServicer):
             yield previs_pb2.ReviewShotResponse(progress=_report(progress))
 
     async def GetProject(self, request, context):
-        project = self._engine.get(request.project_id, current_principal())
+        project = await self._engine.get(request.project_id, current_principal())
         return previs_pb2.GetProjectResponse(project=to_message(project, previs_pb2.Project))
 
     async def ExportCut(self, request, context):
-        cut = self._engine.export(request.project_id, current_principal())
+        cut = await self._engine.export(request.project_id, current_principal())
         return previs_pb2.ExportCutResponse(cut=to_message(cut, previs_pb2.Cut))
 
 
