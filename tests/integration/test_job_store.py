@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-import clipmesh.generator.store as store_module
+from clipmesh.generator import ratelimit
 from clipmesh.generator.cache import ContentCache, cache_key
 from clipmesh.generator.convert import job_to_proto, result_to_proto
 from clipmesh.generator.jobs import (
@@ -204,7 +204,7 @@ def test_a_store_written_by_the_protobuf_release_is_converted_once(tmp_path) -> 
     assert converted.job == old
     # The idempotency key now answers to the digest of the record's spec.
     assert converted.request_sha256 == request_digest(old.spec)
-    assert store.cache_get("c1") == result
+    assert store.cache.get("c1") == result
     assert store.earlier("team-a", "k1").job.job_id == "j1"
     assert store.get("j1").owner == ""
     store.close()
@@ -308,15 +308,15 @@ def test_positions_count_the_jobs_queued_ahead_on_the_same_backend(store: JobSto
 def test_provider_slots_are_shared_by_every_replica(store: JobStore) -> None:
     store.heartbeat("replica-a", "host-a", 60)
     store.heartbeat("replica-b", "host-b", 60)
-    first, wait_s = store.open_provider_call("dashscope", "replica-a", 2, 0.5)
-    second, _ = store.open_provider_call("dashscope", "replica-b", 2, 0.5)
-    third, wait_s = store.open_provider_call("dashscope", "replica-a", 2, 0.5)
+    first, wait_s = store.provider_calls.open("dashscope", "replica-a", 2, 0.5)
+    second, _ = store.provider_calls.open("dashscope", "replica-b", 2, 0.5)
+    third, wait_s = store.provider_calls.open("dashscope", "replica-a", 2, 0.5)
     assert first and second and third is None and 0 < wait_s <= 0.5
-    store.close_provider_call(first)
-    assert store.open_provider_call("dashscope", "replica-b", 2, 0.5)[0] is None  # windowed
+    store.provider_calls.close(first)
+    assert store.provider_calls.open("dashscope", "replica-b", 2, 0.5)[0] is None  # windowed
     time.sleep(0.55)
-    assert store.open_provider_call("dashscope", "replica-b", 2, 0.5)[0] is not None
-    assert store.open_provider_call("animatic", "replica-a", 2, 0.5)[0] is not None
+    assert store.provider_calls.open("dashscope", "replica-b", 2, 0.5)[0] is not None
+    assert store.provider_calls.open("animatic", "replica-a", 2, 0.5)[0] is not None
 
 
 def test_a_call_in_flight_counts_until_it_can_no_longer_arrive(
@@ -324,14 +324,14 @@ def test_a_call_in_flight_counts_until_it_can_no_longer_arrive(
 ) -> None:
     """replica-a dies (or is starved past its lease) with a submission in flight: the call
     counts while it may still reach the provider, then stops counting."""
-    monkeypatch.setattr(store_module, "SUBMISSION_MAX_FLIGHT_S", 0.5)
+    monkeypatch.setattr(ratelimit, "SUBMISSION_MAX_FLIGHT_S", 0.5)
     store.heartbeat("replica-a", "host-a", 0.1)
     store.heartbeat("replica-b", "host-b", 60)
-    assert store.open_provider_call("dashscope", "replica-a", 1, 0.3)[0] is not None
+    assert store.provider_calls.open("dashscope", "replica-a", 1, 0.3)[0] is not None
     time.sleep(0.2)  # replica-a's lease has lapsed, but its request may still be on its way
-    assert store.open_provider_call("dashscope", "replica-b", 1, 0.3)[0] is None
+    assert store.provider_calls.open("dashscope", "replica-b", 1, 0.3)[0] is None
     time.sleep(0.7)  # past the flight time and a window
-    assert store.open_provider_call("dashscope", "replica-b", 1, 0.3)[0] is not None
+    assert store.provider_calls.open("dashscope", "replica-b", 1, 0.3)[0] is not None
 
 
 def test_an_interrupted_submission_holds_an_account_slot_for_a_while(store: JobStore) -> None:

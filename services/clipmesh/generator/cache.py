@@ -19,11 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from clipmesh.generator.jobs import GenerationResult, GenerationSpec
 from clipmesh.generator.outputs import OutputStore
-from clipmesh.generator.store import JobStore
+from clipmesh.runtime.database import Database
+
+if TYPE_CHECKING:  # the store holds the index: imported for the annotation only
+    from clipmesh.generator.store import JobStore
 
 
 def cache_key(spec: GenerationSpec) -> str:
@@ -45,6 +52,68 @@ def cache_key(spec: GenerationSpec) -> str:
     # \x1f (unit separator) cannot appear in a validated prompt's meaning, so fields never
     # run into each other.
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+class CacheIndex:
+    """The cache's entries in the job store's database (table `cache`): which result each key
+    maps to, how big, and when it was last used (the eviction order, shared by replicas)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, key: str) -> GenerationResult | None:
+        row = self.db.execute("SELECT result FROM cache WHERE cache_key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self.touch(key)
+        return msgspec.json.decode(row[0], type=GenerationResult)
+
+    def touch(self, key: str) -> None:
+        """Marks an entry as just used."""
+        self.db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
+
+    def put(self, key: str, result: GenerationResult) -> None:
+        self.db.execute(
+            "INSERT INTO cache (cache_key, sha256, size_bytes, result, last_used)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (cache_key) DO UPDATE SET"
+            " sha256 = excluded.sha256, size_bytes = excluded.size_bytes,"
+            " result = excluded.result, last_used = excluded.last_used",
+            (key, result.sha256, result.size_bytes, msgspec.json.encode(result), time.time()),
+        )
+
+    def bytes_held(self) -> int:
+        """Bytes of distinct content the cache refers to."""
+        (total,) = self.db.execute(
+            "SELECT COALESCE(SUM(size_bytes), 0) FROM"
+            " (SELECT sha256, MAX(size_bytes) AS size_bytes FROM cache GROUP BY sha256) AS c"
+        ).fetchone()
+        return int(total)
+
+    def oldest(self) -> tuple[str, str] | None:
+        """The least recently used entry as (key, sha256)."""
+        row = self.db.execute(
+            "SELECT cache_key, sha256 FROM cache ORDER BY last_used LIMIT 1"
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def delete(self, key: str) -> None:
+        self.db.execute("DELETE FROM cache WHERE cache_key = ?", (key,))
+
+    def delete_content(self, sha256: str) -> list[str]:
+        """Drops every entry for this content; returns their keys."""
+        with self.db.transaction():
+            keys = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT cache_key FROM cache WHERE sha256 = ?", (sha256,)
+                )
+            ]
+            self.db.execute("DELETE FROM cache WHERE sha256 = ?", (sha256,))
+            return keys
+
+    def holds(self, sha256: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM cache WHERE sha256 = ? LIMIT 1", (sha256,))
+        return row.fetchone() is not None
 
 
 class ContentCache:
@@ -70,9 +139,9 @@ class ContentCache:
         with self._memory:
             result = self._hot.get(key)
         if result is None:
-            result = self._store.cache_get(key)  # marks it used
+            result = self._store.cache.get(key)  # marks it used
         else:
-            self._store.cache_touch(key)  # the eviction order lives in SQLite, hits included
+            self._store.cache.touch(key)  # the eviction order lives in SQLite, hits included
         if result is None or not self._outputs.exists(result.sha256):
             self._forget(key)
             return None
@@ -84,20 +153,20 @@ class ContentCache:
             return
         with self._store.transaction():
             self._store.db.lock("outputs")
-            self._store.cache_put(key, result)
+            self._store.cache.put(key, result)
             self._remember(key, result)
-            while self._store.cache_bytes() > self._max_bytes:
-                oldest = self._store.cache_oldest()
+            while self._store.cache.bytes_held() > self._max_bytes:
+                oldest = self._store.cache.oldest()
                 if oldest is None:
                     break
                 old_key, sha256 = oldest
                 self._forget(old_key)
-                if not self._store.cache_holds(sha256) and not self._store.jobs_holding(sha256):
+                if not self._store.cache.holds(sha256) and not self._store.jobs_holding(sha256):
                     self._outputs.delete(sha256)
 
     def drop_content(self, sha256: str) -> None:
         """Forgets every entry for this content (its file is being deleted)."""
-        for key in self._store.cache_delete_content(sha256):
+        for key in self._store.cache.delete_content(sha256):
             with self._memory:
                 self._hot.pop(key, None)
 
@@ -113,4 +182,4 @@ class ContentCache:
     def _forget(self, key: str) -> None:
         with self._memory:
             self._hot.pop(key, None)
-        self._store.cache_delete(key)
+        self._store.cache.delete(key)

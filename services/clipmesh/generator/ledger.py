@@ -163,11 +163,11 @@ class JobLedger:
         self, backend: str, replica_id: str, capacity: int, window_s: float
     ) -> tuple[int | None, float]:
         return await self._run(
-            self._store.open_provider_call, backend, replica_id, capacity, window_s
+            self._store.provider_calls.open, backend, replica_id, capacity, window_s
         )
 
     async def close_provider_call(self, call_id: int) -> None:
-        await self._run(self._store.close_provider_call, call_id)
+        await self._run(self._store.provider_calls.close, call_id)
 
     # The owner's writes (LeaseLost when it owns the job no more).
 

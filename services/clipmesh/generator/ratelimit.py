@@ -13,7 +13,7 @@ one goes only a full window after that stamp: arrivals can never be closer than 
 whatever the network does.
 
 Several replicas share one account: `SharedSubmissionRate` keeps the same rule across all of
-them through the job store's `provider_calls` (store.py), counted under a lock in the shared
+them through the job store's `provider_calls` (`ProviderCalls`), counted under a lock in the shared
 database, so the account sees the limit held however many replicas submit.
 """
 
@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from clipmesh.generator import metrics
+from clipmesh.runtime.database import Database
 
 
 class SubmissionRate:
@@ -114,3 +115,71 @@ class SharedSubmissionRate:
         finally:
             # Stamped when the answer is back: by then the provider has counted it.
             await durably(lambda: self._ledger.close_provider_call(call_id), what)
+
+
+# A provider call still open after this long is taken to have ended, whatever its replica.
+PROVIDER_CALL_MAX_S = 120.0
+# The longest a submission can be on its way: its HTTP request's timeouts have passed by then.
+SUBMISSION_MAX_FLIGHT_S = 60.0
+
+
+def _counted_until(
+    started_s: float, ended_s: float | None, lease_until: float | None, window_s: float
+) -> float:
+    """Until when a provider call counts against the window: a window after it landed. One
+    still in flight counts while its replica holds its lease, and in any case until it can no
+    longer arrive (a replica late to renew its lease may still be sending it)."""
+    if ended_s is not None:
+        return ended_s + window_s
+    return max(lease_until or 0.0, started_s + SUBMISSION_MAX_FLIGHT_S) + window_s
+
+
+class ProviderCalls:
+    """Submissions to providers as the job store's database records them (`provider_calls`),
+    for `SharedSubmissionRate`: every replica's slots, counted under a lock per backend."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def open(
+        self, backend: str, replica_id: str, capacity: int, window_s: float
+    ) -> tuple[int | None, float]:
+        """A slot for one submission to `backend`'s provider when fewer than `capacity` were
+        made (or are in flight) in the last `window_s` seconds, on every replica together:
+        (call id, 0). Otherwise (None, seconds to wait before asking again).
+
+        A submission in flight counts until it lands; one whose replica died, until it can no
+        longer arrive (`_counted_until`).
+        """
+        now = self.db.dialect.now
+        with self.db.transaction():
+            self.db.lock(f"rate:{backend}")
+            self.db.execute(
+                f"DELETE FROM provider_calls WHERE backend = ? AND (ended_s < {now} - ?"
+                f" OR started_s < {now} - ?)",
+                (backend, window_s, PROVIDER_CALL_MAX_S),
+            )
+            rows = self.db.execute(
+                f"SELECT c.started_s, c.ended_s, r.lease_until, {now} FROM provider_calls c"
+                " LEFT JOIN replicas r ON r.replica_id = c.replica_id WHERE c.backend = ?",
+                (backend,),
+            ).fetchall()
+            clock = rows[0][3] if rows else None
+            until = [
+                _counted_until(started, ended, lease, window_s) for started, ended, lease, _ in rows
+            ]
+            counted = [t for t in until if clock is None or t > clock]
+            if len(counted) < capacity:
+                (call_id,) = self.db.execute(
+                    "INSERT INTO provider_calls (backend, replica_id, started_s)"
+                    f" VALUES (?, ?, {now}) RETURNING call_id",
+                    (backend, replica_id),
+                ).fetchone()
+                return int(call_id), 0.0
+            soonest = min(counted) - clock
+            return None, min(max(soonest, 0.01), window_s)
+
+    def close(self, call_id: int) -> None:
+        """The submission has landed: its slot leaves the window `window_s` from now."""
+        now = self.db.dialect.now
+        self.db.execute(f"UPDATE provider_calls SET ended_s = {now} WHERE call_id = ?", (call_id,))

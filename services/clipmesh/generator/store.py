@@ -13,10 +13,10 @@ fenced (`WHERE owner = me`): a replica whose lease lapsed and whose jobs were ta
 its writes refused (`LeaseLost`) and lets go, so one job never has two writers. A replica that
 stops cleanly releases its jobs at once.
 
-The same database holds the content cache's index, the webhook outbox (outbox.py), the callers'
-quota charges (runtime/usage.py) and the provider's submission slots (`provider_calls`), so a
-job's insert and its charge, and its end, its refund and its webhook event, each commit
-together.
+The same database holds, each with its own class, the content cache's index (`cache.CacheIndex`),
+the webhook outbox (`outbox.WebhookOutbox`), the callers' quota charges (`runtime.usage.
+ChargeBook`) and the providers' submission slots (`ratelimit.ProviderCalls`), so a job's insert
+and its charge, and its end, its refund and its webhook event, each commit together.
 
 Every committed change is announced on the `clipmesh_generator` channel (runtime/
 notifications.py) with the same commit: replicas' watchers re-read the job, idle replicas try
@@ -34,9 +34,11 @@ from dataclasses import dataclass
 
 import msgspec
 
+from clipmesh.generator.cache import CacheIndex
 from clipmesh.generator.convert import STATE_CODES
-from clipmesh.generator.jobs import GenerationResult, Job, JobState
+from clipmesh.generator.jobs import Job, JobState
 from clipmesh.generator.outbox import WebhookOutbox
+from clipmesh.generator.ratelimit import ProviderCalls
 from clipmesh.runtime.database import Database
 from clipmesh.runtime.policy import CallerPolicy, Quota
 from clipmesh.runtime.usage import ChargeBook, Clock
@@ -45,22 +47,6 @@ CHANNEL = "clipmesh_generator"
 """Where the job store announces what it committed."""
 
 QUEUED, RUNNING = STATE_CODES[JobState.QUEUED], STATE_CODES[JobState.RUNNING]
-
-# A provider call still open after this long is taken to have ended, whatever its replica.
-PROVIDER_CALL_MAX_S = 120.0
-# The longest a submission can be on its way: its HTTP request's timeouts have passed by then.
-SUBMISSION_MAX_FLIGHT_S = 60.0
-
-
-def _counted_until(
-    started_s: float, ended_s: float | None, lease_until: float | None, window_s: float
-) -> float:
-    """Until when a provider call counts against the window: a window after it landed. One
-    still in flight counts while its replica holds its lease, and in any case until it can no
-    longer arrive (a replica late to renew its lease may still be sending it)."""
-    if ended_s is not None:
-        return ended_s + window_s
-    return max(lease_until or 0.0, started_s + SUBMISSION_MAX_FLIGHT_S) + window_s
 
 
 class LeaseLost(Exception):
@@ -130,6 +116,8 @@ class JobStore:
         self.db = db
         self.outbox = WebhookOutbox(db)
         self.charges = ChargeBook(db, clock)
+        self.cache = CacheIndex(db)
+        self.provider_calls = ProviderCalls(db)
         self.charges.prune()
 
     def close(self) -> None:
@@ -327,51 +315,6 @@ class JobStore:
             self.db.execute(f"DELETE FROM replicas WHERE lease_until < {now} - ?", (older_than_s,))
             self.db.execute(f"DELETE FROM orphaned_tasks WHERE until_s < {now}")
 
-    # The provider's submission slots, shared by every replica.
-
-    def open_provider_call(
-        self, backend: str, replica_id: str, capacity: int, window_s: float
-    ) -> tuple[int | None, float]:
-        """A slot for one submission to `backend`'s provider when fewer than `capacity` were
-        made (or are in flight) in the last `window_s` seconds, on every replica together:
-        (call id, 0). Otherwise (None, seconds to wait before asking again).
-
-        A submission in flight counts until it lands; one whose replica died, until it can no
-        longer arrive (`_counted_until`).
-        """
-        now = self.db.dialect.now
-        with self.transaction():
-            self.db.lock(f"rate:{backend}")
-            self.db.execute(
-                f"DELETE FROM provider_calls WHERE backend = ? AND (ended_s < {now} - ?"
-                f" OR started_s < {now} - ?)",
-                (backend, window_s, PROVIDER_CALL_MAX_S),
-            )
-            rows = self.db.execute(
-                f"SELECT c.started_s, c.ended_s, r.lease_until, {now} FROM provider_calls c"
-                " LEFT JOIN replicas r ON r.replica_id = c.replica_id WHERE c.backend = ?",
-                (backend,),
-            ).fetchall()
-            clock = rows[0][3] if rows else None
-            until = [
-                _counted_until(started, ended, lease, window_s) for started, ended, lease, _ in rows
-            ]
-            counted = [t for t in until if clock is None or t > clock]
-            if len(counted) < capacity:
-                (call_id,) = self.db.execute(
-                    "INSERT INTO provider_calls (backend, replica_id, started_s)"
-                    f" VALUES (?, ?, {now}) RETURNING call_id",
-                    (backend, replica_id),
-                ).fetchone()
-                return int(call_id), 0.0
-            soonest = min(counted) - clock
-            return None, min(max(soonest, 0.01), window_s)
-
-    def close_provider_call(self, call_id: int) -> None:
-        """The submission has landed: its slot leaves the window `window_s` from now."""
-        now = self.db.dialect.now
-        self.db.execute(f"UPDATE provider_calls SET ended_s = {now} WHERE call_id = ?", (call_id,))
-
     # The owner's writes, fenced.
 
     def update(
@@ -568,62 +511,6 @@ class JobStore:
             "SELECT COUNT(*) FROM jobs WHERE output_sha256 = ?", (sha256,)
         ).fetchone()
         return int(count)
-
-    # The content cache's index.
-
-    def cache_get(self, key: str) -> GenerationResult | None:
-        row = self.db.execute("SELECT result FROM cache WHERE cache_key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        self.cache_touch(key)
-        return msgspec.json.decode(row[0], type=GenerationResult)
-
-    def cache_touch(self, key: str) -> None:
-        """Marks an entry as just used."""
-        self.db.execute("UPDATE cache SET last_used = ? WHERE cache_key = ?", (time.time(), key))
-
-    def cache_put(self, key: str, result: GenerationResult) -> None:
-        self.db.execute(
-            "INSERT INTO cache (cache_key, sha256, size_bytes, result, last_used)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (cache_key) DO UPDATE SET"
-            " sha256 = excluded.sha256, size_bytes = excluded.size_bytes,"
-            " result = excluded.result, last_used = excluded.last_used",
-            (key, result.sha256, result.size_bytes, msgspec.json.encode(result), time.time()),
-        )
-
-    def cache_bytes(self) -> int:
-        """Bytes of distinct content the cache refers to."""
-        (total,) = self.db.execute(
-            "SELECT COALESCE(SUM(size_bytes), 0) FROM"
-            " (SELECT sha256, MAX(size_bytes) AS size_bytes FROM cache GROUP BY sha256) AS c"
-        ).fetchone()
-        return int(total)
-
-    def cache_oldest(self) -> tuple[str, str] | None:
-        """The least recently used entry as (key, sha256)."""
-        row = self.db.execute(
-            "SELECT cache_key, sha256 FROM cache ORDER BY last_used LIMIT 1"
-        ).fetchone()
-        return (row[0], row[1]) if row else None
-
-    def cache_delete(self, key: str) -> None:
-        self.db.execute("DELETE FROM cache WHERE cache_key = ?", (key,))
-
-    def cache_delete_content(self, sha256: str) -> list[str]:
-        """Drops every entry for this content; returns their keys."""
-        with self.transaction():
-            keys = [
-                row[0]
-                for row in self.db.execute(
-                    "SELECT cache_key FROM cache WHERE sha256 = ?", (sha256,)
-                )
-            ]
-            self.db.execute("DELETE FROM cache WHERE sha256 = ?", (sha256,))
-            return keys
-
-    def cache_holds(self, sha256: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM cache WHERE sha256 = ? LIMIT 1", (sha256,))
-        return row.fetchone() is not None
 
 
 def _stored(row: tuple) -> StoredJob:
