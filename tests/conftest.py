@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from clipmesh.runtime.database import DatabaseTarget
+from clipmesh.runtime.postgres import DatabaseTarget
 from clipmesh.runtime.tracing import configure_tracing
 from tests.mesh import MeshFactory
 from tests.postgres import PostgresServer, external_server, start_local_server

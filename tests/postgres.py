@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from clipmesh.runtime.database import DatabaseTarget
+from clipmesh.runtime.postgres import DatabaseTarget
 
 SUPERUSER = "clipmesh_admin"
 SUPERUSER_PASSWORD = "test-only-" + uuid.uuid4().hex

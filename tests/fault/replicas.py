@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import psycopg
 
-from clipmesh.runtime.database import DatabaseTarget
+from clipmesh.runtime.postgres import DatabaseTarget
 from clipmesh_client import ClipmeshError
 from clipmesh_client.generation import GenerationJob, GeneratorClient
 from tests.fakes.dashscope_server import FakeDashScope

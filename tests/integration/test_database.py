@@ -14,14 +14,8 @@ import psycopg
 import pytest
 
 from clipmesh.runtime.config import ConfigError
-from clipmesh.runtime.database import (
-    Database,
-    DatabaseTarget,
-    Migration,
-    PostgresDatabase,
-    SqliteDatabase,
-    StoreUnavailable,
-)
+from clipmesh.runtime.database import Database, SqliteDatabase, StoreUnavailable
+from clipmesh.runtime.postgres import DatabaseTarget, Migration, PostgresDatabase
 from clipmesh.runtime.server import StartupError
 from tests.postgres import PostgresServer
 from tests.support import skip_unless_ci

@@ -19,7 +19,7 @@ import pytest
 from clipmesh.generator.config import GeneratorConfig
 from clipmesh.generator.server import create_app
 from clipmesh.runtime.config import load_config
-from clipmesh.runtime.database import DatabaseTarget
+from clipmesh.runtime.postgres import DatabaseTarget
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
 from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.support import serve_in_process

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from clipmesh.generator.schema import open_job_database
-from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.policy import CallerPolicy, Quota
+from clipmesh.runtime.postgres import DatabaseTarget
 from clipmesh.runtime.usage import QuotaLedger, open_quota_database
 
 BYTES = Quota.INGEST_BYTES_PER_DAY

@@ -58,10 +58,10 @@ from clipmesh.generator.store import CHANNEL, ClaimRules, LeaseLost, StoredJob
 from clipmesh.generator.watches import JobWatches
 from clipmesh.generator.webhooks import WebhookDispatcher, WebhookSettings, webhook_event
 from clipmesh.runtime.access import PolicySource, Principal
-from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from clipmesh.runtime.leases import new_replica_id
 from clipmesh.runtime.policy import Quota
+from clipmesh.runtime.postgres import DatabaseTarget
 from clipmesh.runtime.usage import QuotaUse
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from clipmesh.generator.outbox import OutboxEvent, WebhookOutbox
 from clipmesh.generator.outputs import OutputStore
 from clipmesh.generator.schema import open_job_database
 from clipmesh.generator.store import Charge, ClaimRules, JobStore, StoredJob
-from clipmesh.runtime.database import DatabaseTarget
 from clipmesh.runtime.notifications import Notifications, notifications_for
 from clipmesh.runtime.policy import CallerPolicy, Quota
+from clipmesh.runtime.postgres import DatabaseTarget
 from clipmesh.runtime.usage import QuotaUse
 
 AdmissionCheck = Callable[[int, int], None]

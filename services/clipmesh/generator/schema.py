@@ -17,7 +17,8 @@ import msgspec
 from clipmesh.generator.convert import job_from_proto, result_from_proto
 from clipmesh.generator.jobs import request_digest
 from clipmesh.generator.outbox import OUTBOX_SCHEMA, OUTBOX_TABLE_POSTGRES
-from clipmesh.runtime.database import Database, DatabaseTarget, Migration, open_database
+from clipmesh.runtime.database import Database, open_database
+from clipmesh.runtime.postgres import DatabaseTarget, Migration
 from clipmesh.runtime.usage import USAGE_SCHEMA, USAGE_TABLE_POSTGRES
 from clipmesh_api.generator.v1 import generator_pb2
 

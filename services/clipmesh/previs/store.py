@@ -28,8 +28,9 @@ from pathlib import Path
 import msgspec
 
 from clipmesh.previs.records import Project, ProjectState, Shot
-from clipmesh.runtime.database import Database, DatabaseTarget, Migration, open_database
+from clipmesh.runtime.database import Database, open_database
 from clipmesh.runtime.messages import from_message
+from clipmesh.runtime.postgres import DatabaseTarget, Migration
 from clipmesh_api.orchestrator.v1 import previs_pb2
 
 SCHEMA_VERSION = 2

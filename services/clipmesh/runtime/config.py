@@ -235,7 +235,7 @@ class StoreConfig(ServiceConfig):
         for SQLite; a ConfigError names the setting when the DSN is unusable."""
         if not self.store:
             return None
-        from clipmesh.runtime.database import DatabaseTarget  # the DSN's own rules
+        from clipmesh.runtime.postgres import DatabaseTarget  # the DSN's own rules
 
         return DatabaseTarget.parse(
             self.store, self.store_password_file, setting=self.env_name("store")

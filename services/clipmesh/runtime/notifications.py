@@ -20,7 +20,8 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from clipmesh.runtime.database import Database, PostgresDatabase, SqliteDatabase
+from clipmesh.runtime.database import Database, SqliteDatabase
+from clipmesh.runtime.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
 

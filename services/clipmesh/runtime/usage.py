@@ -30,15 +30,10 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from clipmesh.runtime.access import PolicySource
-from clipmesh.runtime.database import (
-    Database,
-    DatabaseTarget,
-    Migration,
-    SqliteDatabase,
-    open_database,
-)
+from clipmesh.runtime.database import Database, SqliteDatabase, open_database
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.policy import CallerPolicy, Quota
+from clipmesh.runtime.postgres import DatabaseTarget, Migration
 from clipmesh_api.common.v1 import access_pb2
 from clipmesh_client.status import QuotaViolation
 
