@@ -74,8 +74,8 @@ class JobLedger:
 
     @property
     def shared(self) -> bool:
-        """Whether other replicas share this store."""
-        return self._target is not None
+        """Whether other replicas may share this store (it is open)."""
+        return self._store.db.shared
 
     async def open(self) -> None:
         """Opens (and migrates) the store."""
@@ -93,10 +93,6 @@ class JobLedger:
         if self._store is not None:
             await self._run(self._store.close)
         self._executor.shutdown(wait=True)
-
-    async def reachable(self) -> bool:
-        """Whether the store answers now."""
-        return await self._run(self._store.db.ping)
 
     # Submitting.
 

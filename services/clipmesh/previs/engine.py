@@ -56,17 +56,15 @@ class PrevisEngine:
     Args:
         producer: Makes shot revisions (and holds the store, templates and policy it uses).
         config: What a request may ask for (`max_shots`, `max_variants`, …) and defaults.
-        shared: Whether other replicas share the store (PostgreSQL).
     """
 
-    def __init__(self, producer: ShotProducer, config: PrevisConfig, *, shared: bool = False):
+    def __init__(self, producer: ShotProducer, config: PrevisConfig) -> None:
         self._producer = producer
         self._config = config
         self._store: ProjectStore = producer.store
         self._templates: TemplateLibrary = producer.templates
         self._policy: CompliancePolicy = producer.policy
         self._root: Path = producer.projects_dir
-        self._shared = shared
         self._runs: dict[str, ProjectRun] = {}
         self.lease = LeaseKeeper(
             lambda: asyncio.to_thread(self._store.heartbeat, config.lease_s),
@@ -78,7 +76,7 @@ class PrevisEngine:
     async def start(self) -> None:
         """Takes this replica's lease and continues the runs nobody owns any more."""
         await self.lease.start()
-        if not self._shared:  # the only replica: what an earlier run of it left is its own
+        if not self._store.db.shared:  # the only replica: what an earlier run of it left is its own
             await asyncio.to_thread(self._store.forget_other_replicas)
         await self._take_over()
 

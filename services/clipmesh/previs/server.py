@@ -92,7 +92,7 @@ class PrevisApp(Application):
             projects_dir=config.data_dir / "projects",
             max_attempts=config.max_attempts,
         )
-        engine = PrevisEngine(producer, config, shared=target is not None)
+        engine = PrevisEngine(producer, config)
         await engine.start()
         self._servicer.engine = engine
         if self._set_ready is not None:
