@@ -41,7 +41,6 @@ from clipmesh.generator.jobs import (
     GenerationResult,
     GenerationSpec,
     Job,
-    JobError,
     JobEvent,
     JobState,
     job_event,
@@ -155,8 +154,8 @@ class Gateway:
             rules,
             replica_id=self.replica_id,
             lease_s=storage.lease_s,
-            start=self._start_claimed,
-            adopt=self._adopt,
+            start=lambda stored: self._runner.start_claimed(stored, self._backends),
+            adopt=lambda stored: self._runner.adopt(stored, self._backends),
         )
 
     @property
@@ -203,56 +202,6 @@ class Gateway:
         for backend in self._backends.values():
             await backend.close()
         await self._ledger.close()
-
-    async def _start_claimed(self, stored: StoredJob) -> None:
-        """Runs a job this replica just claimed."""
-        backend = self._backends[stored.job.backend]
-        live = LiveJob(stored.job, backend)
-        metrics.QUEUE_SECONDS.labels(backend.name).observe(
-            max(0.0, time.time() - stored.job.create_time_s)
-        )
-        self._runner.start(live)
-
-    async def _adopt(self, stored: StoredJob) -> None:
-        """A running job whose replica is gone, now this one's: resumed when its provider task
-        is known, failed when its submission may or may not have reached the provider, else
-        (a local render cut short) queued again."""
-        job = stored.job
-        if job.job_id in self._live:
-            return  # this replica runs it already (its own lease had lapsed a moment)
-        backend = self._backends.get(job.backend)
-        try:
-            if backend is None:
-                job.error = JobError(
-                    "BACKEND_UNAVAILABLE", f"backend {job.backend!r} is not configured any more"
-                )
-                await end_job(self._ledger, job, JobState.FAILED, self.replica_id, "failed")
-            elif job.provider_task_id:
-                log.info("resuming job %s: polling provider task", job.job_id)
-                live = LiveJob(job, backend)
-                if stored.cancel_requested:
-                    live.cancel_requested.set()
-                self._runner.start(live, resume_task_id=job.provider_task_id)
-            elif stored.submitting and backend.remote:
-                # The replica stopped between sending a billable submission and recording its
-                # task id: resubmitting could bill twice, so the job fails and says why.
-                job.error = JobError(
-                    "SUBMISSION_INTERRUPTED",
-                    "the gateway stopped while submitting to the provider; it may or may not "
-                    "have the task, so it was not resubmitted (submit again to retry)",
-                )
-                await end_job(
-                    self._ledger,
-                    job,
-                    JobState.FAILED,
-                    self.replica_id,
-                    "failed",
-                    orphaned_task_s=backend.orphaned_task_s,
-                )
-            else:  # nothing was billed: it waits for its turn again
-                await self._ledger.requeue(job, self.replica_id)
-        except LeaseLost:
-            pass  # another replica adopted it first
 
     def _heard(self, payload: str) -> None:
         """Every store notification, parsed once (progress arrives many times a second) and

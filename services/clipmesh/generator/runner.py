@@ -1,6 +1,7 @@
-"""Running one job this replica owns: the backend's run (or the resume of a provider task), its
-progress, its output kept, and its end committed — with its refund and webhook event — before
-any watcher hears of it.
+"""Running the jobs this replica owns — claimed from the queue, or adopted from a replica that
+is gone (`adopt`: resumed, re-queued or failed) — each through the backend's run (or the resume
+of a provider task), its progress, its output kept, and its end committed, with its refund and
+webhook event, before any watcher hears of it.
 
 Every write is fenced by ownership (store.py): when it is refused (`LeaseLost`: this replica's
 lease lapsed and another replica took the job over), the run stops here without writing and
@@ -28,11 +29,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from clipmesh.generator import metrics
-from clipmesh.generator.backends.base import GenerationFailed, TaskContext
+from clipmesh.generator.backends.base import Backend, GenerationFailed, TaskContext
 from clipmesh.generator.jobs import GenerationResult, Job, JobError, JobState, state_name
 from clipmesh.generator.ledger import JobLedger
 from clipmesh.generator.live import LiveJob
-from clipmesh.generator.store import CHANNEL, LeaseLost
+from clipmesh.generator.store import CHANNEL, LeaseLost, StoredJob
 from clipmesh.generator.webhooks import webhook_event
 from clipmesh.runtime.database import StoreUnavailable
 from clipmesh.runtime.notifications import Notifications
@@ -102,6 +103,55 @@ class JobRunner:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def start_claimed(self, stored: StoredJob, backends: dict[str, Backend]) -> None:
+        """Runs a job this replica just claimed."""
+        backend = backends[stored.job.backend]
+        metrics.QUEUE_SECONDS.labels(backend.name).observe(
+            max(0.0, time.time() - stored.job.create_time_s)
+        )
+        self.start(LiveJob(stored.job, backend))
+
+    async def adopt(self, stored: StoredJob, backends: dict[str, Backend]) -> None:
+        """A running job whose replica is gone, now this one's: resumed when its provider task
+        is known, failed when its submission may or may not have reached the provider, else
+        (a local render cut short) queued again."""
+        job = stored.job
+        if job.job_id in self._live:
+            return  # this replica runs it already (its own lease had lapsed a moment)
+        backend = backends.get(job.backend)
+        try:
+            if backend is None:
+                job.error = JobError(
+                    "BACKEND_UNAVAILABLE", f"backend {job.backend!r} is not configured any more"
+                )
+                await end_job(self._ledger, job, JobState.FAILED, self._owner, "failed")
+            elif job.provider_task_id:
+                log.info("resuming job %s: polling provider task", job.job_id)
+                live = LiveJob(job, backend)
+                if stored.cancel_requested:
+                    live.cancel_requested.set()
+                self.start(live, resume_task_id=job.provider_task_id)
+            elif stored.submitting and backend.remote:
+                # Stopped between sending a billable submission and recording its task id:
+                # resubmitting could bill twice, so the job fails and says why.
+                job.error = JobError(
+                    "SUBMISSION_INTERRUPTED",
+                    "the gateway stopped while submitting to the provider; it may or may not "
+                    "have the task, so it was not resubmitted (submit again to retry)",
+                )
+                await end_job(
+                    self._ledger,
+                    job,
+                    JobState.FAILED,
+                    self._owner,
+                    "failed",
+                    orphaned_task_s=backend.orphaned_task_s,
+                )
+            else:  # nothing was billed: it waits for its turn again
+                await self._ledger.requeue(job, self._owner)
+        except LeaseLost:
+            pass  # another replica adopted it first
 
     def start(self, live: LiveJob, *, resume_task_id: str = "") -> None:
         """Runs a job this replica owns (RUNNING in the store already)."""
