@@ -121,6 +121,18 @@ def test_an_unreachable_database_stops_start_up_with_its_name(tmp_path: Path) ->
     assert time.monotonic() - started < 30
 
 
+def test_a_wrong_password_stops_start_up_saying_so(postgres_database: DatabaseTarget) -> None:
+    postgres_database.password_file.write_text("not-the-password\n")
+    with pytest.raises(StartupError, match=r"password authentication failed"):
+        PostgresDatabase(postgres_database, "test store", MIGRATIONS, connect_timeout_s=1)
+
+
+def test_a_missing_password_file_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    dsn = "postgresql://clipmesh@db.example/clipmesh"
+    with pytest.raises(ConfigError, match=r"CLIPMESH_PREVIS_STORE_PASSWORD_FILE: no file"):
+        DatabaseTarget.parse(dsn, tmp_path / "absent", setting="CLIPMESH_PREVIS_STORE")
+
+
 @pytest.mark.parametrize(
     ("dsn", "message"),
     [

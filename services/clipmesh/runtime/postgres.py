@@ -130,7 +130,7 @@ class PostgresDatabase(Database):
             self._pool.close()
             raise StartupError(
                 f"cannot reach the {what}'s database {target.display} within "
-                f"{connect_timeout_s:g} s; is it up and does it accept this service?"
+                f"{connect_timeout_s:g} s: {_why_not(target)}"
             ) from exc
         try:
             self._migrate(migrations)
@@ -270,3 +270,17 @@ def _unavailable(database: Database) -> Iterator[None]:
             f"the {database.what}'s database failed: {str(exc).strip().splitlines()[0]}; "
             "nothing was committed, try again shortly"
         ) from exc
+
+
+def _why_not(target: DatabaseTarget) -> str:
+    """What one direct connection attempt answers (the pool only says it timed out): a refused
+    connection, a wrong password, a database that does not exist."""
+    import psycopg
+
+    try:
+        psycopg.connect(target.dsn, connect_timeout=3, **target.connect_kwargs()).close()
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    except OSError as exc:  # the password file went away
+        return f"{target.password_file}: {exc.strerror}"
+    return "it answered only now; is it overloaded?"
