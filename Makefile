@@ -21,7 +21,7 @@ install: $(VENV)/.installed node_modules/.installed system-deps  ## Create .venv
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,milvus]"
+	$(PY) -m pip install --quiet -e ".[dev,milvus,bulk]"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -13,6 +13,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from opentelemetry import trace
@@ -24,6 +25,10 @@ from clipmesh.runtime.postgres import DatabaseTarget
 from clipmesh.runtime.tracing import configure_tracing
 from tests.mesh import MeshFactory
 from tests.postgres import PostgresServer, external_server, start_local_server
+
+if TYPE_CHECKING:
+    from tests.ray_cluster import RayCluster
+    from tests.s3 import S3Server
 
 TIERS = ("unit", "integration", "e2e", "fault", "hostile", "deploy")
 
@@ -110,3 +115,28 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_database(postgres_server: PostgresServer, tmp_path: Path) -> DatabaseTarget:
     """A new empty database (and role) for one test; its password in a file under tmp_path."""
     return postgres_server.create_database(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 endpoint for this test run (tests/s3.py): moto's server on a free loopback port,
+    accepting only requests signed with its one IAM key (`s3_server.environment()`)."""
+    from tests.s3 import start_s3_server  # boto3 and moto load only for the tests that use it
+
+    server = start_s3_server(tmp_path_factory.mktemp("s3"), distinct_free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A local Ray cluster for this test run (tests/ray_cluster.py): a head node with 2 CPUs on
+    a free loopback port, started on first use; bulk-ingest drivers join it by its address."""
+    from tests.ray_cluster import AUTH_ENVIRONMENT, local_ray_cluster
+
+    with pytest.MonkeyPatch.context() as patch, local_ray_cluster(distinct_free_port()) as cluster:
+        for name, value in AUTH_ENVIRONMENT.items():  # this process's drivers, and its children's
+            patch.setenv(name, value)
+        yield cluster

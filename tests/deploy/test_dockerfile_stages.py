@@ -122,11 +122,14 @@ def test_runtime_gets_dependencies_only_as_the_venv_from_its_own_builder() -> No
         assert _stage(target).env()["PATH"].startswith(f"{VENV}/bin:")
 
 
-def test_builders_install_the_project_non_editable_with_the_milvus_extra() -> None:
+def test_builders_install_the_project_non_editable_with_the_milvus_and_bulk_extras() -> None:
+    # milvus: the index's Milvus backend; bulk: Ray, which KubeRay's RayJob pods run the image on.
     for target in TARGETS:
         builder = _builder_of(target)
         installs = [v for v in builder.all("RUN") if re.search(r"\bpip\s+install\b", v)]
-        assert any("[milvus]" in v for v in installs), f"{builder.name}: no install of .[milvus]"
+        assert any("[milvus,bulk]" in v for v in installs), (
+            f"{builder.name}: no install of .[milvus,bulk]"
+        )
         for value in installs:
             assert not re.search(r"(^|\s)(-e|--editable)(\s|=)", _shell(value) or ""), value
             assert "--mount=type=cache" in value or "--no-cache-dir" in value, (

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from clipmesh import __version__
 from clipmesh.cli.account import whoami
+from clipmesh.cli.bulk import bulk_ingest
 from clipmesh.cli.certs import CLIENT_NAME, dev_certs
 from clipmesh.cli.connection import channel_credentials, connection_options
 from clipmesh.cli.evaluation import eval_command
@@ -40,6 +41,7 @@ def cli() -> None:
 
 cli.add_command(serve_group)
 cli.add_command(ingest)
+cli.add_command(bulk_ingest)
 cli.add_command(search)
 cli.add_command(videos)
 cli.add_command(eval_command)

@@ -36,6 +36,42 @@ class TextEmbeddings:
     truncated: list[bool]
 
 
+class ImagePreprocessor:
+    """Encoded images → the model's input pixels: the one way every embedding of an image
+    starts, in the encoder service and in bulk ingest's embedding actors alike.
+
+    Args:
+        model: The loaded model (its input size and preprocessing configuration).
+        limits: Caps on each image's bytes and pixels.
+    """
+
+    def __init__(self, model: EncoderModel, limits: ImageLimits) -> None:
+        self._side = model.info.image_size
+        self._limits = limits
+        transform = PixelTransform.from_config(model.preprocess_config)
+        # Exotic preprocessing (squash, letterbox) falls back to open_clip's own pipeline.
+        self._to_pixels = transform or (lambda image: model.preprocess(image).numpy())
+
+    def __call__(self, images: Sequence[bytes]) -> list[np.ndarray]:
+        """One (3, H, W) float32 array per image, in order.
+
+        Raises:
+            InvalidArgument: naming the first bad image (`images[i]`).
+        """
+        return [
+            self._to_pixels(decode_image(data, index, self._limits, self._side))
+            for index, data in enumerate(images)
+        ]
+
+
+def image_limits(config: EncoderConfig) -> ImageLimits:
+    """The caps on one image that `config` sets."""
+    return ImageLimits(
+        max_bytes=int(config.max_image_mb * _MIB),
+        max_pixels=int(config.max_image_megapixels * 1_000_000),
+    )
+
+
 class Encoder:
     """Embeds images and texts with one model, batching across concurrent requests.
 
@@ -47,13 +83,7 @@ class Encoder:
     def __init__(self, model: EncoderModel, config: EncoderConfig) -> None:
         self.model = model
         self.config = config
-        self._limits = ImageLimits(
-            max_bytes=int(config.max_image_mb * _MIB),
-            max_pixels=int(config.max_image_megapixels * 1_000_000),
-        )
-        transform = PixelTransform.from_config(model.preprocess_config)
-        # Exotic preprocessing (squash, letterbox) falls back to open_clip's own pipeline.
-        self._to_pixels = transform or (lambda image: model.preprocess(image).numpy())
+        self._preprocess = ImagePreprocessor(model, image_limits(config))
         self._preprocess_pool = ThreadPoolExecutor(config.preprocess_threads, "encoder-preprocess")
         self._inference_pool = ThreadPoolExecutor(1, "encoder-inference")
         batching = {
@@ -141,13 +171,6 @@ class Encoder:
                 field=field,
                 reason="TOO_MANY_ITEMS",
             )
-
-    def _preprocess(self, images: Sequence[bytes]) -> list[np.ndarray]:
-        side = self.model.info.image_size
-        return [
-            self._to_pixels(decode_image(data, index, self._limits, side))
-            for index, data in enumerate(images)
-        ]
 
     def _run_images(self, pixels: list[np.ndarray]) -> np.ndarray:
         return self.model.embed_images(torch.from_numpy(np.stack(pixels)))

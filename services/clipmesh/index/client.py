@@ -95,8 +95,16 @@ class IndexClient(DependencyClient):
     async def upsert_video(self, collection: str, write: VideoWrite, *, timeout_s: float) -> None:
         """Writes a video with all its segments in one durable write (acknowledged once the
         index has made it durable)."""
+        await self.upsert_videos(collection, [write], timeout_s=timeout_s)
+
+    async def upsert_videos(
+        self, collection: str, writes: Sequence[VideoWrite], *, timeout_s: float
+    ) -> None:
+        """Writes several videos, each with all its segments, in one call; a video already
+        held is replaced whole. All or nothing: a refused video fails the call."""
         with self.errors():
-            await self._stub.UpsertSegments(upsert_to_proto(collection, [write]), timeout=timeout_s)
+            request = upsert_to_proto(collection, list(writes))
+            await self._stub.UpsertSegments(request, timeout=timeout_s)
 
     async def get_video(self, collection: str, video_id: str, *, timeout_s: float) -> StoredVideo:
         """A video's metadata and segment count.

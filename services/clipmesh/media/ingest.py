@@ -1,5 +1,6 @@
 """One video file into the index: hash, probe, plan segments, keyframes, thumbnails, vectors,
-one durable write.
+one durable write. The steps themselves are `media.analysis`'s, shared with the bulk ingest;
+this module runs them on the event loop with spans, progress and the encoder and index clients.
 
 The video id comes from the content hash, so the same bytes twice are a duplicate, not a copy.
 Probing and decoding share one time budget per file and every decoder has a pixel cap
@@ -12,7 +13,6 @@ segments, in one upsert. Each step runs in its own span (`ingest.video`, `.plan`
 from __future__ import annotations
 
 import asyncio
-import io
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -23,14 +23,19 @@ from opentelemetry import trace
 
 from clipmesh.encoder.client import EncoderClient
 from clipmesh.index.client import IndexClient
-from clipmesh.index.records import Segments, VideoMeta, VideoWrite
-from clipmesh.media.frames import analysis_frames, frames_at
-from clipmesh.media.paths import resolve_media_path, sha256_file
-from clipmesh.media.probe import Deadline, MediaLimits, check_file_size, probe
+from clipmesh.index.records import VideoWrite
+from clipmesh.media.analysis import (
+    content_id,
+    keyframes,
+    plan_video,
+    save_thumbnails,
+    video_meta,
+    video_write,
+)
+from clipmesh.media.paths import resolve_media_path
+from clipmesh.media.probe import Deadline, MediaLimits
 from clipmesh.media.records import IngestItem, IngestOutcome, IngestStage
-from clipmesh.media.shots import plan_segments
 
-KEYFRAME_SIDE = 384  # enough for the model's 224 px input after a centre crop, and thumbnails
 ENCODE_BATCH = 16
 CALL_TIMEOUT_S = 120.0
 
@@ -130,9 +135,8 @@ class VideoIngester:
         if path is None:
             path = await asyncio.to_thread(resolve_media_path, item.uri, self._roots)
         limits = self._limits
-        check_file_size(path, limits)
-        digest = await asyncio.to_thread(sha256_file, path)
-        video_id = f"v{digest[:20]}"
+        identity = await asyncio.to_thread(content_id, path, limits)
+        video_id = identity.video_id
         report(IngestStage.PROBING, 0.05, video_id=video_id)
         if await self._index.has_video(collection, video_id, timeout_s=CALL_TIMEOUT_S):
             report(IngestStage.DUPLICATE, 1.0)
@@ -142,32 +146,19 @@ class VideoIngester:
         # One budget for every pass over the file, so a hostile one cannot hold a worker.
         deadline = Deadline(path, limits.max_decode_s)
         with tracer.start_as_current_span("ingest.plan") as span:
-            info = await asyncio.to_thread(probe, path, limits, deadline)
             report(IngestStage.DETECTING_SHOTS, 0.1)
             plan = await asyncio.to_thread(
-                lambda: plan_segments(
-                    analysis_frames(path, limits=limits, deadline=deadline),
-                    info.duration_s,
-                    max_window_s=self._max_window_s,
-                )
+                plan_video, path, limits, deadline, max_window_s=self._max_window_s
             )
-            span.set_attribute("clipmesh.media.ingest_seconds", info.duration_s)
-            span.set_attribute("clipmesh.media.segments", len(plan))
+            span.set_attribute("clipmesh.media.ingest_seconds", plan.info.duration_s)
+            span.set_attribute("clipmesh.media.segments", len(plan.segments))
         elapsed = time.monotonic() - started
         report(IngestStage.EXTRACTING, 0.4, eta_s=elapsed * 1.5)
         with tracer.start_as_current_span(
-            "ingest.keyframes", attributes={"clipmesh.media.keyframes": len(plan)}
+            "ingest.keyframes", attributes={"clipmesh.media.keyframes": len(plan.segments)}
         ):
-            keyframes = await asyncio.to_thread(
-                lambda: frames_at(
-                    path,
-                    [s.keyframe_s for s in plan],
-                    max_side=KEYFRAME_SIDE,
-                    limits=limits,
-                    deadline=deadline,
-                )
-            )
-            encoded = await asyncio.to_thread(self._write_thumbnails, video_id, keyframes)
+            images = await asyncio.to_thread(keyframes, path, plan, limits, deadline)
+            encoded = await asyncio.to_thread(save_thumbnails, self._thumbnails, video_id, images)
         report(IngestStage.ENCODING, 0.6)
         vectors: list[np.ndarray] = []
         for start in range(0, len(encoded), ENCODE_BATCH):
@@ -177,30 +168,24 @@ class VideoIngester:
             done = sum(len(v) for v in vectors)
             report(IngestStage.ENCODING, 0.6 + 0.3 * done / len(encoded))
         report(IngestStage.INDEXING, 0.9)
-        meta = VideoMeta(
-            video_id=video_id,
+        meta = video_meta(
+            identity,
+            plan.info,
             uri=path.as_uri(),
             title=item.title or path.stem,
-            duration_s=info.duration_s,
-            fps=info.fps,
-            width=info.width,
-            height=info.height,
-            size_bytes=info.size_bytes,
             source=source,
-            create_time_s=time.time(),
-            content_sha256=digest,
-            labels=dict(item.labels),
+            labels=item.labels,
         )
-        segments = Segments(
-            start_s=np.array([s.start_s for s in plan], dtype=np.float64),
-            end_s=np.array([s.end_s for s in plan], dtype=np.float64),
-            keyframe_s=np.array([s.keyframe_s for s in plan], dtype=np.float64),
+        write = video_write(
+            meta,
+            plan,
+            thumbnails=[thumbnail for thumbnail, _ in encoded],
             vectors=np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
-            thumbnails=tuple(thumbnail for thumbnail, _ in encoded),
         )
-        await self._upsert(collection, VideoWrite(meta, segments))
-        report(IngestStage.DONE, 1.0, segments=len(segments), eta_s=0)
-        return IngestOutcome(IngestStage.DONE, len(segments), info.duration_s, video_id=video_id)
+        await self._upsert(collection, write)
+        segments = len(write.segments)
+        report(IngestStage.DONE, 1.0, segments=segments, eta_s=0)
+        return IngestOutcome(IngestStage.DONE, segments, plan.info.duration_s, video_id=video_id)
 
     async def _embed(self, images: list[bytes]) -> np.ndarray:
         attributes = {"clipmesh.media.images": len(images)}
@@ -215,16 +200,3 @@ class VideoIngester:
         attributes = {"clipmesh.media.segments": len(write.segments)}
         with tracer.start_as_current_span("ingest.upsert", attributes=attributes):
             await self._index.upsert_video(collection, write, timeout_s=CALL_TIMEOUT_S)
-
-    def _write_thumbnails(self, video_id: str, images) -> list[tuple[str, bytes]]:
-        """Saves each keyframe as a JPEG thumbnail; returns (thumbnail URI, JPEG bytes)."""
-        directory = self._thumbnails / video_id
-        directory.mkdir(parents=True, exist_ok=True)
-        written = []
-        for number, image in enumerate(images):
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=90)
-            path = directory / f"{number:05d}.jpg"
-            path.write_bytes(buffer.getvalue())
-            written.append((path.resolve().as_uri(), buffer.getvalue()))
-        return written

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipmesh.media.settings import MediaIngestConfig
 from clipmesh.runtime.config import ConfigError, FrontDoorConfig, StoreConfig, setting
 
 
 @dataclass(frozen=True)
-class OrchestratorConfig(FrontDoorConfig, StoreConfig):
+class OrchestratorConfig(FrontDoorConfig, StoreConfig, MediaIngestConfig):
     """How the orchestrator serves, where its dependencies are, and its budgets and limits."""
 
     SERVICE = "orchestrator"
@@ -63,38 +64,11 @@ class OrchestratorConfig(FrontDoorConfig, StoreConfig):
         "it at once).",
         minimum=0,
     )
-    max_window_s: float = setting(
-        10.0,
-        help="Longest segment inside one shot; longer shots are split.",
-        minimum=0.5,
-        maximum=600,
-    )
     ingest_concurrency: int = setting(
         2, help="Videos of one ingest processed at the same time.", minimum=1, maximum=32
     )
     max_ingest_items: int = setting(
         1000, help="Most videos in one IngestVideos request.", minimum=1, maximum=100_000
-    )
-    ingest_max_file_gb: float = setting(
-        20.0, help="Largest video file ingest reads, in GiB (checked before hashing).", minimum=0
-    )
-    ingest_max_duration_s: float = setting(
-        4 * 3600.0, help="Longest video ingest accepts.", minimum=1
-    )
-    ingest_max_frame_side: int = setting(
-        8192, help="Longest frame side ingest accepts, in pixels.", minimum=16, maximum=65_536
-    )
-    ingest_max_frame_megapixels: float = setting(
-        36.0,
-        help="Most pixels in one frame, in millions (8K is 35.4); the decoders refuse to "
-        "allocate larger frames, whatever the file's header claims.",
-        minimum=0.01,
-    )
-    ingest_max_decode_s: float = setting(
-        1800.0,
-        help="Longest probing and decoding of one file may take, all passes together; a "
-        "file past it fails with MEDIA_TOO_SLOW (raise it for videos of several hours).",
-        minimum=1,
     )
 
     def validate(self) -> None:

@@ -10,7 +10,6 @@ from clipmesh.encoder.client import EncoderClient
 from clipmesh.generator.client import GatewayClient
 from clipmesh.index.client import IndexClient
 from clipmesh.media.ingest import VideoIngester
-from clipmesh.media.probe import MediaLimits
 from clipmesh.orchestrator.account import Accounts
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
@@ -38,17 +37,6 @@ from clipmesh_api.orchestrator.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
-
-
-def media_limits(config: OrchestratorConfig) -> MediaLimits:
-    """The bounds every ingested file is held to."""
-    return MediaLimits(
-        max_file_bytes=int(config.ingest_max_file_gb * (1 << 30)),
-        max_duration_s=config.ingest_max_duration_s,
-        max_side=config.ingest_max_frame_side,
-        max_frame_pixels=int(config.ingest_max_frame_megapixels * 1_000_000),
-        max_decode_s=config.ingest_max_decode_s,
-    )
 
 
 class OrchestratorApp(Application):
@@ -100,7 +88,7 @@ class OrchestratorApp(Application):
         ingester = VideoIngester(
             encoder,
             index,
-            limits=media_limits(config),
+            limits=config.media_limits(),
             thumbnails_dir=config.data_dir / "thumbnails",
             max_window_s=config.max_window_s,
             allowed_roots=[Path(root) for root in config.allowed_roots],
