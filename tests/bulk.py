@@ -46,10 +46,12 @@ async def bulk_run(
     ray_address: str,
     report: Path,
     labels: dict[str, str] | None = None,
+    **options,
 ) -> Totals:
-    """Runs the driver in this process against the test cluster."""
+    """Runs the driver in this process against the test cluster (`options`: those of
+    `run_bulk_ingest`, e.g. `on_progress`)."""
     job = BulkIngestJob(Source.parse(str(source), config), ray_address, labels or {}, report)
-    return await run_bulk_ingest(job, config, encoder)
+    return await run_bulk_ingest(job, config, encoder, **options)
 
 
 def report_lines(report: Path) -> dict[str, dict]:

@@ -1,11 +1,11 @@
 // Validates the custom resources clipmesh ships against their CRD schemas, offline. Most
 // schemas come packaged by @kubernetes-models (package.json): prometheus-operator's
 // (PodMonitor, ServiceMonitor, PrometheusRule) and cert-manager's (Certificate, Issuer).
-// CloudNativePG's Cluster has no such package: its CRD's schema is kept in tools/crds/
-// (tools/vendor_crd.py) and checked with Ajv as under the API server's strict field
-// validation, where an unknown field is an error rather than silently dropped (the schema's
-// CEL rules are not evaluated). Kubernetes' own kinds are validated by kubernetes-validate
-// (PyPI) instead.
+// CloudNativePG's Cluster and KubeRay's RayJob have no such package: their CRDs' schemas are
+// kept in tools/crds/ (tools/vendor_crd.py) and checked with Ajv as under the API server's
+// strict field validation, where an unknown field is an error rather than silently dropped
+// (the schema's CEL rules are not evaluated). Kubernetes' own kinds are validated by
+// kubernetes-validate (PyPI) instead.
 //
 //   node tools/validate_crds.mjs < objects.json   # a JSON array of objects
 //
@@ -32,6 +32,7 @@ const MODELS = {
 // "apiVersion kind" → the CRD schema in tools/crds/.
 const VENDORED = {
   "postgresql.cnpg.io/v1 Cluster": "postgresql.cnpg.io_v1_Cluster.json",
+  "ray.io/v1 RayJob": "ray.io_v1_RayJob.json",
 };
 
 // Objects with declared properties take no others, unless the schema keeps unknown fields

@@ -7,6 +7,11 @@ validator never reads them). Run it again on the new CRD when moving to a new re
 
     python tools/vendor_crd.py postgresql.cnpg.io_clusters.yaml \
         --source "CloudNativePG 1.30.0 (config/crd/bases/postgresql.cnpg.io_clusters.yaml)"
+    python tools/vendor_crd.py ray.io_rayjobs.yaml --version v1 \
+        --source "KubeRay 1.7.0 (ray-operator/config/crd/bases/ray.io_rayjobs.yaml)"
+
+`--version` keeps only the versions named (KubeRay still serves its deprecated v1alpha1, which
+clipmesh never uses); without it every served version is written.
 """
 
 from __future__ import annotations
@@ -43,11 +48,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("crd", type=Path, help="the CustomResourceDefinition (YAML)")
     parser.add_argument("--source", required=True, help="where it comes from, e.g. a release")
+    parser.add_argument(
+        "--version",
+        action="append",
+        dest="versions",
+        metavar="VERSION",
+        help="a served version to write (repeatable); default: every served version",
+    )
     args = parser.parse_args()
     crd = yaml.safe_load(args.crd.read_text(encoding="utf-8"))
     group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-    for version in crd["spec"]["versions"]:
-        if not version.get("served"):
+    served = [version for version in crd["spec"]["versions"] if version.get("served")]
+    unknown = set(args.versions or ()) - {version["name"] for version in served}
+    if unknown:
+        parser.error(f"{kind} serves no version {sorted(unknown)}")
+    for version in served:
+        if args.versions and version["name"] not in args.versions:
             continue
         schema = without_descriptions(version["schema"]["openAPIV3Schema"])
         origin = f"{group}/{version['name']} {kind} of {args.source}, by tools/vendor_crd.py"

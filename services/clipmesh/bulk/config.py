@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipmesh.index.records import collection_name
 from clipmesh.media.settings import MediaIngestConfig
 from clipmesh.runtime.config import ConfigError, setting
+from clipmesh.runtime.errors import InvalidArgument
 
 _MIB = 1 << 20
 
@@ -127,6 +129,10 @@ class BulkIngestConfig(MediaIngestConfig):
     def validate(self) -> None:
         super().validate()
         self.require_set("index_target", "collection")
+        try:  # the index's own rule, checked before any file is read
+            collection_name(self.collection, self.env_name("collection"))
+        except InvalidArgument as error:
+            raise ConfigError(error.message) from None
         for root in self.allowed_roots:
             if not Path(root).is_absolute():
                 raise ConfigError(f"{self.env_name('allowed_roots')}: {root!r} is not absolute")

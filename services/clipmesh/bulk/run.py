@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import prometheus_client
+
 from clipmesh.bulk import pipeline
 from clipmesh.bulk.config import BulkIngestConfig
 from clipmesh.bulk.progress import Census, ProgressLedger, Totals
@@ -110,6 +112,8 @@ async def run_bulk_ingest(
         *workers,
         dict(resources),
     )
+    if config.metrics_port:
+        prometheus_client.start_http_server(config.metrics_port, addr=config.metrics_host)
     ledger = ProgressLedger(job.report_path, counted)
     channels = DependencyChannels(config)
     writer = IndexWriter(
