@@ -66,22 +66,27 @@ async def test_the_same_videos_segments_and_vectors_as_ingest_videos(
 ) -> None:
     library = mesh.root / "library"
     await _ingest_videos(mesh, sorted(library.glob("*.mp4")), "single")
-    fused = bulk_config(mesh.target("index"), tmp_path, collection="fused")
-    totals = await bulk_run(
-        library, fused, mesh.encoder_config, ray_address=ray_address, report=tmp_path / "f.jsonl"
-    )
-    assert (totals.done, totals.failed, totals.duplicates) == (8, 0, 0)
-    separate = bulk_config(
-        mesh.target("index"), tmp_path, collection="separate", embed_stage="separate"
-    )
-    totals = await bulk_run(
-        library, separate, mesh.encoder_config, ray_address=ray_address, report=tmp_path / "s.jsonl"
-    )
-    assert totals.done == 8
+    # The three ways to embed: in the worker that cut the video, in a separate actor pool
+    # (the GPU layout, here on CPUs), and through the encoder service.
+    ways = {
+        "fused": {},
+        "separate": {"embed_stage": "separate"},
+        "through_encoder": {"encoder_target": mesh.target("encoder")},
+    }
+    for collection, settings in ways.items():
+        config = bulk_config(mesh.target("index"), tmp_path, collection=collection, **settings)
+        totals = await bulk_run(
+            library,
+            config,
+            mesh.encoder_config,
+            ray_address=ray_address,
+            report=tmp_path / f"{collection}.jsonl",
+        )
+        assert (totals.done, totals.failed, totals.duplicates) == (8, 0, 0), collection
 
     single = await held_videos(mesh, "single")
     assert len(single) == 8
-    for collection in ("fused", "separate"):
+    for collection in ways:
         bulk = await held_videos(mesh, collection)
         assert bulk.keys() == single.keys()
         for sha, reference in single.items():

@@ -32,6 +32,19 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 AUTO = "auto"
+# Where object-storage credentials are found, never the credentials themselves: these names are
+# passed from the driver to its workers (Ray's runtime environment is visible in its dashboard,
+# so a key or secret never travels through it). Workers take keys from their own environment:
+# on Kubernetes every Ray pod gets the Secret (components/bulk-ingest); a `local` cluster's
+# workers inherit the driver's.
+FORWARDED_TO_WORKERS = (
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_EC2_METADATA_DISABLED",
+)
 
 
 class RayUnavailable(RuntimeError):
@@ -66,7 +79,12 @@ def connect(address: str, config: BulkIngestConfig, *, cpus: int | None = None) 
     ray = import_ray()
     if ray.is_initialized():
         return ray.cluster_resources()
-    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    forwarded = {name: os.environ[name] for name in FORWARDED_TO_WORKERS if name in os.environ}
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": forwarded} if forwarded else None,
+    }
     try:
         if address == LOCAL:
             ray.init(num_cpus=cpus, object_store_memory=config.object_store_bytes, **options)
@@ -97,8 +115,8 @@ class _Stage:
 
 
 class PrepareStage(_Stage):
-    """Ray Data callable: a batch of listed files → prepared videos (embedded too when
-    `encoder` is given: the fused CPU stage)."""
+    """Ray Data callable: a batch of listed files → prepared videos, embedded too unless a
+    separate embedding stage follows (`embed`)."""
 
     def __init__(
         self,
@@ -106,17 +124,13 @@ class PrepareStage(_Stage):
         roots: Sequence[str],
         labels: Mapping[str, str],
         encoder: EncoderConfig | None,
-        threads: int,
+        embed: bool,
     ) -> None:
         super().__init__(config)
         from clipmesh.bulk.workers import KeyframeEmbedder, VideoPreparer
 
         self._preparer = VideoPreparer(config, [Path(r) for r in roots], labels, self._calls)
-        self._embedder = (
-            KeyframeEmbedder(config, encoder, self._calls, threads=threads)
-            if encoder is not None
-            else None
-        )
+        self._embedder = KeyframeEmbedder(config, encoder, self._calls) if embed else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
         files = [
@@ -132,11 +146,11 @@ class PrepareStage(_Stage):
 class EmbedStage(_Stage):
     """Ray Data callable: prepared videos → the same videos with their vectors."""
 
-    def __init__(self, config: BulkIngestConfig, encoder: EncoderConfig, threads: int) -> None:
+    def __init__(self, config: BulkIngestConfig, encoder: EncoderConfig) -> None:
         super().__init__(config)
         from clipmesh.bulk.workers import KeyframeEmbedder
 
-        self._embedder = KeyframeEmbedder(config, encoder, self._calls, threads=threads)
+        self._embedder = KeyframeEmbedder(config, encoder, self._calls)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
         videos = self._embedder.embed_videos(unpack(bytes(data)) for data in batch["video"])
@@ -181,7 +195,6 @@ def prepared_videos(
             object_store_memory=config.object_store_bytes
         )
     cpu_workers, embed_workers = workers
-    fused = not config.separate_embedding
     items = [{"uri": f.uri, "size_bytes": f.size_bytes} for f in files]
     # One block per task's worth of files, so every worker gets some from the start.
     blocks = max(1, min(len(items), -(-len(items) // config.videos_per_task)))
@@ -192,8 +205,8 @@ def prepared_videos(
             "config": config,
             "roots": [str(root) for root in roots],
             "labels": dict(labels),
-            "encoder": encoder if fused and not config.encoder_target else None,
-            "threads": 1,
+            "encoder": encoder,
+            "embed": not config.separate_embedding,
         },
         batch_size=config.videos_per_task,
         batch_format="numpy",
@@ -203,11 +216,7 @@ def prepared_videos(
     if embed_workers:
         dataset = dataset.map_batches(
             EmbedStage,
-            fn_constructor_kwargs={
-                "config": config,
-                "encoder": encoder,
-                "threads": 1,  # one CPU each; a GPU actor's CPU only feeds the GPU
-            },
+            fn_constructor_kwargs={"config": config, "encoder": encoder},
             batch_size=config.videos_per_task * 4,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=embed_workers),

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ENCODER_REQUEST_LIMIT = 256  # the encoder's max_items_per_request default
+INFERENCE_THREADS = 1
 
 
 class ServiceCalls:
@@ -155,31 +156,29 @@ class KeyframeEmbedder:
     (`CLIPMESH_ENCODER_*`), its images preprocessed by the encoder's own `ImagePreprocessor`,
     so a keyframe gets the vector the encoder service would give it.
 
+    Each actor holds one CPU, so CPU inference runs on one thread (`INFERENCE_THREADS`): a
+    worker per CPU scales further than threads inside one forward pass.
+
     Args:
         config: Batch size, the encoder's address when it is used.
-        encoder: The model's settings (ignored with an encoder address).
+        encoder: The model's settings (unused with an encoder address).
         calls: The encoder client, with an encoder address.
-        threads: Intra-op threads for CPU inference (the CPUs Ray gave this actor).
     """
 
     def __init__(
-        self,
-        config: BulkIngestConfig,
-        encoder: EncoderConfig,
-        calls: ServiceCalls,
-        *,
-        threads: int = 1,
+        self, config: BulkIngestConfig, encoder: EncoderConfig | None, calls: ServiceCalls
     ) -> None:
         self._config = config
         self._calls = calls
         self._model = None
         if calls.encoder is None:
+            assert encoder is not None, "no encoder address, so the model's settings are needed"
             self._model = load_model(
                 encoder.model,
                 WeightsSpec.parse(encoder.weights),
                 device=encoder.device,
                 precision=encoder.precision,
-                threads=threads,
+                threads=INFERENCE_THREADS,
             )
             self._preprocess = ImagePreprocessor(self._model, image_limits(encoder))
 

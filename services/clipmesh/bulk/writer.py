@@ -121,8 +121,11 @@ class IndexWriter:
                 return
         except ServiceError as error:
             log.warning("index write of %d video(s) failed: %s", len(batch), error.message)
-            for video in batch:
-                self._done(video, FileOutcome.of(video.failed(error.reason, error.message)))
+            self._fail(batch, error.reason, error.message)
+            return
+        except Exception as error:  # a defect: still every video gets its outcome
+            log.exception("index write of %d video(s) failed", len(batch))
+            self._fail(batch, "INTERNAL", f"internal error: {type(error).__name__}")
             return
         for video in batch:
             self._done(video, FileOutcome.of(video, Outcome.DONE))
@@ -133,6 +136,10 @@ class IndexWriter:
         await self._index.upsert_videos(self._collection, writes, timeout_s=self._timeout_s)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
         metrics.WRITE_SEGMENTS.inc(sum(len(write.segments) for write in writes))
+
+    def _fail(self, batch: list[PreparedVideo], reason: str, message: str) -> None:
+        for video in batch:
+            self._done(video, FileOutcome.of(video.failed(reason, message)))
 
     def _done(self, video: PreparedVideo, outcome: FileOutcome) -> None:
         """Reports a written (or failed) video and the copies that waited for it."""
