@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import re
 import shutil
 import subprocess
@@ -472,3 +473,21 @@ def loaded_configs(objects: list[Manifest]) -> list[tuple[Manifest, dict, Servic
         for workload in workloads(objects)
         for container in containers(workload)
     ]
+
+
+VALIDATOR = K8S_DIR.parents[1] / "tools" / "validate_crds.mjs"
+
+
+def validate_crds(objects: list[Manifest]) -> subprocess.CompletedProcess[str]:
+    """Runs tools/validate_crds.mjs (Ajv over the vendored CRD schemas) on `objects`."""
+    node = shutil.which("node")
+    assert node, "node not found: the deploy checks need Node.js (npm packages, `make install`)"
+    return subprocess.run(
+        [node, str(VALIDATOR)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        cwd=K8S_DIR.parents[1],
+        timeout=60,
+        check=False,
+    )

@@ -16,12 +16,9 @@ ray-operator/controllers/ray/common/pod.go (labelPod) sets them.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,6 +57,7 @@ from tests.deploy.manifests import (
     secret_key_at,
     selector_matches,
     settings_of,
+    validate_crds,
     volume_of_mount,
     workload_of,
     writable,
@@ -73,7 +71,6 @@ from tests.deploy.test_kustomize_workloads import (
 
 BULK = K8S_DIR / "overlays" / "bulk-ingest"
 COMPONENT = K8S_DIR / "components" / "bulk-ingest"
-VALIDATOR = ROOT / "tools" / "validate_crds.mjs"
 NAMESPACE = "clipmesh"
 RAYJOB = "clipmesh-bulk-ingest"
 WORKER_GROUPS = ("cpu-decode", "gpu-embed")
@@ -215,20 +212,6 @@ def entrypoint_args(rayjob: Manifest) -> list[str]:
     return args[2:]
 
 
-def validate_custom(objects: list[Manifest]) -> subprocess.CompletedProcess[str]:
-    node = shutil.which("node")
-    assert node, "node not found: the deploy checks need Node.js (npm packages, `make install`)"
-    return subprocess.run(
-        [node, str(VALIDATOR)],
-        input=json.dumps(objects),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
-
-
 # --- what renders ---------------------------------------------------------------------------
 
 
@@ -308,7 +291,7 @@ def test_the_custom_resources_validate_against_their_crds(bulk: list[Manifest]) 
     the PodMonitor against cert-manager's and prometheus-operator's."""
     custom = [obj for obj in bulk if obj["apiVersion"] not in ("v1", "apps/v1")]
     assert sorted(obj["kind"] for obj in custom) == ["Certificate", "PodMonitor", "RayJob"]
-    result = validate_custom(custom)
+    result = validate_crds(custom)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == len(custom)
 
@@ -342,7 +325,7 @@ def test_the_validator_rejects_what_kuberay_would_reject(
     for key in parents:
         node = node[key]
     node[leaf] = value
-    result = validate_custom([broken])
+    result = validate_crds([broken])
     assert result.returncode == 1 and why in result.stdout, result.stdout
 
 

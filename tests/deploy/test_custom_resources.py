@@ -7,34 +7,16 @@ test_tls_manifests.py, what the services make of the database in test_high_avail
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import pytest
 
-from tests.deploy.manifests import PROD, find, render, selector_matches
-from tests.deploy.promql import ROOT
+from tests.deploy.manifests import PROD, find, render, selector_matches, validate_crds
 
-VALIDATOR = ROOT / "tools" / "validate_crds.mjs"
 OPERATOR_GROUP = "monitoring.coreos.com/"
 CERT_MANAGER_GROUP = "cert-manager.io/"
 CLOUDNATIVEPG_GROUP = "postgresql.cnpg.io/"
 # The port CloudNativePG's instance manager exports the database's metrics on, named metrics.
 CLOUDNATIVEPG_METRICS_PORT = "metrics"
-
-
-def _validate(objects: list[dict]) -> subprocess.CompletedProcess[str]:
-    node = shutil.which("node")
-    assert node, "node not found: the deploy checks need Node.js (npm packages, `make install`)"
-    return subprocess.run(
-        [node, str(VALIDATOR)],
-        input=json.dumps(objects),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +46,7 @@ def test_prod_ships_the_pod_monitors_and_the_rules(operator_objects) -> None:
 
 
 def test_operator_objects_validate_against_the_crd_schemas(operator_objects) -> None:
-    result = _validate(operator_objects)
+    result = validate_crds(operator_objects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") == len(operator_objects)
 
@@ -72,7 +54,7 @@ def test_operator_objects_validate_against_the_crd_schemas(operator_objects) -> 
 def test_cert_manager_objects_validate_against_the_crd_schemas(cert_manager_objects) -> None:
     kinds = sorted(o["kind"] for o in cert_manager_objects)
     assert kinds == ["Certificate"] * 6 + ["Issuer"] * 2  # the CA and one per workload
-    result = _validate(cert_manager_objects)
+    result = validate_crds(cert_manager_objects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == len(cert_manager_objects)
 
@@ -81,13 +63,13 @@ def test_the_validator_rejects_what_cert_manager_would_reject(cert_manager_objec
     certificate = next(o for o in cert_manager_objects if o["kind"] == "Certificate")
     broken = json.loads(json.dumps(certificate))
     broken["spec"]["duration"] = 2160  # must be a duration string
-    result = _validate([broken])
+    result = validate_crds([broken])
     assert result.returncode == 1 and "duration must be string" in result.stdout
 
 
 def test_cloudnativepg_objects_validate_against_the_crd_schema(cloudnativepg_objects) -> None:
     assert [o["kind"] for o in cloudnativepg_objects] == ["Cluster"]
-    result = _validate(cloudnativepg_objects)
+    result = validate_crds(cloudnativepg_objects)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == len(cloudnativepg_objects)
 
@@ -113,7 +95,7 @@ def test_the_validator_rejects_what_cloudnativepg_would_reject(
     for key in parents:
         node = node[key]
     node[leaf] = value
-    result = _validate([broken])
+    result = validate_crds([broken])
     assert result.returncode == 1 and why in result.stdout, result.stdout
 
 
@@ -121,7 +103,7 @@ def test_the_validator_rejects_what_the_operator_would_reject(operator_objects) 
     monitor = find(operator_objects, "PodMonitor", "clipmesh")
     broken = json.loads(json.dumps(monitor))
     broken["spec"]["podMetricsEndpoints"][0]["interval"] = 15  # must be a duration string
-    result = _validate([broken])
+    result = validate_crds([broken])
     assert result.returncode == 1 and "interval must be string" in result.stdout
 
 

@@ -221,6 +221,32 @@ async def test_a_manifest_with_labels_and_paths_outside_its_roots(
     assert [dict(v.meta.labels) for v in held.values()] == [{"batch": "m1"}] * 2
 
 
+async def test_a_model_the_workers_cannot_load_ends_the_run_with_one_line(
+    mesh, ray_cluster, tmp_path, monkeypatch
+) -> None:
+    environ = {
+        **bulk_environ(mesh.target("index"), tmp_path, collection="unloadable"),
+        **TINY_ENCODER_ENV,
+        "CLIPMESH_ENCODER_WEIGHTS": f"checkpoint:{tmp_path}/missing.safetensors",
+    }
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = await run_cli(
+        "bulk-ingest",
+        str(mesh.root / "library"),
+        "--ray-address",
+        ray_cluster.address,
+        "--report",
+        str(tmp_path / "report.jsonl"),
+    )
+    assert code == 1
+    # Ray Data logs the worker's stack trace (pointing to its log files), and the workers'
+    # output reaches the driver's stderr when it comes; the command's own word is one line.
+    ours = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(ours) == 1, err[-3000:]
+    assert ours[0].startswith("error: the Ray pipeline failed") and "missing.safetensors" in ours[0]
+
+
 async def test_the_command_dry_run_exit_codes_and_errors(mesh, tmp_path, monkeypatch) -> None:
     environ = bulk_environ(mesh.target("index"), tmp_path, collection="cli")
     environ.update(TINY_ENCODER_ENV)

@@ -26,6 +26,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "generator": {"runtime", "media.probe"},
     "orchestrator": _CALLERS | {"index.convert", "generator.client"},
     "previs": _CALLERS | {"generator.client", "generator.jobs"},
+    # Bulk ingest embeds in its own workers with the encoder's own loading and preprocessing,
+    # so its vectors are the encoder service's (or calls the encoder through its client).
+    "bulk": _CALLERS | {"encoder.config", "encoder.encoding", "encoder.model", "encoder.weights"},
 }
 CHANNEL_FACTORIES = {"insecure_channel", "secure_channel", "intercept_channel"}
 
@@ -74,7 +77,7 @@ def test_only_the_wire_layer_builds_a_channel() -> None:
     assert builders == {"clients/clipmesh_client/wire.py"}
 
 
-@pytest.mark.parametrize("package", ["orchestrator", "previs", "media", "generator"])
+@pytest.mark.parametrize("package", ["orchestrator", "previs", "media", "generator", "bulk"])
 def test_no_engine_catches_a_transport_error(package: str) -> None:
     """Downstream failures reach engines as `ServiceError`s, translated once by the typed
     clients (runtime/dependencies.py). (The index's Milvus backend meets pymilvus's own gRPC

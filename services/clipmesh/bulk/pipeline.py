@@ -47,8 +47,23 @@ FORWARDED_TO_WORKERS = (
 )
 
 
-class RayUnavailable(RuntimeError):
+class PipelineError(RuntimeError):
+    """The run cannot go on; the message says why in one line."""
+
+
+class RayUnavailable(PipelineError):
     """Ray is not installed, or the cluster cannot be reached; the message says which."""
+
+
+class PipelineFailed(PipelineError):
+    """A stage failed as a whole (a worker could not load the model, say): not one file's
+    failure, which is that file's outcome, but one that would fail every file."""
+
+    @classmethod
+    def from_ray(cls, error: Exception) -> PipelineFailed:
+        # A Ray task error's text is the remote traceback; its last line says what happened.
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        return cls(f"the Ray pipeline failed: {lines[-1] if lines else type(error).__name__}")
 
 
 def import_ray():
@@ -223,7 +238,11 @@ def prepared_videos(
             num_cpus=1 if config.embed_gpus == 0 else 0.5,
             num_gpus=config.embed_gpus,
         )
-    for batch in dataset.iter_batches(
+    batches = dataset.iter_batches(
         batch_size=config.write_batch_videos, batch_format="numpy", prefetch_batches=1
-    ):
-        yield [unpack(bytes(data)) for data in batch["video"]]
+    )
+    try:
+        for batch in batches:
+            yield [unpack(bytes(data)) for data in batch["video"]]
+    except ray.exceptions.RayError as error:
+        raise PipelineFailed.from_ray(error) from error

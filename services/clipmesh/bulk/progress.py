@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import resource
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -80,6 +81,10 @@ class Totals:
         fields = dataclasses.asdict(self)
         fields["realtime_factor"] = round(self.realtime_factor, 2)
         fields["videos_per_s"] = round(self.videos_per_s, 3)
+        # The driver's own memory, which must stay flat however large the library is.
+        fields["driver_peak_rss_mb"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        )
         return fields
 
 
@@ -123,6 +128,7 @@ class ProgressLedger:
         if self._file is not None:
             line = dataclasses.asdict(outcome)
             line["outcome"] = outcome.outcome.value
+            line["at_s"] = round(time.monotonic() - self._started, 3)
             self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     def totals(self) -> Totals:

@@ -110,6 +110,7 @@ class FileOutcome:
         segments: Segments written (done only).
         video_seconds: Its duration (done only).
         size_bytes: Its size (-1 when never opened).
+        at_s: When the outcome was known, in seconds since the run's pipeline started.
     """
 
     uri: str
@@ -120,6 +121,7 @@ class FileOutcome:
     segments: int = 0
     video_seconds: float = 0.0
     size_bytes: int = -1
+    at_s: float = 0.0
 
     @classmethod
     def of(cls, video: PreparedVideo, outcome: Outcome | None = None, **changes) -> FileOutcome:

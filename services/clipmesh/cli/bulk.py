@@ -117,14 +117,14 @@ def bulk_ingest(
 @contextlib.contextmanager
 def _one_line_errors() -> Iterator[None]:
     """Ends the command with one clear line when the job cannot run."""
-    from clipmesh.bulk.pipeline import RayUnavailable
+    from clipmesh.bulk.pipeline import PipelineError
 
     try:
         yield
     except ServiceError as error:
         click.echo(f"error: {error.reason}: {error.message}", err=True)
         sys.exit(1)
-    except RayUnavailable as error:
+    except PipelineError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
 

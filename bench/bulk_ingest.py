@@ -1,0 +1,401 @@
+"""Bulk ingest benchmark: one procedural library ingested three ways in one run — IngestVideos
+through the orchestrator (the single-process path), `clipmesh bulk-ingest` on a local Ray
+cluster with 1 worker, and with 2 workers — then the three compared segment by segment.
+
+    python bench/bulk_ingest.py [--videos 200] [--model ViT-B-32] [--size 320x180]
+
+Each Ray run is the real command in its own process group, pinned with `taskset` to as many
+cores as it has workers (Ray's CPU count is logical; the pin makes "1 worker" mean one core,
+driver and Ray's own processes included). The mesh (encoder, index, orchestrator) runs as
+service processes throughout; during the Ray runs only the index works, writing what the
+driver sends. A stage profile in this process (one thread) says what a worker spends its time
+on — decoding and cutting, or embedding — and a write test how fast the index takes segments,
+which is what the projection in docs/benchmarks.md rests on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import console, print_table, service_process, write_results
+from clipmesh.demo.library import make_library
+from clipmesh_api.common.v1 import common_pb2
+from clipmesh_api.index.v1 import index_pb2, index_pb2_grpc
+from clipmesh_client import AsyncClient, IngestSummary
+from clipmesh_client.wire import ChannelPolicy, open_aio_channel
+
+TARGETS = {"scaling_2_vs_1_at_least": 1.6, "ray_2_workers_vs_single_process_at_least": 1.0}
+RUN_TIMEOUT_S = 3600
+STARTUP_PROBE_VIDEOS = 4
+
+
+def encoder_environ(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "CLIPMESH_ENCODER_MODEL": args.model,
+        "CLIPMESH_ENCODER_WEIGHTS": "random:0",
+        "CLIPMESH_ENCODER_PRECISION": args.precision,
+    }
+
+
+async def single_process(orchestrator: str, library: list[Path]) -> dict[str, float]:
+    """IngestVideos of the whole library, as a caller sees it."""
+    started = time.perf_counter()
+    summary = None
+    async with AsyncClient(orchestrator, timeout_s=RUN_TIMEOUT_S) as client:
+        async for event in client.ingest([str(p) for p in library], collection="single"):
+            if isinstance(event, IngestSummary):
+                summary = event
+    wall_s = time.perf_counter() - started
+    assert summary is not None and summary.failed == 0, summary
+    return {
+        "wall_s": round(wall_s, 2),
+        "video_seconds": round(summary.video_seconds, 1),
+        "segments": summary.segments,
+        "realtime_factor": round(summary.video_seconds / wall_s, 2),
+    }
+
+
+def startup_probe(args, library_dir: Path, index: str, scratch: Path) -> dict:
+    """What a run costs before its first video: the command on a few videos with 2 workers
+    (its pipeline time is nearly all the actors' start: imports and the model's load)."""
+    probe_dir = scratch / "probe"
+    probe_dir.mkdir()
+    for path in sorted(library_dir.glob("*.mp4"))[:STARTUP_PROBE_VIDEOS]:
+        shutil.copyfile(path, probe_dir / path.name)
+    return ray_run(args, probe_dir, index, 2, scratch, collection="probe")
+
+
+def ray_run(
+    args, library_dir: Path, index: str, workers: int, scratch: Path, *, collection: str = ""
+) -> dict:
+    """`clipmesh bulk-ingest` on a local Ray cluster of `workers` CPUs, pinned to as many
+    cores; its summary, with the whole command's wall time (Ray's start included)."""
+    collection = collection or f"ray{workers}"
+    environ = {
+        **os.environ,
+        **encoder_environ(args),
+        "CLIPMESH_BULK_INGEST_INDEX_TARGET": index,
+        "CLIPMESH_BULK_INGEST_COLLECTION": collection,
+        "CLIPMESH_BULK_INGEST_THUMBNAILS_DIR": str(scratch / collection / "thumbnails"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+    }
+    cores = ",".join(str(core) for core in range(workers))
+    command = ["taskset", "-c", cores, sys.executable, "-m", "clipmesh", "bulk-ingest"]
+    command += [str(library_dir), "--ray-address", "local", "--local-cpus", str(workers)]
+    command += ["--cpu-workers", str(workers), "--json"]
+    command += ["--report", str(scratch / f"{collection}.jsonl")]
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        start_new_session=True,
+        check=False,
+    )
+    command_wall_s = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"bulk-ingest with {workers} worker(s) failed:\n{done.stderr[-3000:]}")
+    totals = json.loads(done.stdout[done.stdout.index("{") :])
+    return {
+        "workers": workers,
+        "done": totals["done"],
+        "failed": totals["failed"],
+        "segments": totals["segments"],
+        "video_seconds": round(totals["video_seconds"], 1),
+        "pipeline_wall_s": round(totals["wall_s"], 2),
+        "command_wall_s": round(command_wall_s, 2),
+        "startup_s": round(command_wall_s - totals["wall_s"], 2),
+        "realtime_factor": round(totals["video_seconds"] / totals["wall_s"], 2),
+        "driver_peak_rss_mb": totals["driver_peak_rss_mb"],
+    }
+
+
+async def collection_segments(channel, collection: str) -> dict[str, tuple]:
+    """Every video of `collection`: content hash → (segment times, unit vectors)."""
+    index = index_pb2_grpc.IndexServiceStub(channel)
+    page = common_pb2.PageRequest(page_size=1000)
+    listing = await index.ListVideos(index_pb2.ListVideosRequest(collection=collection, page=page))
+    held = {}
+    for video in listing.videos:
+        got = await index.GetSegments(
+            index_pb2.GetSegmentsRequest(collection=collection, video_id=video.video_id)
+        )
+        times = np.array([(s.start_s, s.end_s, s.keyframe_s) for s in got.segments])
+        vectors = np.array([s.vector for s in got.segments], dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        held[video.content_sha256] = (video.video_id, times, vectors)
+    return held
+
+
+async def compare(index: str, collections: list[str]) -> dict[str, object]:
+    """Whether every collection holds the first one's videos, segments and vectors."""
+    channel = open_aio_channel(index, ChannelPolicy(timeout_s=60, max_attempts=1))
+    try:
+        reference = await collection_segments(channel, collections[0])
+        result: dict[str, object] = {"videos": len(reference)}
+        for other in collections[1:]:
+            held = await collection_segments(channel, other)
+            same_ids = held.keys() == reference.keys() and all(
+                held[sha][0] == reference[sha][0] for sha in reference
+            )
+            same_times = same_ids and all(
+                np.array_equal(held[sha][1], reference[sha][1]) for sha in reference
+            )
+            cosines = [
+                float(np.min(np.sum(held[sha][2] * reference[sha][2], axis=1)))
+                for sha in reference
+                if same_times
+            ]
+            result[other] = {
+                "same_videos": same_ids,
+                "same_segments": same_times,
+                "min_cosine": round(min(cosines), 6) if cosines else None,
+            }
+        return result
+    finally:
+        await channel.close()
+
+
+def stage_profile(args, library: list[Path], scratch: Path) -> dict[str, float]:
+    """One worker's costs on one thread: decoding and cutting per second of video, embedding
+    per keyframe (the model the runs use)."""
+    import io
+
+    import torch
+
+    from clipmesh.encoder.config import EncoderConfig
+    from clipmesh.encoder.encoding import ImagePreprocessor, image_limits
+    from clipmesh.encoder.model import load_model
+    from clipmesh.encoder.weights import WeightsSpec
+    from clipmesh.media.analysis import keyframes, plan_video
+    from clipmesh.media.probe import DEFAULT_LIMITS, Deadline, probe
+    from clipmesh.runtime.config import load_config
+
+    torch.set_num_threads(1)
+    encoder = load_config(EncoderConfig, environ=encoder_environ(args))
+    model = load_model(
+        encoder.model, WeightsSpec.parse(encoder.weights), precision=encoder.precision, threads=1
+    )
+    preprocess = ImagePreprocessor(model, image_limits(encoder))
+    decode_s = embed_s = video_s = 0.0
+    frames = 0
+    for path in library[: args.profile_videos]:
+        started = time.perf_counter()
+        deadline = Deadline(path, 600)
+        plan = plan_video(path, DEFAULT_LIMITS, deadline, max_window_s=10.0)
+        images = keyframes(path, plan, DEFAULT_LIMITS, deadline)
+        jpegs = []
+        for image in images:
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=90)
+            jpegs.append(buffer.getvalue())
+        decode_s += time.perf_counter() - started
+        video_s += probe(path, DEFAULT_LIMITS).duration_s
+        started = time.perf_counter()
+        model.embed_images(torch.from_numpy(np.stack(preprocess(jpegs))))
+        embed_s += time.perf_counter() - started
+        frames += len(jpegs)
+    return {
+        "videos": min(len(library), args.profile_videos),
+        "video_seconds": round(video_s, 1),
+        "keyframes": frames,
+        "decode_cut_s_per_video_s": round(decode_s / video_s, 5),
+        "embed_ms_per_keyframe": round(embed_s / frames * 1000, 2),
+        "keyframes_per_video_s": round(frames / video_s, 4),
+        "embed_s_per_video_s": round(embed_s / video_s, 5),
+        "decode_share": round(decode_s / (decode_s + embed_s), 3),
+    }
+
+
+async def index_write_rate(index: str, dimension: int) -> dict[str, float]:
+    """Segments per second the index takes in batched upserts like the driver's (32 videos of
+    6 segments a call, 2 calls in flight)."""
+    from clipmesh.index.convert import upsert_to_proto
+    from clipmesh.index.records import Segments, VideoMeta, VideoWrite
+
+    channel = open_aio_channel(index, ChannelPolicy(timeout_s=120, max_attempts=1))
+    stub = index_pb2_grpc.IndexServiceStub(channel)
+    rng = np.random.default_rng(0)
+    calls, videos_per_call, segments = 40, 32, 6
+
+    def request(call: int):
+        writes = []
+        for number in range(videos_per_call):
+            vectors = rng.normal(size=(segments, dimension)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            times = np.arange(segments, dtype=np.float64)
+            video_id = f"w{call:05d}{number:05d}"
+            writes.append(
+                VideoWrite(
+                    VideoMeta(video_id=video_id, uri=f"file:///{video_id}.mp4"),
+                    Segments(times, times + 1, times + 0.5, vectors, ("",) * segments),
+                )
+            )
+        return upsert_to_proto("writes", writes)
+
+    requests = [request(call) for call in range(calls)]
+    slots = asyncio.Semaphore(2)
+
+    async def write(one):
+        async with slots:
+            await stub.UpsertSegments(one)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(write(one) for one in requests))
+    wall_s = time.perf_counter() - started
+    await channel.close()
+    total = calls * videos_per_call * segments
+    return {"segments": total, "wall_s": round(wall_s, 2), "segments_per_s": round(total / wall_s)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # 400: large enough that the workers' start-up (imports and model load, ~10 s on this
+    # machine, measured by the probe below) is a small part of each run.
+    parser.add_argument("--videos", type=int, default=400)
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--size", default="320x180", help="frame size of the library")
+    parser.add_argument("--profile-videos", type=int, default=20)
+    args = parser.parse_args()
+    if shutil.which("taskset") is None:
+        sys.exit("taskset (util-linux) is needed to pin the Ray runs to their cores")
+    width, height = (int(side) for side in args.size.split("x"))
+    with tempfile.TemporaryDirectory(prefix="clipmesh-bench-bulk-") as directory:
+        scratch = Path(directory)
+        library_dir = scratch / "library"
+        started = time.perf_counter()
+        make_library(library_dir, count=args.videos, seed=7, size=(width, height))
+        library = sorted(library_dir.glob("*.mp4"))
+        console.print(f"library: {len(library)} videos in {time.perf_counter() - started:.0f} s")
+        results = run(args, library_dir, library, scratch)
+    report(args, results)
+
+
+def run(args, library_dir: Path, library: list[Path], scratch: Path) -> dict:
+    encoder_env = encoder_environ(args)
+    index_env = {"CLIPMESH_INDEX_DATA_DIR": str(scratch / "index")}
+    with (
+        service_process(
+            "encoder", {**encoder_env, "CLIPMESH_ENCODER_DATA_DIR": str(scratch)}
+        ) as enc,
+        service_process("index", index_env) as index,
+    ):
+        orchestrator_env = {
+            "CLIPMESH_ORCHESTRATOR_ENCODER_TARGET": enc.target,
+            "CLIPMESH_ORCHESTRATOR_INDEX_TARGET": index.target,
+            "CLIPMESH_ORCHESTRATOR_ALLOWED_ROOTS": str(scratch),
+            "CLIPMESH_ORCHESTRATOR_DATA_DIR": str(scratch / "orchestrator"),
+        }
+        with service_process("orchestrator", orchestrator_env) as orchestrator:
+            single = asyncio.run(single_process(orchestrator.target, library))
+            console.print(f"IngestVideos: {single}")
+        probe = startup_probe(args, library_dir, index.target, scratch)
+        console.print(f"start-up probe (2 workers, {STARTUP_PROBE_VIDEOS} videos): {probe}")
+        ray = {}
+        for workers in (1, 2):
+            ray[workers] = ray_run(args, library_dir, index.target, workers, scratch)
+            console.print(f"Ray, {workers} worker(s): {ray[workers]}")
+        same = asyncio.run(compare(index.target, ["single", "ray1", "ray2"]))
+        writes = asyncio.run(index_write_rate(index.target, 512))
+    profile = stage_profile(args, library, scratch)
+    return {
+        "single": single,
+        "ray": ray,
+        "same": same,
+        "writes": writes,
+        "profile": profile,
+        "startup_probe": probe,
+    }
+
+
+def report(args, results: dict) -> None:
+    single, ray, same = results["single"], results["ray"], results["same"]
+    scaling = round(ray[2]["realtime_factor"] / ray[1]["realtime_factor"], 2)
+    same_segments = all(
+        same[c]["same_videos"] and same[c]["same_segments"] and same[c]["min_cosine"] > 0.9999
+        for c in ("ray1", "ray2")
+    )
+    print_table(
+        f"bulk ingest of {same['videos']} videos ({single['video_seconds']} s of video)",
+        ["path", "wall s", "start-up s", "× real time", "segments"],
+        [
+            [
+                "IngestVideos (mesh, 2 cores)",
+                single["wall_s"],
+                "-",
+                single["realtime_factor"],
+                single["segments"],
+            ],
+            *[
+                [
+                    f"Ray, {w} worker(s) on {w} core(s)",
+                    r["pipeline_wall_s"],
+                    r["startup_s"],
+                    r["realtime_factor"],
+                    r["segments"],
+                ]
+                for w, r in ray.items()
+            ],
+        ],
+    )
+    profile, writes, probe = results["profile"], results["writes"], results["startup_probe"]
+    # The pipeline's own start (actors importing and loading the model), from the probe: its
+    # few videos are worth well under a second of work.
+    startup_in_pipeline_s = probe["pipeline_wall_s"]
+    steady = {
+        w: round(r["video_seconds"] / (r["pipeline_wall_s"] - startup_in_pipeline_s), 2)
+        for w, r in ray.items()
+    }
+    console.print(f"after the workers' start-up ({startup_in_pipeline_s} s): {steady}× real time")
+    console.print(f"one worker's stages (1 thread): {profile}")
+    console.print(f"index writes: {writes}")
+    console.print(f"same as IngestVideos: {same}")
+    checks = {
+        "scaling_2_vs_1_at_least": scaling >= TARGETS["scaling_2_vs_1_at_least"],
+        "ray_2_workers_vs_single_process_at_least": ray[2]["realtime_factor"]
+        >= single["realtime_factor"] * TARGETS["ray_2_workers_vs_single_process_at_least"],
+    }
+    write_results(
+        "bulk_ingest",
+        {
+            "settings": vars(args),
+            "videos": same["videos"],
+            "video_seconds": single["video_seconds"],
+            "single_process_realtime_factor": single["realtime_factor"],
+            "ray_1_worker_realtime_factor": ray[1]["realtime_factor"],
+            "ray_2_workers_realtime_factor": ray[2]["realtime_factor"],
+            "scaling_2_vs_1": scaling,
+            "same_segments_as_ingest": same_segments,
+            "driver_rss_mb_peak": max(r["driver_peak_rss_mb"] for r in ray.values()),
+            "single_process": single,
+            "ray_runs": {f"{w}_workers": r for w, r in ray.items()},
+            "comparison": same,
+            "stage_profile_one_thread": profile,
+            "startup_probe": probe,
+            "realtime_factor_after_worker_startup": {f"{w}_workers": v for w, v in steady.items()},
+            "index_writes": writes,
+            "targets": TARGETS,
+            "targets_met": checks,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
