@@ -11,7 +11,7 @@ BREAKING_BASE ?= HEAD~1
 
 .PHONY: help install system-deps generate check-generated check-rules render-k8s lint breaking \
         test up demo bench bench-encoder bench-index bench-search \
-        bench-generator bench-generator-ha soak fuzz clean
+        bench-generator bench-generator-ha bench-bulk-ingest soak fuzz clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -76,7 +76,7 @@ up: $(VENV)/.installed  ## Run the whole mesh locally (Ctrl-C stops it).
 demo: $(VENV)/.installed  ## The main job on the embedded defaults, offline.
 	$(BIN)/clipmesh demo
 
-bench: bench-encoder bench-index bench-search bench-generator bench-generator-ha  ## All benchmarks (tables printed, JSON in bench/results/).
+bench: bench-encoder bench-index bench-search bench-generator bench-generator-ha bench-bulk-ingest  ## All benchmarks (tables printed, JSON in bench/results/).
 
 bench-encoder: $(VENV)/.installed  ## Encoder images/s and latency: gRPC vs in-process.
 	$(PY) bench/encoder.py
@@ -92,6 +92,9 @@ bench-generator: $(VENV)/.installed  ## 500 concurrent generation jobs vs the Da
 
 bench-generator-ha: $(VENV)/.installed system-deps  ## 500 jobs on 3 replicas on PostgreSQL, replicas killed; vs 1 SQLite replica.
 	$(PY) bench/generator_ha.py
+
+bench-bulk-ingest: $(VENV)/.installed  ## 200 videos: IngestVideos vs bulk-ingest on Ray, 1 and 2 workers (3 runs each), compared.
+	$(PY) bench/bulk_ingest.py
 
 # Soak length in seconds: `make soak SOAK_SECONDS=90` for a short run.
 SOAK_SECONDS ?= 600
