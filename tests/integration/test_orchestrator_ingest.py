@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from clipmesh.demo.library import (
     make_library,
+    make_video,
     still_from,
     write_not_a_video,
     write_truncated_mp4,
@@ -92,6 +93,26 @@ async def test_the_same_files_again_are_duplicates(mesh) -> None:
     _, final, summary = await _ingest(mesh, [mesh.specs[0].path, copy])
     assert (summary.ingested, summary.duplicates) == (0, 2)
     assert {p.stage for p in final.values()} == {Stage.INGEST_STAGE_DUPLICATE}
+
+
+async def test_the_same_new_bytes_twice_in_one_request_are_ingested_once(mesh) -> None:
+    # Regression: both copies passed the duplicate check while neither was written yet, so
+    # the video was decoded and embedded twice and counted as ingested twice.
+    spec = make_video(mesh.root / "clips" / "twice.mp4", seed=77, duration_s=6, shots=2)
+    copy = mesh.root / "clips" / "twice-copy.mp4"
+    shutil.copy(spec.path, copy)
+    progress, _, summary = await _ingest(mesh, [spec.path, spec.path, copy])
+    failures = [p.error for p in progress if p.stage == Stage.INGEST_STAGE_FAILED]
+    assert (summary.ingested, summary.duplicates, summary.failed) == (1, 2, 0), failures
+    ends = [
+        p for p in progress if p.stage in (Stage.INGEST_STAGE_DONE, Stage.INGEST_STAGE_DUPLICATE)
+    ]
+    assert sorted(p.stage for p in ends) == [
+        Stage.INGEST_STAGE_DONE,
+        Stage.INGEST_STAGE_DUPLICATE,
+        Stage.INGEST_STAGE_DUPLICATE,
+    ]
+    assert {p.video_id for p in ends} == {ends[0].video_id}
 
 
 async def test_bad_files_fail_alone_with_their_reasons(mesh, tmp_path) -> None:

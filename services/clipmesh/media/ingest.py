@@ -13,8 +13,9 @@ segments, in one upsert. Each step runs in its own span (`ingest.video`, `.plan`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,11 @@ class VideoIngester:
         self._thumbnails = thumbnails_dir
         self._max_window_s = max_window_s
         self._roots = list(allowed_roots)
+        # (collection, video id) → done when the ingest of those bytes that is under way ends.
+        # The same bytes twice at once (a file listed twice, or a copy under another name)
+        # would both pass the index's duplicate check; the second waits for the first instead,
+        # then finds it there.
+        self._in_flight: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     async def ingest(
         self,
@@ -138,54 +144,74 @@ class VideoIngester:
         identity = await asyncio.to_thread(content_id, path, limits)
         video_id = identity.video_id
         report(IngestStage.PROBING, 0.05, video_id=video_id)
-        if await self._index.has_video(collection, video_id, timeout_s=CALL_TIMEOUT_S):
-            report(IngestStage.DUPLICATE, 1.0)
-            return IngestOutcome(IngestStage.DUPLICATE, video_id=video_id)
-        if admit is not None:
-            await admit(path.stat().st_size)
-        # One budget for every pass over the file, so a hostile one cannot hold a worker.
-        deadline = Deadline(path, limits.max_decode_s)
-        with tracer.start_as_current_span("ingest.plan") as span:
-            report(IngestStage.DETECTING_SHOTS, 0.1)
-            plan = await asyncio.to_thread(
-                plan_video, path, limits, deadline, max_window_s=self._max_window_s
+        key = (collection, video_id)
+        while key in self._in_flight:
+            await asyncio.shield(self._in_flight[key])
+        # Claimed before the next await, so no other ingest of these bytes passes the loop
+        # above until this one has ended.
+        with self._ingesting(key):
+            if await self._index.has_video(collection, video_id, timeout_s=CALL_TIMEOUT_S):
+                report(IngestStage.DUPLICATE, 1.0)
+                return IngestOutcome(IngestStage.DUPLICATE, video_id=video_id)
+            if admit is not None:
+                await admit(path.stat().st_size)
+            # One budget for every pass over the file, so a hostile one cannot hold a worker.
+            deadline = Deadline(path, limits.max_decode_s)
+            with tracer.start_as_current_span("ingest.plan") as span:
+                report(IngestStage.DETECTING_SHOTS, 0.1)
+                plan = await asyncio.to_thread(
+                    plan_video, path, limits, deadline, max_window_s=self._max_window_s
+                )
+                span.set_attribute("clipmesh.media.ingest_seconds", plan.info.duration_s)
+                span.set_attribute("clipmesh.media.segments", len(plan.segments))
+            elapsed = time.monotonic() - started
+            report(IngestStage.EXTRACTING, 0.4, eta_s=elapsed * 1.5)
+            with tracer.start_as_current_span(
+                "ingest.keyframes", attributes={"clipmesh.media.keyframes": len(plan.segments)}
+            ):
+                images = await asyncio.to_thread(keyframes, path, plan, limits, deadline)
+                encoded = await asyncio.to_thread(
+                    save_thumbnails, self._thumbnails, video_id, images
+                )
+            report(IngestStage.ENCODING, 0.6)
+            vectors: list[np.ndarray] = []
+            for start in range(0, len(encoded), ENCODE_BATCH):
+                vectors.append(
+                    await self._embed([jpeg for _, jpeg in encoded[start : start + ENCODE_BATCH]])
+                )
+                done = sum(len(v) for v in vectors)
+                report(IngestStage.ENCODING, 0.6 + 0.3 * done / len(encoded))
+            report(IngestStage.INDEXING, 0.9)
+            meta = video_meta(
+                identity,
+                plan.info,
+                uri=path.as_uri(),
+                title=item.title or path.stem,
+                source=source,
+                labels=item.labels,
             )
-            span.set_attribute("clipmesh.media.ingest_seconds", plan.info.duration_s)
-            span.set_attribute("clipmesh.media.segments", len(plan.segments))
-        elapsed = time.monotonic() - started
-        report(IngestStage.EXTRACTING, 0.4, eta_s=elapsed * 1.5)
-        with tracer.start_as_current_span(
-            "ingest.keyframes", attributes={"clipmesh.media.keyframes": len(plan.segments)}
-        ):
-            images = await asyncio.to_thread(keyframes, path, plan, limits, deadline)
-            encoded = await asyncio.to_thread(save_thumbnails, self._thumbnails, video_id, images)
-        report(IngestStage.ENCODING, 0.6)
-        vectors: list[np.ndarray] = []
-        for start in range(0, len(encoded), ENCODE_BATCH):
-            vectors.append(
-                await self._embed([jpeg for _, jpeg in encoded[start : start + ENCODE_BATCH]])
+            write = video_write(
+                meta,
+                plan,
+                thumbnails=[thumbnail for thumbnail, _ in encoded],
+                vectors=np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
             )
-            done = sum(len(v) for v in vectors)
-            report(IngestStage.ENCODING, 0.6 + 0.3 * done / len(encoded))
-        report(IngestStage.INDEXING, 0.9)
-        meta = video_meta(
-            identity,
-            plan.info,
-            uri=path.as_uri(),
-            title=item.title or path.stem,
-            source=source,
-            labels=item.labels,
-        )
-        write = video_write(
-            meta,
-            plan,
-            thumbnails=[thumbnail for thumbnail, _ in encoded],
-            vectors=np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32),
-        )
-        await self._upsert(collection, write)
-        segments = len(write.segments)
-        report(IngestStage.DONE, 1.0, segments=segments, eta_s=0)
-        return IngestOutcome(IngestStage.DONE, segments, plan.info.duration_s, video_id=video_id)
+            await self._upsert(collection, write)
+            segments = len(write.segments)
+            report(IngestStage.DONE, 1.0, segments=segments, eta_s=0)
+            return IngestOutcome(
+                IngestStage.DONE, segments, plan.info.duration_s, video_id=video_id
+            )
+
+    @contextlib.contextmanager
+    def _ingesting(self, key: tuple[str, str]) -> Iterator[None]:
+        """Marks the bytes `key` names as under way until the block ends, however it ends."""
+        done = self._in_flight[key] = asyncio.get_running_loop().create_future()
+        try:
+            yield
+        finally:
+            del self._in_flight[key]
+            done.set_result(None)
 
     async def _embed(self, images: list[bytes]) -> np.ndarray:
         attributes = {"clipmesh.media.images": len(images)}
