@@ -171,7 +171,7 @@ INTERNAL_CASES = [
     ),
     pytest.param(
         generator("ListJobs", generator_pb2.ListJobsRequest(states=[2**31 - 1])),
-        refused(INVALID, "BAD_STATE", "is not a JobState", "states[0]"),
+        refused(INVALID, "UNKNOWN_ENUM_VALUE", "is not a JobState", "states[0]"),
         id="generator/unknown-job-state",
     ),
     pytest.param(

@@ -126,6 +126,17 @@ async def test_request_limits_are_enforced(encoder) -> None:
     assert blank.metadata["field"] == "texts[1]"
 
 
+async def test_an_undefined_priority_is_refused_naming_the_field(encoder) -> None:
+    # Regression: priority 99 parsed (proto3 keeps unknown enum numbers) and was served.
+    good = encode(gradient_image())
+    request = encoder_pb2.EmbedImagesRequest(images=[good], priority=99)
+    error = await _refusal(encoder.stub.EmbedImages(request))
+    assert isinstance(error, client_errors.InvalidArgumentError)
+    assert error.reason == "UNKNOWN_ENUM_VALUE"
+    assert error.metadata["field"] == "priority"
+    assert "99" in error.message and "PRIORITY_INTERACTIVE" in error.message
+
+
 async def test_the_service_keeps_serving_after_bad_input(encoder) -> None:
     await _refusal(encoder.stub.EmbedImages(encoder_pb2.EmbedImagesRequest(images=[b"\x00"])))
     response = await encoder.stub.EmbedTexts(encoder_pb2.EmbedTextsRequest(texts=["still here"]))

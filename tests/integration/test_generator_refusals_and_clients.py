@@ -63,7 +63,7 @@ async def test_bad_ids_and_states_get_clear_errors(gateway):
         error = await refusal(gateway.stub.GetJob(generator_pb2.GetJobRequest(job_id=bad)))
         assert error.code == grpc.StatusCode.INVALID_ARGUMENT
     error = await refusal(gateway.stub.ListJobs(generator_pb2.ListJobsRequest(states=[42])))
-    assert (error.reason, error.metadata["field"]) == ("BAD_STATE", "states[0]")
+    assert (error.reason, error.metadata["field"]) == ("UNKNOWN_ENUM_VALUE", "states[0]")
 
 
 async def test_one_caller_cannot_hold_more_than_its_share(gateway):

@@ -21,6 +21,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 
+from clipmesh.runtime.enums import first_unknown_enum
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh_client.status import ErrorDetails, QuotaViolation, encode_status
 
@@ -205,13 +206,14 @@ class _Malformed:
 
 
 def _parse_or_mark(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    """`deserializer`, returning a `_Malformed` where it would raise `DecodeError`."""
+    """`deserializer`, returning a `_Malformed` where it would raise `DecodeError` or the
+    request holds an undefined enum number."""
     message_class = getattr(deserializer, "__self__", None)  # FromString's class
     name = getattr(getattr(message_class, "DESCRIPTOR", None), "full_name", "request message")
 
     def parse(data: bytes) -> Any:
         try:
-            return deserializer(data)
+            request = deserializer(data)
         except DecodeError:
             return _Malformed(
                 InvalidArgument(
@@ -220,6 +222,12 @@ def _parse_or_mark(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], An
                     reason="MALFORMED_REQUEST",
                 )
             )
+        unknown = first_unknown_enum(request)
+        if unknown is not None:
+            return _Malformed(
+                InvalidArgument(unknown.message(), field=unknown.field, reason="UNKNOWN_ENUM_VALUE")
+            )
+        return request
 
     return parse
 
@@ -227,7 +235,9 @@ def _parse_or_mark(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], An
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps exceptions escaping a servicer to status codes, once, for every RPC.
 
-    A request that does not parse is refused as INVALID_ARGUMENT (`MALFORMED_REQUEST`).
+    A request that does not parse is refused as INVALID_ARGUMENT (`MALFORMED_REQUEST`), and so
+    is one carrying an enum number its type does not define (`UNKNOWN_ENUM_VALUE`, naming the
+    field: runtime/enums.py).
 
     Args:
         domain: The `ErrorInfo.domain` of this service (e.g. "encoder.clipmesh").
