@@ -8,9 +8,8 @@ Each Ray run is the real command in its own process group, pinned with `taskset`
 cores as it has workers (Ray's CPU count is logical; the pin makes "1 worker" mean one core,
 driver and Ray's own processes included). The mesh (encoder, index, orchestrator) runs as
 service processes throughout; during the Ray runs only the index works, writing what the
-driver sends. A stage profile in this process (one thread) says what a worker spends its time
-on — decoding and cutting, or embedding — and a write test how fast the index takes segments,
-which is what the projection in docs/benchmarks.md rests on.
+driver sends. What one worker's stages cost and how fast the index takes writes are measured
+by bench/bulk_ingest_stages.py; the projection in docs/benchmarks.md rests on them.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bulk_ingest_stages import encoder_environ, index_write_rate, stage_profile
 from bench.common import console, print_table, service_process, write_results
 from clipmesh.demo.library import make_library
 from clipmesh_api.common.v1 import common_pb2
@@ -41,14 +41,6 @@ TARGETS = {"scaling_2_vs_1_at_least": 1.6, "ray_2_workers_vs_single_process_at_l
 RUN_TIMEOUT_S = 3600
 STARTUP_PROBE_VIDEOS = 4
 STEADY_MIN_VIDEOS = 20
-
-
-def encoder_environ(args: argparse.Namespace) -> dict[str, str]:
-    return {
-        "CLIPMESH_ENCODER_MODEL": args.model,
-        "CLIPMESH_ENCODER_WEIGHTS": "random:0",
-        "CLIPMESH_ENCODER_PRECISION": args.precision,
-    }
 
 
 async def single_process(
@@ -198,98 +190,6 @@ async def compare(index: str, collections: list[str]) -> dict[str, object]:
         await channel.close()
 
 
-def stage_profile(args, library: list[Path], scratch: Path) -> dict[str, float]:
-    """One worker's costs on one thread: decoding and cutting per second of video, embedding
-    per keyframe (the model the runs use)."""
-    import io
-
-    import torch
-
-    from clipmesh.encoder.config import EncoderConfig
-    from clipmesh.encoder.encoding import ImagePreprocessor, image_limits
-    from clipmesh.encoder.model import load_model
-    from clipmesh.encoder.weights import WeightsSpec
-    from clipmesh.media.analysis import keyframes, plan_video
-    from clipmesh.media.probe import DEFAULT_LIMITS, Deadline, probe
-    from clipmesh.runtime.config import load_config
-
-    torch.set_num_threads(1)
-    encoder = load_config(EncoderConfig, environ=encoder_environ(args))
-    model = load_model(
-        encoder.model, WeightsSpec.parse(encoder.weights), precision=encoder.precision, threads=1
-    )
-    preprocess = ImagePreprocessor(model, image_limits(encoder))
-    decode_s = embed_s = video_s = 0.0
-    frames = 0
-    for path in library[: args.profile_videos]:
-        started = time.perf_counter()
-        deadline = Deadline(path, 600)
-        plan = plan_video(path, DEFAULT_LIMITS, deadline, max_window_s=10.0)
-        images = keyframes(path, plan, DEFAULT_LIMITS, deadline)
-        jpegs = []
-        for image in images:
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=90)
-            jpegs.append(buffer.getvalue())
-        decode_s += time.perf_counter() - started
-        video_s += probe(path, DEFAULT_LIMITS).duration_s
-        started = time.perf_counter()
-        model.embed_images(torch.from_numpy(np.stack(preprocess(jpegs))))
-        embed_s += time.perf_counter() - started
-        frames += len(jpegs)
-    return {
-        "videos": min(len(library), args.profile_videos),
-        "video_seconds": round(video_s, 1),
-        "keyframes": frames,
-        "decode_cut_s_per_video_s": round(decode_s / video_s, 5),
-        "embed_ms_per_keyframe": round(embed_s / frames * 1000, 2),
-        "keyframes_per_video_s": round(frames / video_s, 4),
-        "embed_s_per_video_s": round(embed_s / video_s, 5),
-        "decode_share": round(decode_s / (decode_s + embed_s), 3),
-    }
-
-
-async def index_write_rate(index: str, dimension: int) -> dict[str, float]:
-    """Segments per second the index takes in batched upserts like the driver's (32 videos of
-    6 segments a call, 2 calls in flight)."""
-    from clipmesh.index.convert import upsert_to_proto
-    from clipmesh.index.records import Segments, VideoMeta, VideoWrite
-
-    channel = open_aio_channel(index, ChannelPolicy(timeout_s=120, max_attempts=1))
-    stub = index_pb2_grpc.IndexServiceStub(channel)
-    rng = np.random.default_rng(0)
-    calls, videos_per_call, segments = 40, 32, 6
-
-    def request(call: int):
-        writes = []
-        for number in range(videos_per_call):
-            vectors = rng.normal(size=(segments, dimension)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            times = np.arange(segments, dtype=np.float64)
-            video_id = f"w{call:05d}{number:05d}"
-            writes.append(
-                VideoWrite(
-                    VideoMeta(video_id=video_id, uri=f"file:///{video_id}.mp4"),
-                    Segments(times, times + 1, times + 0.5, vectors, ("",) * segments),
-                )
-            )
-        return upsert_to_proto("writes", writes)
-
-    requests = [request(call) for call in range(calls)]
-    slots = asyncio.Semaphore(2)
-
-    async def write(one):
-        async with slots:
-            await stub.UpsertSegments(one)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(write(one) for one in requests))
-    wall_s = time.perf_counter() - started
-    await channel.close()
-    total = calls * videos_per_call * segments
-    return {"segments": total, "wall_s": round(wall_s, 2), "segments_per_s": round(total / wall_s)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     # The workers' start-up (imports and the model's load, 10-18 s here, measured by the probe)
@@ -434,7 +334,9 @@ def report(args, results: dict) -> None:
             "stage_profile_one_thread": profile,
             "startup_probe": probe,
             "steady_realtime_factor": {f"{w}_workers": v for w, v in steady.items()},
-            "steady_scaling_2_vs_1": round(steady[2] / steady[1], 2),
+            "steady_scaling_2_vs_1": round(steady[2] / steady[1], 2)
+            if steady[1] and steady[2]
+            else None,  # a library too small to tell
             "index_writes": writes,
             "targets": TARGETS,
             "targets_met": checks,

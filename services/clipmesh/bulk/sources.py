@@ -143,6 +143,7 @@ class MediaFetcher:
         self._config = config
         self._roots = list(roots)
         self._store = None
+        self._spool: Path | None = None  # made on the first object, then kept
 
     @contextlib.contextmanager
     def local_path(self, file: SourceFile) -> Iterator[Path]:
@@ -160,7 +161,9 @@ class MediaFetcher:
 
             self._store = ObjectStore.from_config(self._config)
         limit = self._config.media_limits().max_file_bytes
-        spooled = self._store.fetch(file, self._spool_dir(), max_bytes=limit)
+        if self._spool is None:
+            self._spool = self._spool_dir()
+        spooled = self._store.fetch(file, self._spool, max_bytes=limit)
         try:
             yield spooled
         finally:
