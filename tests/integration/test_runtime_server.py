@@ -11,6 +11,7 @@ from dataclasses import replace
 import grpc
 import httpx
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -277,6 +278,72 @@ async def test_reflection_lists_the_application_services(service) -> None:
     assert ENCODER in names
     assert "clipmesh.generator.v1.GeneratorService" in names
     assert "grpc.health.v1.Health" in names
+    assert {
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= set(names)
+
+
+# Reflection v1's request, written field by field from the published grpc.reflection.v1 proto
+# rather than with this package's own v1 classes: `file_containing_symbol` is field 4 (a
+# string), `list_services` field 7.
+def _v1_request(field: int, text: str) -> bytes:
+    data = text.encode()
+    return bytes([field << 3 | 2, len(data)]) + data
+
+
+@pytest.mark.parametrize("path_version", ["v1", "v1alpha"])
+async def test_reflection_v1_and_v1alpha_describe_the_services(service, path_version) -> None:
+    """A generic tool asks either version for the schema of an application service."""
+    from grpc_reflection.v1alpha import reflection_pb2  # the same wire types as v1
+
+    async with grpc.aio.insecure_channel(service.target) as channel:
+        info = channel.stream_stream(
+            f"/grpc.reflection.{path_version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda raw: raw,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        requests = [_v1_request(7, ""), _v1_request(4, ENCODER), _v1_request(4, "no.such.Thing")]
+        listed, described, missing = [answer async for answer in info(iter(requests))]
+    assert ENCODER in {s.name for s in listed.list_services_response.service}
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in described.file_descriptor_response.file_descriptor_proto
+    ]
+    assert "clipmesh/encoder/v1/encoder.proto" in {f.name for f in files}
+    assert "EncoderService" in {s.name for f in files for s in f.service}
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+async def test_reflection_v1_describes_itself(service) -> None:
+    """The v1 schema served is v1's: its package, file name and message types."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    async with grpc.aio.insecure_channel(service.target) as channel:
+        info = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda raw: raw,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        requests = [_v1_request(4, "grpc.reflection.v1.ServerReflection")]
+        (answer,) = [answer async for answer in info(iter(requests))]
+    (raw,) = answer.file_descriptor_response.file_descriptor_proto
+    schema = descriptor_pb2.FileDescriptorProto.FromString(raw)
+    assert (schema.name, schema.package) == (
+        "grpc/reflection/v1/reflection.proto",
+        "grpc.reflection.v1",
+    )
+    (method,) = schema.service[0].method
+    assert method.input_type == ".grpc.reflection.v1.ServerReflectionRequest"
+    assert method.client_streaming and method.server_streaming
+    fields = {
+        m.name: {f.name: (f.number, f.type_name) for f in m.field} for m in schema.message_type
+    }
+    assert fields["ServerReflectionRequest"]["list_services"][0] == 7
+    assert fields["ServerReflectionResponse"]["original_request"] == (
+        2,
+        ".grpc.reflection.v1.ServerReflectionRequest",
+    )
 
 
 async def _until(probe, expected, timeout_s: float = 5.0) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from clipmesh.runtime import reflection
 from clipmesh_client.wire import ChannelPolicy, open_channel
 
 # A probe asks once: a retry would only spend the probe's short deadline.
@@ -41,11 +41,15 @@ def health_status(
 def list_services(
     target: str, *, timeout_s: float = 2.0, credentials: grpc.ChannelCredentials | None = None
 ) -> list[str]:
-    """The gRPC services `target` lists through server reflection."""
+    """The gRPC services `target` lists through server reflection (v1)."""
     with open_channel(target, _PROBE, credentials=credentials) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        request = reflection_pb2.ServerReflectionRequest(list_services="")
-        for response in stub.ServerReflectionInfo(iter([request]), timeout=timeout_s):
+        info = channel.stream_stream(
+            reflection.V1_METHOD_PATH,
+            request_serializer=reflection.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection.ServerReflectionResponse.FromString,
+        )
+        request = reflection.ServerReflectionRequest(list_services="")
+        for response in info(iter([request]), timeout=timeout_s):
             return sorted(s.name for s in response.list_services_response.service)
     return []
 

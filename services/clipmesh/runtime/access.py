@@ -38,6 +38,7 @@ from clipmesh.runtime.errors import PermissionDenied
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh.runtime.identity import caller_of
 from clipmesh.runtime.policy import MAX_POLICY_BYTES, CallerPolicy, Policy, parse_policy
+from clipmesh.runtime.reflection import HEALTH_AND_REFLECTION
 from clipmesh.runtime.server import StartupError
 from clipmesh.runtime.watched import WatchedFile
 from clipmesh_api.common.v1 import access_pb2
@@ -55,13 +56,7 @@ ROLE_OF = {
     access_pb2.PERMISSION_PREVIS: "previs",
     access_pb2.PERMISSION_ADMIN: "admin",
 }
-EXEMPT_SERVICES = frozenset(
-    {
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-        "grpc.reflection.v1.ServerReflection",
-    }
-)
+EXEMPT_SERVICES = HEALTH_AND_REFLECTION
 
 DENIED = Counter(
     "clipmesh_authz_denied_total",

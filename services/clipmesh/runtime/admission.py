@@ -25,10 +25,11 @@ from prometheus_client import Counter, Gauge
 from clipmesh.runtime.errors import ResourceExhausted
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh.runtime.identity import caller_of
+from clipmesh.runtime.reflection import HEALTH_AND_REFLECTION
 
 __all__ = ["AdmissionControl"]
 
-EXEMPT_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
+EXEMPT_SERVICES = HEALTH_AND_REFLECTION
 # Bounds on the retry hint: not so short that refused callers come straight back, not so long
 # that capacity sits idle.
 MIN_RETRY_S, MAX_RETRY_S = 0.05, 5.0

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import grpc
-from grpc_health.v1 import health_pb2
 from opentelemetry import trace
 from prometheus_client import Counter
 
@@ -45,6 +44,7 @@ from clipmesh.runtime.errors import Unauthenticated, trailing_metadata_for
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh.runtime.identity import CALLER_NAME, SPAN_ATTRIBUTE, acting_for
 from clipmesh.runtime.metrics import code_of
+from clipmesh.runtime.reflection import HEALTH_AND_REFLECTION
 from clipmesh.runtime.watched import WatchedFile
 from clipmesh_client.wire import AUTHORIZATION_HEADER
 
@@ -53,13 +53,7 @@ log = logging.getLogger(__name__)
 DIGEST_PREFIX = "sha256:"
 # Services anyone may call: probes and load balancers carry no token, and reflection only
 # lists service names.
-EXEMPT_SERVICES = frozenset(
-    {
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        "grpc.reflection.v1alpha.ServerReflection",
-        "grpc.reflection.v1.ServerReflection",
-    }
-)
+EXEMPT_SERVICES = HEALTH_AND_REFLECTION
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 _BEARER = re.compile(r"bearer\s+(\S+)", re.IGNORECASE)
 

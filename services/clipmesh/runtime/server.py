@@ -1,6 +1,7 @@
 """Server bootstrap shared by the services.
 
-`create_server()` builds a `grpc.aio` server with the standard health service, reflection,
+`create_server()` builds a `grpc.aio` server with the standard health service, reflection
+(v1 and v1alpha),
 interceptors (tracing → metrics → auth when configured → errors → the application's own, such
 as authorization → admission), explicit message-size and keepalive limits, and binds it:
 plaintext by default, TLS or mTLS from the `tls_*` settings (runtime/security.py);
@@ -23,13 +24,13 @@ from types import ModuleType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from clipmesh.runtime.admission import AdmissionControl
 from clipmesh.runtime.auth import auth_interceptors
 from clipmesh.runtime.config import ConfigError, ServiceConfig, describe
 from clipmesh.runtime.errors import ErrorInterceptor
 from clipmesh.runtime.metrics import MetricsServer, ServerMetricsInterceptor
+from clipmesh.runtime.reflection import enable_reflection
 from clipmesh.runtime.security import add_port, log_transport_security
 from clipmesh.runtime.tracing import server_interceptor
 
@@ -156,14 +157,7 @@ def create_server(
         names.append(service.name)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
+    enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
     address = f"{config.host}:{config.port}"
     try:
         port = add_port(server, address, config)
