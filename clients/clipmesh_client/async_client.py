@@ -87,6 +87,7 @@ class AsyncClient(ClientBase):
         collection: str = "",
         budget_ms: int = 0,
         skip_cache: bool = False,
+        min_score: float | None = None,
         timeout_s: float | None = None,
     ) -> models.SearchResult:
         """Finds the videos and moments that best match a query; see `Client.search`."""
@@ -103,6 +104,7 @@ class AsyncClient(ClientBase):
             collection=collection,
             budget_ms=budget_ms,
             skip_cache=skip_cache,
+            min_score=min_score,
         )
         with typed_errors():
             response = await self._search.SearchVideos(request, **self._call_options(timeout_s))

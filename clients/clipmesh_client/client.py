@@ -185,6 +185,7 @@ class Client(ClientBase):
         collection: str = "",
         budget_ms: int = 0,
         skip_cache: bool = False,
+        min_score: float | None = None,
         timeout_s: float | None = None,
     ) -> models.SearchResult:
         """Finds the videos, and the moments inside them, that best match a query.
@@ -203,6 +204,8 @@ class Client(ClientBase):
             budget_ms: Latency budget; 0 is the service's default. The deadline, when
                 shorter, wins.
             skip_cache: Bypass the hot-query cache (for measurements).
+            min_score: Leave out videos and moments scoring below this (-1 to 1); the
+                result's `hits_below_min_score` says how many of the `top_k` best it cut.
             timeout_s: Deadline of this call; by default the client's `timeout_s`.
 
         Raises:
@@ -223,6 +226,7 @@ class Client(ClientBase):
             collection=collection,
             budget_ms=budget_ms,
             skip_cache=skip_cache,
+            min_score=min_score,
         )
         with typed_errors():
             response = self._search.SearchVideos(request, **self._call_options(timeout_s))

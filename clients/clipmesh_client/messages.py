@@ -80,6 +80,7 @@ def search_request(
     collection: str = "",
     budget_ms: int = 0,
     skip_cache: bool = False,
+    min_score: float | None = None,
 ) -> search_pb2.SearchVideosRequest:
     """The `SearchVideosRequest` for `Client.search`'s arguments."""
     return search_pb2.SearchVideosRequest(
@@ -97,6 +98,7 @@ def search_request(
         filter=filter,
         budget_ms=budget_ms,
         skip_cache=skip_cache,
+        min_score=min_score,
     )
 
 

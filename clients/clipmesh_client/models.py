@@ -104,6 +104,7 @@ class SearchResult:
         cache_hit: True when the answer came from the service's hot-query cache.
         model_id: The encoder model that embedded the query.
         warnings: Things the caller should know (for example "weights are random").
+        hits_below_min_score: How many of the `top_k` best videos `min_score` left out.
     """
 
     hits: tuple[VideoHit, ...] = ()
@@ -112,6 +113,7 @@ class SearchResult:
     cache_hit: bool = False
     model_id: str = ""
     warnings: tuple[str, ...] = ()
+    hits_below_min_score: int = 0
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,7 @@ def search_result_from_proto(response: search_pb2.SearchVideosResponse) -> Searc
         cache_hit=response.cache_hit,
         model_id=response.model_id,
         warnings=tuple(response.warnings),
+        hits_below_min_score=response.hits_below_min_score,
     )
 
 

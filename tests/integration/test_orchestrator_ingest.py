@@ -170,6 +170,21 @@ async def test_the_cli_searches_and_lists_for_scripts_and_people(mesh, tmp_path)
         "search", "--text", "港口 🌅", "--top-k", "2", "--target", mesh.target("orchestrator")
     )
     assert code == 0 and "videos" in out
+    target = ("--target", mesh.target("orchestrator"))
+    code, out, _ = await run_cli("search", "--image", str(still), "--json", *target)
+    everything = json.loads(out)["hits"]
+    assert code == 0 and len(everything) >= 2
+    threshold = str((everything[0]["score"] + everything[1]["score"]) / 2)
+    code, out, _ = await run_cli(
+        "search", "--image", str(still), "--min-score", threshold, "--json", *target
+    )
+    cut = json.loads(out)
+    assert code == 0 and [hit["video"]["title"] for hit in cut["hits"]] == [spec.path.stem]
+    assert cut["hits_below_min_score"] == len(everything) - 1
+    code, out, _ = await run_cli("search", "--image", str(still), "--min-score", threshold, *target)
+    assert code == 0 and f"{len(everything) - 1} below --min-score left out" in out
+    code, _, err = await run_cli("search", "--text", "x", "--min-score", "80", *target)
+    assert code == 2 and "--min-score" in err
 
 
 async def test_cli_errors_are_one_clear_line_and_a_failing_exit(mesh, tmp_path) -> None:

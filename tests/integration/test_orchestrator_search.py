@@ -143,9 +143,54 @@ async def test_deleting_a_video_clears_the_cache(mesh) -> None:
     assert (video.video.title, video.segments) == ("Forest", 5)
 
 
+async def test_min_score_leaves_out_the_videos_and_moments_below_it(mesh) -> None:
+    everything = await mesh.search.SearchVideos(
+        query(image(33), top_k=3, max_moments_per_video=5, skip_cache=True)
+    )
+    scores = [hit.score for hit in everything.hits]
+    assert len(scores) >= 2 and scores[0] > scores[1]
+    threshold = (scores[0] + scores[1]) / 2
+    cut = await mesh.search.SearchVideos(
+        query(image(33), top_k=3, max_moments_per_video=5, min_score=threshold, skip_cache=True)
+    )
+    assert [hit.video.video_id for hit in cut.hits] == [everything.hits[0].video.video_id]
+    assert cut.hits_below_min_score == len(scores) - 1
+    kept_moments = [m.score for m in everything.hits[0].moments if m.score >= threshold]
+    assert [m.score for m in cut.hits[0].moments] == kept_moments
+    assert everything.hits_below_min_score == 0
+
+
+async def test_min_score_applies_to_answers_from_the_cache(mesh) -> None:
+    await mesh.search.SearchVideos(query(image(32), top_k=3))  # fills the cache, uncut
+    everything = await mesh.search.SearchVideos(query(image(32), top_k=3))
+    assert everything.cache_hit and len(everything.hits) >= 2
+    top = everything.hits[0].score
+    cut = await mesh.search.SearchVideos(query(image(32), top_k=3, min_score=top))
+    assert cut.cache_hit
+    assert [hit.video.video_id for hit in cut.hits] == [everything.hits[0].video.video_id]
+    assert cut.hits_below_min_score == len(everything.hits) - 1
+    nothing_cut = await mesh.search.SearchVideos(query(image(32), top_k=3, min_score=-1))
+    assert len(nothing_cut.hits) == len(everything.hits)
+    assert nothing_cut.hits_below_min_score == 0
+
+
+async def test_the_sdk_sends_min_score_and_reads_how_many_were_cut(mesh) -> None:
+    from clipmesh_client import AsyncClient
+
+    async with AsyncClient(mesh.target("orchestrator")) as client:
+        everything = await client.search(image=frame(12), top_k=3, skip_cache=True)
+        threshold = (everything.hits[0].score + everything.hits[1].score) / 2
+        cut = await client.search(image=frame(12), top_k=3, min_score=threshold, skip_cache=True)
+    assert [hit.video.video_id for hit in cut.hits] == [everything.hits[0].video.video_id]
+    assert cut.hits_below_min_score == len(everything.hits) - 1
+
+
 @pytest.mark.parametrize(
     ("request_", "reason", "field"),
     [
+        (query(image(11), min_score=1.5), "BAD_MIN_SCORE", "min_score"),
+        (query(image(11), min_score=float("nan")), "BAD_MIN_SCORE", "min_score"),
+        (query(image(11), min_score=-2), "BAD_MIN_SCORE", "min_score"),
         (query(), "EMPTY_QUERY", "parts"),
         (query(search_pb2.QueryPart(weight=1.0)), "EMPTY_PART", "parts[0]"),
         (query(image(11, weight=-1.0)), "BAD_WEIGHT", "parts"),

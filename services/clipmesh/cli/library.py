@@ -188,6 +188,12 @@ def _parse_like(value: str) -> tuple[str, float, float]:
 @click.option("--top-k", type=int, default=5, show_default=True)
 @click.option("--collection", default="")
 @click.option("--budget-ms", type=int, default=0, help="Latency budget (default: the service's).")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(-1, 1),
+    default=None,
+    help="Leave out videos and moments scoring below this (-1 to 1).",
+)
 @target_option
 @json_option
 def search(
@@ -199,6 +205,7 @@ def search(
     top_k: int,
     collection: str,
     budget_ms: int,
+    min_score: float | None,
     target: str,
     as_json: bool,
 ) -> None:
@@ -214,13 +221,17 @@ def search(
             top_k=top_k,
             collection=collection,
             budget_ms=budget_ms,
+            min_score=min_score,
         )
     if as_json:
         print_json(result)
         return
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
-    table = Table(title=f"{len(result.hits)} videos" + (" (cached)" if result.cache_hit else ""))
+    title = f"{len(result.hits)} videos" + (" (cached)" if result.cache_hit else "")
+    if result.hits_below_min_score:
+        title += f", {result.hits_below_min_score} below --min-score left out"
+    table = Table(title=title)
     for column in ("#", "video", "title", "score", "moments (start–end, peak)"):
         table.add_column(column)
     for rank, hit in enumerate(result.hits, 1):

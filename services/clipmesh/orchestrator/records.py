@@ -56,6 +56,7 @@ class SearchRequest:
         budget_s: The latency budget.
         skip_cache: Bypass the hot-query cache.
         kind: "image", "text", "clip" or "mixed", for metrics.
+        min_score: Leave out videos and moments scoring below it (None: keep all).
     """
 
     parts: tuple[QueryPart, ...]
@@ -66,6 +67,7 @@ class SearchRequest:
     budget_s: float
     skip_cache: bool = False
     kind: str = "mixed"
+    min_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class SearchResponse:
         cache_hit: Served from the hot-query cache.
         model_id: The encoder's model ("" when no part needed it).
         warnings: Things the caller should know (random weights, degraded results).
+        hits_below_min_score: Videos among the best `top_k` that the threshold left out.
     """
 
     collection: str
@@ -97,6 +100,7 @@ class SearchResponse:
     cache_hit: bool = False
     model_id: str = ""
     warnings: tuple[str, ...] = ()
+    hits_below_min_score: int = 0
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,13 @@ def parse_search(
             field="max_moments_per_video",
             reason="BAD_MOMENTS",
         )
+    min_score = request.min_score if request.HasField("min_score") else None
+    if min_score is not None and not -1 <= min_score <= 1:  # NaN fails too
+        raise InvalidArgument(
+            f"min_score is {min_score:g}; scores are weighted cosine similarities, -1 to 1",
+            field="min_score",
+            reason="BAD_MIN_SCORE",
+        )
     for index, part in enumerate(parts):
         if part.clip is not None and part.clip.span is not None:
             _check_span(part.clip.span, f"parts[{index}].clip")
@@ -69,6 +76,7 @@ def parse_search(
         budget_s=(request.budget_ms or config.search_budget_ms) / 1000,
         skip_cache=request.skip_cache,
         kind=kinds.pop() if len(kinds) == 1 else "mixed",
+        min_score=min_score,
     )
 
 

@@ -70,7 +70,8 @@ class SearchEngine:
             span.set_attribute("clipmesh.search.cache_hit", cached is not None)
             if cached is not None:
                 timing = StageTiming("cache", _ms_since(started))
-                return dataclasses.replace(cached, cache_hit=True, timings=(timing,))
+                answer = dataclasses.replace(cached, cache_hit=True, timings=(timing,))
+                return above_threshold(answer, request.min_score)
         try:
             response = await self._search(request, deadline)
         except Exception as error:
@@ -88,8 +89,8 @@ class SearchEngine:
         if elapsed > request.budget_s:
             metrics.BUDGET_EXCEEDED.inc()
         if key and not response.degraded:
-            self._cache.put(key, response)
-        return response
+            self._cache.put(key, response)  # whole: another threshold may ask for the same
+        return above_threshold(response, request.min_score)
 
     async def _search(self, request: SearchRequest, deadline: float) -> SearchResponse:
         timings: list[StageTiming] = []
@@ -198,6 +199,23 @@ class SearchEngine:
                 return False  # unknown this time; asked again next search
             self._random_models[model_id] = info.random_weights
         return self._random_models[model_id]
+
+
+def above_threshold(response: SearchResponse, min_score: float | None) -> SearchResponse:
+    """`response` without the videos and moments scoring below `min_score` (None: as it is).
+
+    A video's score is its best moment's, so every video kept keeps at least that moment.
+    """
+    if min_score is None:
+        return response
+    kept = tuple(
+        dataclasses.replace(hit, moments=tuple(m for m in hit.moments if m.score >= min_score))
+        for hit in response.hits
+        if hit.score >= min_score
+    )
+    return dataclasses.replace(
+        response, hits=kept, hits_below_min_score=len(response.hits) - len(kept)
+    )
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from clipmesh_api.common.v1 import access_pb2 as clipmesh_dot_common_dot_v1_dot_
 from clipmesh_api.common.v1 import common_pb2 as clipmesh_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/search.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1f\x63lipmesh/common/v1/access.proto\x1a\x1f\x63lipmesh/common/v1/common.proto\"N\n\rClipReference\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12+\n\x04span\x18\x02 \x01(\x0b\x32\x1d.clipmesh.common.v1.TimeRange\"}\n\tQueryPart\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x37\n\x04\x63lip\x18\x03 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.ClipReferenceH\x00\x12\x0e\n\x06weight\x18\x04 \x01(\x02\x42\x06\n\x04kind\"\xe6\x01\n\x13SearchVideosRequest\x12\x32\n\x05parts\x18\x01 \x03(\x0b\x32#.clipmesh.orchestrator.v1.QueryPart\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x1d\n\x15max_moments_per_video\x18\x04 \x01(\x05\x12\x32\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\".clipmesh.common.v1.MetadataFilter\x12\x11\n\tbudget_ms\x18\x06 \x01(\x05\x12\x12\n\nskip_cache\x18\x07 \x01(\x08\"\xbd\x01\n\x14SearchVideosResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.clipmesh.common.v1.VideoHit\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\x12\x30\n\x07timings\x18\x03 \x03(\x0b\x32\x1f.clipmesh.common.v1.StageTiming\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t2\x93\x01\n\rSearchService\x12\x81\x01\n\x0cSearchVideos\x12-.clipmesh.orchestrator.v1.SearchVideosRequest\x1a..clipmesh.orchestrator.v1.SearchVideosResponse\"\x12\xfa\xa9\x19\x0e\x08\x02\x12\ncollectionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%clipmesh/orchestrator/v1/search.proto\x12\x18\x63lipmesh.orchestrator.v1\x1a\x1f\x63lipmesh/common/v1/access.proto\x1a\x1f\x63lipmesh/common/v1/common.proto\"N\n\rClipReference\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12+\n\x04span\x18\x02 \x01(\x0b\x32\x1d.clipmesh.common.v1.TimeRange\"}\n\tQueryPart\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x37\n\x04\x63lip\x18\x03 \x01(\x0b\x32\'.clipmesh.orchestrator.v1.ClipReferenceH\x00\x12\x0e\n\x06weight\x18\x04 \x01(\x02\x42\x06\n\x04kind\"\x8c\x02\n\x13SearchVideosRequest\x12\x32\n\x05parts\x18\x01 \x03(\x0b\x32#.clipmesh.orchestrator.v1.QueryPart\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x1d\n\x15max_moments_per_video\x18\x04 \x01(\x05\x12\x32\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\".clipmesh.common.v1.MetadataFilter\x12\x11\n\tbudget_ms\x18\x06 \x01(\x05\x12\x12\n\nskip_cache\x18\x07 \x01(\x08\x12\x16\n\tmin_score\x18\x08 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_min_score\"\xdb\x01\n\x14SearchVideosResponse\x12*\n\x04hits\x18\x01 \x03(\x0b\x32\x1c.clipmesh.common.v1.VideoHit\x12\x10\n\x08\x64\x65graded\x18\x02 \x01(\x08\x12\x30\n\x07timings\x18\x03 \x03(\x0b\x32\x1f.clipmesh.common.v1.StageTiming\x12\x11\n\tcache_hit\x18\x04 \x01(\x08\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\x12\x1c\n\x14hits_below_min_score\x18\x07 \x01(\x05\x32\x93\x01\n\rSearchService\x12\x81\x01\n\x0cSearchVideos\x12-.clipmesh.orchestrator.v1.SearchVideosRequest\x1a..clipmesh.orchestrator.v1.SearchVideosResponse\"\x12\xfa\xa9\x19\x0e\x08\x02\x12\ncollectionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,9 +40,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYPART']._serialized_start=213
   _globals['_QUERYPART']._serialized_end=338
   _globals['_SEARCHVIDEOSREQUEST']._serialized_start=341
-  _globals['_SEARCHVIDEOSREQUEST']._serialized_end=571
-  _globals['_SEARCHVIDEOSRESPONSE']._serialized_start=574
-  _globals['_SEARCHVIDEOSRESPONSE']._serialized_end=763
-  _globals['_SEARCHSERVICE']._serialized_start=766
-  _globals['_SEARCHSERVICE']._serialized_end=913
+  _globals['_SEARCHVIDEOSREQUEST']._serialized_end=609
+  _globals['_SEARCHVIDEOSRESPONSE']._serialized_start=612
+  _globals['_SEARCHVIDEOSRESPONSE']._serialized_end=831
+  _globals['_SEARCHSERVICE']._serialized_start=834
+  _globals['_SEARCHSERVICE']._serialized_end=981
 # @@protoc_insertion_point(module_scope)
