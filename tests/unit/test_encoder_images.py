@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PIL import Image
 
 from clipmesh.encoder.images import ImageLimits, decode_image, sniff_format
 from clipmesh.runtime.errors import InvalidArgument
-from tests.media import encode, gradient_image, png_declaring
+from tests.media import encode, gradient_image, png_declaring, webp_declaring
 
 LIMITS = ImageLimits(max_bytes=2_000_000, max_pixels=4_000_000)
 
@@ -90,6 +92,32 @@ def test_a_decompression_bomb_is_refused_before_decoding(width: int, height: int
     error = _refusal(bomb)
     assert error.reason == "IMAGE_TOO_MANY_PIXELS"
     assert "refused before decoding" in error.message
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        png_declaring(50_000, 50_000),  # above Pillow's own cap (178,956,970 pixels)
+        png_declaring(5_000, 1_000),  # under it, over ours
+        webp_declaring(16_384, 16_384),  # WebP's decoder would allocate the canvas on open
+        webp_declaring(5_000, 1_000),
+    ],
+    ids=["png-over-pillow-cap", "png-under-pillow-cap", "webp-over-pillow-cap", "webp"],
+)
+def test_every_bomb_quotes_the_configured_limit_in_one_message(bomb: bytes) -> None:
+    """Whatever its size or format, a bomb meets one limit and one message: the configured."""
+    error = _refusal(bomb)
+    assert error.reason == "IMAGE_TOO_MANY_PIXELS"
+    assert re.fullmatch(
+        r"images\[3\]: is \d+x\d+ = \d+ pixels; the limit is 4000000 \(refused before decoding\)",
+        error.message,
+    ), error.message
+    assert "178956970" not in error.message and "decompression bomb DOS" not in error.message
+
+
+def test_a_webp_within_the_limits_still_decodes() -> None:
+    image = decode_image(encode(gradient_image(64, 48), "WEBP", lossless=True), 0, LIMITS, 32)
+    assert image.size == (64, 48)
 
 
 def test_a_zero_sized_image_is_refused() -> None:

@@ -14,7 +14,6 @@ the model away from what it names.
 
 from __future__ import annotations
 
-import io
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from clipmesh.media.images import MAX_ASPECT_RATIO, too_elongated
+from clipmesh.media.images import open_checked
 from clipmesh.runtime.errors import InvalidArgument
 
 DATA_DIR = Path(__file__).with_name("compliance_lists")
@@ -160,31 +159,14 @@ class CompliancePolicy:
         try:
             # The formats the encoder embeds, and no others: Pillow's other plugins (EPS runs
             # Ghostscript) have no business parsing a caller's bytes.
-            image = Image.open(io.BytesIO(image_bytes), formats=_IMAGE_FORMATS)
-            width, height = image.size
-            if width * height > self._max_image_pixels:
-                raise InvalidArgument(
-                    f"{field}: {width}x{height} pixels; the limit is {self._max_image_pixels}",
-                    field=field,
-                    reason="IMAGE_TOO_MANY_PIXELS",
-                )
-            if too_elongated(width, height):
-                raise InvalidArgument(
-                    f"{field}: {width}x{height}; the longest side may be at most "
-                    f"{MAX_ASPECT_RATIO} times the shortest",
-                    field=field,
-                    reason="IMAGE_ASPECT_RATIO_TOO_LARGE",
-                )
+            image = open_checked(
+                image_bytes, _IMAGE_FORMATS, max_pixels=self._max_image_pixels, field=field
+            )
+            width = image.width
             image.draft("L", (_DETECTION_SIDE, _DETECTION_SIDE))  # JPEG: decode scaled down
             grey = image.convert("L")
             grey.thumbnail((_DETECTION_SIDE, _DETECTION_SIDE))
             return np.asarray(grey), width / grey.width
-        except Image.DecompressionBombError as exc:  # Pillow's own cap, above ours
-            raise InvalidArgument(
-                f"{field}: declares too many pixels; the limit is {self._max_image_pixels}",
-                field=field,
-                reason="IMAGE_TOO_MANY_PIXELS",
-            ) from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
             raise InvalidArgument(
                 f"{field}: not a readable JPEG, PNG or WebP image ({exc})",
