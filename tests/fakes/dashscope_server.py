@@ -2,7 +2,8 @@
 
 It speaks the asynchronous task protocol on 127.0.0.1 — submit, poll, cancel — with the real
 headers, bodies and error codes, and serves each finished task's video itself: a real H.264 MP4
-made once per size with `make_video` (1 s by default, to stay cheap), so clients probe real
+made once per size with `make_video` (1 s by default, to stay cheap; cut into shots when the
+task is multi-shot, with an AAC track when the model made a soundtrack), so clients probe real
 media. The account behind it (tasks living in time, the account's limits recorded as
 `Violation`s, the checks of a submission) is dashscope_tasks.py; this module is its HTTP side.
 
@@ -102,23 +103,35 @@ class FakeDashScope(DashScopeAccount):
         if not done:
             raise Refusal("NoSuchKey", "The specified key does not exist.", status=404)
         width, height = self._video_size or map(int, task.size.split("*"))
-        return _rendered(width, height, MODELS[task.model][3], self._video_duration_s)
+        # A multi-shot task's video is cut (each shot at least 1 s); a single-shot one is not.
+        shots = max(1, min(3, int(self._video_duration_s))) if task.shots == "multi" else 1
+        fps = MODELS[task.model].fps
+        return _rendered(
+            width, height, fps, self._video_duration_s, shots=shots, soundtrack=task.audio
+        )
 
 
-_VIDEOS: dict[tuple[int, int, int, float], bytes] = {}
+_VIDEOS: dict[tuple, bytes] = {}
 _VIDEOS_LOCK = threading.Lock()  # rendering is slow: kept off every server's state lock
 
 
-def _rendered(width: int, height: int, fps: int, duration_s: float) -> bytes:
-    """An MP4 of this size, rate and length, rendered once per process."""
-    key = (width, height, fps, duration_s)
+def _rendered(
+    width: int, height: int, fps: int, duration_s: float, *, shots: int, soundtrack: bool
+) -> bytes:
+    """An MP4 of this size, rate, length, cuts and sound, rendered once per process."""
+    key = (width, height, fps, duration_s, shots, soundtrack)
     with _VIDEOS_LOCK:
         if key not in _VIDEOS:
             with tempfile.TemporaryDirectory() as scratch:
                 path = Path(scratch) / "video.mp4"
-                shots = max(1, min(3, int(duration_s)))  # each shot lasts at least 1 s
                 make_video(
-                    path, seed=1, duration_s=duration_s, fps=fps, size=(width, height), shots=shots
+                    path,
+                    seed=1,
+                    duration_s=duration_s,
+                    fps=fps,
+                    size=(width, height),
+                    shots=shots,
+                    soundtrack=soundtrack,
                 )
                 _VIDEOS[key] = path.read_bytes()
         return _VIDEOS[key]

@@ -7,7 +7,10 @@ the real account it enforces `max_submits_per_s` (any one-second window) and
 that keeps to the limits never earns one. The HTTP around it is dashscope_server.py.
 
 The model table is written here from the provider's documentation on purpose, apart from the
-backend's, so a mistake in either shows up as a refused request.
+backend's, so a mistake in either shows up as a refused request: Model Studio's text-to-video
+API reference (wan2.1-2.6) and user guide,
+https://www.alibabacloud.com/help/en/model-studio/legacy-wan-text-to-video-api-reference and
+https://www.alibabacloud.com/help/en/model-studio/text-to-video-guide.
 """
 
 from __future__ import annotations
@@ -23,15 +26,50 @@ from datetime import datetime
 _480P = ("832*480", "480*832", "624*624")
 _720P = ("1280*720", "720*1280", "960*960", "1088*832", "832*1088")
 _1080P = ("1920*1080", "1080*1920", "1440*1440", "1632*1248", "1248*1632")
-# model: (sizes, default size, durations in s, fps)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One text-to-video model as the provider documents it.
+
+    Attributes:
+        sizes: The `size` values it takes; `default_size` when none is given.
+        durations: The `duration` values (whole seconds) it takes; `default_duration` when none
+            is given.
+        fps: Frame rate of its videos.
+        max_prompt_chars: Longest prompt it takes.
+        shot_types: The `shot_type` values it takes; empty: the parameter is not its own.
+        audio: Whether it makes a soundtrack (by default; `audio: false` turns it off).
+    """
+
+    sizes: tuple[str, ...]
+    default_size: str
+    durations: tuple[int, ...]
+    fps: int
+    default_duration: int = 5
+    max_prompt_chars: int = 800
+    shot_types: tuple[str, ...] = ()
+    audio: bool = False
+
+
 MODELS = {
-    "wan2.2-t2v-plus": (_480P + _1080P, "1920*1080", (5,), 30),
-    "wan2.5-t2v-preview": (_480P + _720P + _1080P, "1920*1080", (5, 10), 24),
-    "wanx2.1-t2v-turbo": (_480P + _720P, "1280*720", (5,), 16),
-    "wanx2.1-t2v-plus": (_720P, "1280*720", (5,), 16),
+    "wan2.6-t2v": Model(
+        _720P + _1080P,
+        "1920*1080",
+        tuple(range(2, 16)),
+        30,
+        max_prompt_chars=1500,
+        shot_types=("single", "multi"),
+        audio=True,
+    ),
+    "wan2.5-t2v-preview": Model(
+        _480P + _720P + _1080P, "1920*1080", (5, 10), 24, max_prompt_chars=2000, audio=True
+    ),
+    "wan2.2-t2v-plus": Model(_480P + _1080P, "1920*1080", (5,), 30),
+    "wanx2.1-t2v-turbo": Model(_480P + _720P, "1280*720", (5,), 16),
+    "wanx2.1-t2v-plus": Model(_720P, "1280*720", (5,), 16),
 }
 _ACTIVE = ("PENDING", "RUNNING")
-_MAX_PROMPT_CHARS = 800
 _MAX_NEGATIVE_CHARS = 500
 _MARKER = re.compile(r"\[(fail|reject):([\w.]+)\]|\[(unknown|slow)\]")
 _EXTENSION = " Soft natural light, a slow cinematic camera move, rich detail."
@@ -61,12 +99,36 @@ class Violation:
     detail: str
 
 
+@dataclass(frozen=True)
+class Submission:
+    """A valid submission, and what its task makes.
+
+    Attributes:
+        parameters: Its `parameters` object as sent.
+        shots: "multi" when the video is cut into shots (asked for, with prompt rewriting
+            on), else "single".
+        audio: Whether the video has a soundtrack.
+    """
+
+    model: str
+    prompt: str
+    size: str
+    duration: int
+    prompt_extend: bool
+    parameters: dict
+    shots: str
+    audio: bool
+
+
 @dataclass
 class _Task:
     task_id: str
     model: str
     size: str
     duration: int
+    shots: str
+    audio: bool
+    parameters: dict
     orig_prompt: str
     actual_prompt: str
     submit_time: str
@@ -208,6 +270,12 @@ class DashScopeAccount:
             return list(self._violations)
 
     @property
+    def task_parameters(self) -> list[dict]:
+        """The `parameters` of every task created, in order, as they were sent."""
+        with self._lock:
+            return [dict(task.parameters) for task in self._tasks.values()]
+
+    @property
     def cancel_calls(self) -> list[tuple[str, bool]]:
         """(task_id, accepted) for every cancel request."""
         with self._lock:
@@ -243,7 +311,8 @@ class DashScopeAccount:
                 raise Refusal("Throttling.RateQuota")
             if self._submits_seen <= self._throttle_first_n:
                 raise Refusal("Throttling.RateQuota")
-            model, prompt, size, duration, extend = check_submission(body)
+            submission = check_submission(body)
+            prompt = submission.prompt
             markers = _MARKER.findall(prompt + self._default_markers)
             codes = {kind: code for kind, code, _ in markers if kind}
             flags = {flag for _, _, flag in markers if flag}
@@ -261,11 +330,14 @@ class DashScopeAccount:
             outcome = "UNKNOWN" if "unknown" in flags else "SUCCEEDED"
             task = _Task(
                 task_id=str(uuid.uuid4()),
-                model=model,
-                size=size,
-                duration=duration,
+                model=submission.model,
+                size=submission.size,
+                duration=submission.duration,
+                shots=submission.shots,
+                audio=submission.audio,
+                parameters=submission.parameters,
                 orig_prompt=prompt,
-                actual_prompt=clean + _EXTENSION if extend else clean,
+                actual_prompt=clean + _EXTENSION if submission.prompt_extend else clean,
                 submit_time=_wall(now_s),
                 run_at_s=run_at_s,
                 end_at_s=run_at_s + self._draw(self._task_duration_s, factor),
@@ -319,37 +391,64 @@ class DashScopeAccount:
             return {}
 
 
-def check_submission(body: object) -> tuple[str, str, str, int, bool]:
-    """(model, prompt, size, duration, prompt_extend) of a valid body; `Refusal` otherwise."""
+def check_submission(body: object) -> Submission:
+    """The submission a body makes, checked as the provider documents it; `Refusal` otherwise."""
     if not isinstance(body, dict):
         raise Refusal("InvalidParameter", "The request body is not a JSON object.")
-    model = body.get("model")
-    if not model:
+    name = body.get("model")
+    if not name:
         raise Refusal("InvalidParameter", "Model not specified.")
-    if model not in MODELS:
+    if name not in MODELS:
         raise Refusal("InvalidParameter", "Model not exist.")
-    sizes, default_size, durations, _ = MODELS[model]
+    model = MODELS[name]
     prompts = body.get("input") if isinstance(body.get("input"), dict) else {}
     parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-    prompt, negative = prompts.get("prompt"), prompts.get("negative_prompt", "")
-    if not isinstance(prompt, str) or not prompt:
-        raise Refusal("InvalidParameter", "Field required: input.prompt")
-    if len(prompt) > _MAX_PROMPT_CHARS:
-        raise Refusal("InvalidParameter", "Range of input length should be [1, 800]")
-    if not isinstance(negative, str) or len(negative) > _MAX_NEGATIVE_CHARS:
-        raise Refusal("InvalidParameter", "Range of negative_prompt length should be [0, 500]")
-    size = parameters.get("size", default_size)
-    if size not in sizes:
-        allowed = ", ".join(f"'{s}'" for s in sizes)
+    prompt = _checked_prompts(model, prompts)
+    size = parameters.get("size", model.default_size)
+    if size not in model.sizes:
+        allowed = ", ".join(f"'{s}'" for s in model.sizes)
         raise Refusal("InvalidParameter", f"The size is not match the allowed size [{allowed}]")
-    duration = parameters.get("duration", durations[0])
-    if duration not in durations or isinstance(duration, bool):
-        raise Refusal("InvalidParameter", f"The duration must be one of {list(durations)}")
+    duration = parameters.get("duration", model.default_duration)
+    if duration not in model.durations or isinstance(duration, bool):
+        raise Refusal("InvalidParameter", f"The duration must be one of {list(model.durations)}")
     seed = parameters.get("seed", 0)
     if not isinstance(seed, int) or not 0 <= seed <= 2**31 - 1:
         raise Refusal("InvalidParameter", "The seed must be in [0, 2147483647]")
+    for flag in ("prompt_extend", "watermark", "audio"):
+        if not isinstance(parameters.get(flag, False), bool):
+            raise Refusal("InvalidParameter", f"parameters.{flag} must be a boolean")
+    # shot_type and audio are documented for some models only; what the service answers when
+    # another model is sent them is not. Refused here, so a client that sends them anyway
+    # shows up in a test instead of being silently ignored.
+    shot_type = parameters.get("shot_type", "single")
+    if "shot_type" in parameters and shot_type not in model.shot_types:
+        allowed = model.shot_types or "none: the model takes no shot_type"
+        raise Refusal("InvalidParameter", f"parameters.shot_type must be one of {allowed}")
+    if "audio" in parameters and not model.audio:
+        raise Refusal("InvalidParameter", f"Model {name} does not support parameters.audio")
     extend = parameters.get("prompt_extend", True)
-    for name in ("prompt_extend", "watermark"):
-        if not isinstance(parameters.get(name, False), bool):
-            raise Refusal("InvalidParameter", f"parameters.{name} must be a boolean")
-    return model, prompt, size, int(duration), extend
+    return Submission(
+        model=name,
+        prompt=prompt,
+        size=size,
+        duration=int(duration),
+        prompt_extend=extend,
+        parameters=parameters,
+        # The reference: shot_type takes effect only with prompt rewriting on.
+        shots="multi" if shot_type == "multi" and extend else "single",
+        audio=model.audio and parameters.get("audio", True),
+    )
+
+
+def _checked_prompts(model: Model, prompts: dict) -> str:
+    """The prompt of an `input` whose prompts the model takes; `Refusal` otherwise."""
+    prompt, negative = prompts.get("prompt"), prompts.get("negative_prompt", "")
+    if not isinstance(prompt, str) or not prompt:
+        raise Refusal("InvalidParameter", "Field required: input.prompt")
+    if len(prompt) > model.max_prompt_chars:
+        raise Refusal(
+            "InvalidParameter", f"Range of input length should be [1, {model.max_prompt_chars}]"
+        )
+    if not isinstance(negative, str) or len(negative) > _MAX_NEGATIVE_CHARS:
+        raise Refusal("InvalidParameter", "Range of negative_prompt length should be [0, 500]")
+    return prompt

@@ -19,6 +19,7 @@ from clipmesh.generator.jobs import (
     JobError,
     JobEvent,
     JobState,
+    ShotType,
 )
 from clipmesh.index import convert as index_convert
 from clipmesh.index.filters import Clause, VideoFilter, parse_filter
@@ -118,8 +119,12 @@ def test_a_job_and_its_events_round_trip_through_the_api() -> None:
         prompt_extend=False,
         watermark=True,
         labels={"shot": "s001"},
+        shot_type=ShotType.MULTI,
+        generate_audio=False,  # false is an answer, not "unset"
     )
-    _assert_every_field_set(dataclasses.replace(spec, seed=7, prompt_extend=True))
+    _assert_every_field_set(
+        dataclasses.replace(spec, seed=7, prompt_extend=True, generate_audio=True)
+    )
     assert generator_convert.spec_from_proto(generator_convert.spec_to_proto(spec)) == spec
     unset = GenerationSpec("p")
     assert generator_convert.spec_from_proto(generator_convert.spec_to_proto(unset)) == unset

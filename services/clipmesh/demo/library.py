@@ -114,6 +114,7 @@ def make_video(
     keyframe_interval_s: float = 1.0,
     rotation_deg: int = 0,
     title: str = "",
+    soundtrack: bool = False,
 ) -> VideoSpec:
     """Writes an H.264 MP4 of `shots` visually distinct shots and says where the cuts are.
 
@@ -131,6 +132,8 @@ def make_video(
         rotation_deg: Counter-clockwise display rotation to store in the container, as
             phones do; `size` is the stored (unrotated) frame size.
         title: The title to report; empty picks one from `seed`.
+        soundtrack: Adds an AAC sine-tone track as long as the video (a generated
+            soundtrack's stand-in).
 
     Returns:
         The video's description, with its shots' exact start and end times.
@@ -156,6 +159,7 @@ def make_video(
         stream.options = {"preset": "veryfast", "crf": "23"}
         if rotation_deg:
             stream.set_display_rotation(rotation_deg)
+        tone = _Tone(container) if soundtrack else None
         first = 0
         for shot_seed, run in zip(shot_seeds, runs, strict=True):
             picture = _shot_picture(shot_seed, width + pan_px, height)
@@ -169,9 +173,13 @@ def make_video(
                 )
                 frame.pts = first + i
                 container.mux(stream.encode(frame))
+                if tone is not None:  # interleaved, as a player reads them
+                    tone.until((first + i + 1) / fps)
             specs.append(ShotSpec(first / fps, (first + run) / fps, shot_seed))
             first += run
         container.mux(stream.encode(None))
+        if tone is not None:
+            tone.close()
 
     if not title:
         title = f"{_TITLE_WORDS[0][seed % 8]} {_TITLE_WORDS[1][(seed // 8) % 8]}"
@@ -238,21 +246,39 @@ def write_not_a_video(dst: Path | str) -> Path:
     return dst
 
 
-def write_audio_only_mp4(dst: Path | str, *, duration_s: float = 1.0) -> Path:
-    """Writes an MP4 holding one AAC sine-tone track and no video stream."""
-    rate = 44_100
-    dst = Path(dst)
-    with av.open(str(dst), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=rate)
-        samples_per_frame = 1024
-        total = round(duration_s * rate)
-        for start in range(0, total, samples_per_frame):
-            t = np.arange(start, start + samples_per_frame) / rate
+class _Tone:
+    """A 440 Hz AAC track written into `container` in step with its video."""
+
+    RATE = 44_100
+    SAMPLES_PER_FRAME = 1024
+
+    def __init__(self, container: av.container.OutputContainer) -> None:
+        self._container = container
+        self._stream = container.add_stream("aac", rate=self.RATE)
+        self._written = 0
+
+    def until(self, time_s: float) -> None:
+        """Writes the tone on to `time_s` (in whole frames of 1024 samples)."""
+        while self._written < round(time_s * self.RATE):
+            start = self._written
+            t = np.arange(start, start + self.SAMPLES_PER_FRAME) / self.RATE
             tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[np.newaxis, :]
             frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+            frame.sample_rate, frame.pts = self.RATE, start
+            self._container.mux(self._stream.encode(frame))
+            self._written += self.SAMPLES_PER_FRAME
+
+    def close(self) -> None:
+        self._container.mux(self._stream.encode(None))
+
+
+def write_audio_only_mp4(dst: Path | str, *, duration_s: float = 1.0) -> Path:
+    """Writes an MP4 holding one AAC sine-tone track and no video stream."""
+    dst = Path(dst)
+    with av.open(str(dst), "w", format="mp4") as container:
+        tone = _Tone(container)
+        tone.until(duration_s)
+        tone.close()
     return dst
 
 

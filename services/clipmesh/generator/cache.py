@@ -1,8 +1,8 @@
 """The content cache: an identical request is answered with the video already made.
 
 Identical means the same backend, model, prompt, negative prompt, size, duration, fps, seed,
-prompt rewriting and watermark. A request without a seed is never cached: the provider picks a
-random seed, so a second run is meant to differ.
+prompt rewriting, watermark, shot type and soundtrack. A request without a seed is never
+cached: the provider picks a random seed, so a second run is meant to differ.
 
 Entries are hot in memory (an LRU of `memory_entries`) and cold in the job store's `cache`
 table; the videos themselves are files of the output store. The cache is bounded by the bytes
@@ -49,6 +49,11 @@ def cache_key(spec: GenerationSpec) -> str:
         "default" if spec.prompt_extend is None else str(spec.prompt_extend),
         str(spec.watermark),
     )
+    # Added later, and only when set: the keys of earlier entries stay what they were.
+    if spec.shot_type is not None:
+        fields += (f"shot_type={spec.shot_type.value}",)
+    if spec.generate_audio is not None:
+        fields += (f"generate_audio={spec.generate_audio}",)
     # \x1f (unit separator) cannot appear in a validated prompt's meaning, so fields never
     # run into each other.
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()

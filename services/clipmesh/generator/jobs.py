@@ -30,6 +30,13 @@ class JobState(enum.Enum):
 ENDED_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
+class ShotType(enum.Enum):
+    """How a clip is cut: one continuous shot, or several the model cuts between."""
+
+    SINGLE = "single"
+    MULTI = "multi"
+
+
 class CancelOutcome(enum.Enum):
     """What a cancel achieved."""
 
@@ -41,7 +48,8 @@ class CancelOutcome(enum.Enum):
 @dataclass(frozen=True)
 class GenerationSpec:
     """What to generate; 0 and "" mean the backend's defaults until `Backend.validate` fills
-    them in. `seed` and `prompt_extend` are None when not given."""
+    them in. `seed`, `prompt_extend`, `shot_type` and `generate_audio` are None when not given
+    (the model's default, which the backend's request to the provider leaves to it)."""
 
     prompt: str
     negative_prompt: str = ""
@@ -55,6 +63,13 @@ class GenerationSpec:
     prompt_extend: bool | None = None
     watermark: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    shot_type: ShotType | None = None
+    generate_audio: bool | None = None
+
+
+# Spec fields added after idempotency digests were first stored: left out of a digest while
+# unset, so a request retried across an upgrade still matches its job.
+_LATER_FIELDS = ("shot_type", "generate_audio")
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,11 @@ def state_name(state: JobState) -> str:
 def request_digest(spec: GenerationSpec, webhook_url: str = "") -> str:
     """The digest an idempotency key is held to: the same key must come with the same spec (and
     the same webhook; a request without one digests as it did before webhooks existed)."""
-    digest = hashlib.sha256(msgspec.json.encode(spec, order="deterministic"))
+    fields = msgspec.to_builtins(spec, order="deterministic")
+    for name in _LATER_FIELDS:
+        if fields[name] is None:
+            del fields[name]
+    digest = hashlib.sha256(msgspec.json.encode(fields))
     if webhook_url:
         digest.update(b"\0webhook\0" + webhook_url.encode())
     return digest.hexdigest()

@@ -24,6 +24,12 @@ class CancelOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CANCEL_OUTCOME_CANCELLED: _ClassVar[CancelOutcome]
     CANCEL_OUTCOME_REQUESTED: _ClassVar[CancelOutcome]
     CANCEL_OUTCOME_NOT_CANCELLABLE: _ClassVar[CancelOutcome]
+
+class ShotType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHOT_TYPE_UNSPECIFIED: _ClassVar[ShotType]
+    SHOT_TYPE_SINGLE: _ClassVar[ShotType]
+    SHOT_TYPE_MULTI: _ClassVar[ShotType]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -34,9 +40,12 @@ CANCEL_OUTCOME_UNSPECIFIED: CancelOutcome
 CANCEL_OUTCOME_CANCELLED: CancelOutcome
 CANCEL_OUTCOME_REQUESTED: CancelOutcome
 CANCEL_OUTCOME_NOT_CANCELLABLE: CancelOutcome
+SHOT_TYPE_UNSPECIFIED: ShotType
+SHOT_TYPE_SINGLE: ShotType
+SHOT_TYPE_MULTI: ShotType
 
 class GenerationSpec(_message.Message):
-    __slots__ = ("prompt", "negative_prompt", "backend", "model", "width", "height", "duration_s", "fps", "seed", "prompt_extend", "watermark", "labels")
+    __slots__ = ("prompt", "negative_prompt", "backend", "model", "width", "height", "duration_s", "fps", "seed", "prompt_extend", "watermark", "labels", "shot_type", "generate_audio")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +65,8 @@ class GenerationSpec(_message.Message):
     PROMPT_EXTEND_FIELD_NUMBER: _ClassVar[int]
     WATERMARK_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SHOT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_AUDIO_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     negative_prompt: str
     backend: str
@@ -68,7 +79,9 @@ class GenerationSpec(_message.Message):
     prompt_extend: bool
     watermark: bool
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., prompt_extend: bool = ..., watermark: bool = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    shot_type: ShotType
+    generate_audio: bool
+    def __init__(self, prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., seed: _Optional[int] = ..., prompt_extend: bool = ..., watermark: bool = ..., labels: _Optional[_Mapping[str, str]] = ..., shot_type: _Optional[_Union[ShotType, str]] = ..., generate_audio: bool = ...) -> None: ...
 
 class GenerationResult(_message.Message):
     __slots__ = ("uri", "duration_s", "fps", "width", "height", "size_bytes", "sha256", "cache_hit")

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipmesh.generator.jobs import GenerationSpec
+from clipmesh.generator.jobs import GenerationSpec, ShotType
 from clipmesh.runtime.errors import InvalidArgument
 
 MAX_LABELS = 64
@@ -50,6 +50,8 @@ class ModelLimits:
         max_negative_prompt_chars: Same for the negative prompt.
         size_range: (min side, max side, multiple) when `sizes` is empty.
         duration_range_s: (min, max) when `durations_s` is empty.
+        multi_shot: Can cut within a clip (`ShotType.MULTI`); False: single shots only.
+        audio: Can generate a soundtrack with the video; False: silent video only.
     """
 
     sizes: tuple[tuple[int, int], ...]
@@ -61,6 +63,8 @@ class ModelLimits:
     max_negative_prompt_chars: int
     size_range: tuple[int, int, int] = (128, 1920, 16)
     duration_range_s: tuple[float, float] = (1.0, 10.0)
+    multi_shot: bool = False
+    audio: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,8 @@ def fill_and_check(
             field="spec.fps",
             reason="UNSUPPORTED_FPS",
         )
+    _check_shot_type(filled, backend, models)
+    _check_audio(filled, backend, models)
     return filled
 
 
@@ -308,4 +314,33 @@ def _check_duration(spec: GenerationSpec, limits: ModelLimits) -> None:
             f"duration {spec.duration_s:g} s must be {low:g}–{high:g} s",
             field="spec.duration_s",
             reason="UNSUPPORTED_DURATION",
+        )
+
+
+def _offering(backend: str, models: dict[str, ModelLimits], capability: str, verb: str) -> str:
+    """Which of the backend's models can `verb` (a capability of `ModelLimits`), for a refusal."""
+    names = [name for name, limits in models.items() if getattr(limits, capability)]
+    if not names:
+        return f"no model of {backend!r} can {verb}"
+    return f"models of {backend!r} that can {verb}: {_allowed(names)}"
+
+
+def _check_shot_type(spec: GenerationSpec, backend: str, models: dict[str, ModelLimits]) -> None:
+    if spec.shot_type is ShotType.MULTI and not models[spec.model].multi_shot:
+        offering = _offering(backend, models, "multi_shot", "cut within a clip")
+        raise InvalidArgument(
+            f"{spec.model} makes single-shot clips only; allowed shot types: single ({offering})",
+            field="spec.shot_type",
+            reason="UNSUPPORTED_SHOT_TYPE",
+        )
+
+
+def _check_audio(spec: GenerationSpec, backend: str, models: dict[str, ModelLimits]) -> None:
+    if spec.generate_audio and not models[spec.model].audio:
+        offering = _offering(backend, models, "audio", "generate a soundtrack")
+        raise InvalidArgument(
+            f"{spec.model} makes silent video only; generate_audio may be unset or false "
+            f"({offering})",
+            field="spec.generate_audio",
+            reason="UNSUPPORTED_AUDIO",
         )

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from clipmesh.generator import metrics
 from clipmesh.generator.backends.base import Backend, GenerationFailed, RenderedVideo, TaskContext
 from clipmesh.generator.backends.dashscope_api import MAX_SEED, MODELS, DashScopeAPI
-from clipmesh.generator.jobs import GenerationSpec
+from clipmesh.generator.jobs import GenerationSpec, ShotType
 from clipmesh.media.probe import probe
 from clipmesh.runtime.errors import InvalidArgument, ServiceError
 
@@ -79,13 +79,21 @@ class DashScopeBackend(Backend):
         return f"DashScopeBackend(base_url={base_url!r}, max_concurrent={self.max_concurrent})"
 
     def validate(self, spec: GenerationSpec) -> GenerationSpec:
-        """The spec with defaults filled in; also refuses seeds DashScope does not take."""
+        """The spec with defaults filled in; also refuses seeds DashScope does not take, and a
+        multi-shot clip with prompt rewriting off (DashScope would make one shot instead)."""
         filled = super().validate(spec)
         if filled.seed is not None and not 0 <= filled.seed <= MAX_SEED:
             raise InvalidArgument(
                 f"seed {filled.seed} is outside DashScope's range 0–{MAX_SEED}",
                 field="spec.seed",
                 reason="UNSUPPORTED_SEED",
+            )
+        if filled.shot_type is ShotType.MULTI and filled.prompt_extend is False:
+            raise InvalidArgument(
+                "a multi-shot clip needs prompt_extend unset or true: DashScope plans the shots "
+                "while rewriting the prompt, and makes one shot without it",
+                field="spec.prompt_extend",
+                reason="MULTI_SHOT_NEEDS_PROMPT_EXTEND",
             )
         return filled
 

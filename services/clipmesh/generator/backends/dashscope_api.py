@@ -51,30 +51,71 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Answers DashScope gives itself when it refused (or failed) before creating a task.
 _SUBMIT_RETRY_STATUSES = frozenset({429, 500, 503})
 
-# Model Studio's published text-to-video tables. Sizes are the wire's `W*H` as (W, H).
+# Model Studio's text-to-video models, as its documentation gives them (read 2026):
+#   API reference (wan2.1-2.6, the protocol here):
+#     https://www.alibabacloud.com/help/en/model-studio/legacy-wan-text-to-video-api-reference
+#   user guide: https://www.alibabacloud.com/help/en/model-studio/text-to-video-guide
+#     (its Chinese edition on platform.qianwenai.com/docs, "文生视频", spells out the defaults)
+# - `size` is `W*H` from one tier's list: 480P 832*480 480*832 624*624; 720P 1280*720
+#   720*1280 960*960 1088*832 832*1088; 1080P 1920*1080 1080*1920 1440*1440 1632*1248
+#   1248*1632. wan2.6-t2v has no 480P tier. Default 1920*1080.
+# - `duration`: wan2.6-t2v any whole number of seconds 2-15 (default 5; the guide's "integer
+#   durations (2-15 seconds)"; pages written for its first release, and Virginia's
+#   wan2.6-t2v-us, give 5, 10 or 15, which the range holds); wan2.5-t2v-preview 5 or 10;
+#   wan2.2 and wanx2.1 5.
+# - Sound: wan2.5 and wan2.6 generate a soundtrack by default ("默认生成带音频的视频", no
+#   audio_url needed); wan2.2 and earlier are silent. `parameters.audio` (boolean) turns it off
+#   or on: the pages read here do not show its row of the parameter table, so its name and
+#   type are as ComfyUI's Wan node and Novita's DashScope-compatible API send it. A caller's
+#   own audio (`input.audio_url`) is not offered.
+# - Multi-shot: wan2.6 only, with `"shot_type": "multi"` and `"prompt_extend": true` (the
+#   reference: it takes effect only with prompt rewriting on). Default single.
+# - Prompt limits: wan2.6 1,500 characters, wan2.5 2,000, wan2.2 and wanx2.1 800; negative
+#   prompts 500. The provider truncates longer ones; we refuse them instead. (The 1,500 and
+#   2,000 are the parameter table as copies of it give it; the table itself was not readable.)
+# - Frame rates are the model list's, not a request parameter: 30 (wan2.6, wan2.2), 24
+#   (wan2.5), 16 (wanx2.1). wan2.6's 30 is not on the pages read: the live test checks it.
+# - `seed` 0-2147483647; `watermark` and `prompt_extend` booleans (prompt_extend on by default).
 _480P = ((832, 480), (480, 832), (624, 624))
 _720P = ((1280, 720), (720, 1280), (960, 960), (1088, 832), (832, 1088))
 _1080P = ((1920, 1080), (1080, 1920), (1440, 1440), (1632, 1248), (1248, 1632))
+_2_TO_15_S = tuple(float(seconds) for seconds in range(2, 16))
 
 
-def _wan(sizes, default_size, durations_s, fps) -> ModelLimits:
+def _wan(
+    sizes,
+    durations_s,
+    fps,
+    *,
+    default_duration_s: float = 5.0,
+    max_prompt_chars: int = 800,
+    multi_shot: bool = False,
+    audio: bool = False,
+) -> ModelLimits:
     return ModelLimits(
         sizes=sizes,
-        default_size=default_size,
+        # The provider's default: 1920*1080 where the model has it, else 1280*720.
+        default_size=(1920, 1080) if (1920, 1080) in sizes else (1280, 720),
         durations_s=durations_s,
-        default_duration_s=durations_s[0],
+        default_duration_s=default_duration_s,
         fps=(fps,),
-        max_prompt_chars=800,
+        max_prompt_chars=max_prompt_chars,
         max_negative_prompt_chars=500,
+        multi_shot=multi_shot,
+        audio=audio,
     )
 
 
 MODELS: dict[str, ModelLimits] = {
-    #                          sizes                     default       durations    fps
-    "wan2.2-t2v-plus": _wan(_480P + _1080P, (1920, 1080), (5.0,), 30.0),
-    "wan2.5-t2v-preview": _wan(_480P + _720P + _1080P, (1920, 1080), (5.0, 10.0), 24.0),
-    "wanx2.1-t2v-turbo": _wan(_720P + _480P, (1280, 720), (5.0,), 16.0),
-    "wanx2.1-t2v-plus": _wan(_720P, (1280, 720), (5.0,), 16.0),
+    "wan2.6-t2v": _wan(
+        _720P + _1080P, _2_TO_15_S, 30.0, max_prompt_chars=1500, multi_shot=True, audio=True
+    ),
+    "wan2.5-t2v-preview": _wan(
+        _480P + _720P + _1080P, (5.0, 10.0), 24.0, max_prompt_chars=2000, audio=True
+    ),
+    "wan2.2-t2v-plus": _wan(_480P + _1080P, (5.0,), 30.0),
+    "wanx2.1-t2v-turbo": _wan(_720P + _480P, (5.0,), 16.0),
+    "wanx2.1-t2v-plus": _wan(_720P, (5.0,), 16.0),
 }
 
 _EXPLANATIONS = {
@@ -125,6 +166,12 @@ def request_body(spec: GenerationSpec) -> dict[str, Any]:
     }
     if spec.seed is not None:
         parameters["seed"] = spec.seed
+    limits = MODELS.get(spec.model)
+    # Sent only to the models that take them; unset leaves the model's default.
+    if spec.shot_type is not None and limits is not None and limits.multi_shot:
+        parameters["shot_type"] = spec.shot_type.value
+    if spec.generate_audio is not None and limits is not None and limits.audio:
+        parameters["audio"] = spec.generate_audio
     return {"model": spec.model, "input": prompts, "parameters": parameters}
 
 
