@@ -8,7 +8,15 @@ import zlib
 from clipmesh.demo.synthetic import encode_image as encode
 from clipmesh.demo.synthetic import gradient_image
 
-__all__ = ["encode", "gradient_image", "png_declaring", "webp_declaring"]
+__all__ = [
+    "encode",
+    "free_box",
+    "gradient_image",
+    "mp4_boxes",
+    "mp4_relaid",
+    "png_declaring",
+    "webp_declaring",
+]
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -32,3 +40,41 @@ def webp_declaring(width: int, height: int) -> bytes:
     bits |= (width - 1) | (height - 1) << 14
     data[21:25] = bits.to_bytes(4, "little")
     return bytes(data)
+
+
+def mp4_boxes(data: bytes) -> dict[bytes, bytes]:
+    """An MP4's top-level boxes (ISO/IEC 14496-12), whole, by type; a repeated type keeps the
+    last. Handles 32-bit sizes only: what the test videos have."""
+    boxes, at = {}, 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        boxes[kind] = data[at : at + size]
+        at += size
+    return boxes
+
+
+def free_box(payload_bytes: int, *, kind: bytes = b"free", large: bool = False) -> bytes:
+    """A `free` (or `skip`) box of `payload_bytes` zeros; `large` writes the 64-bit size form."""
+    if large:
+        return struct.pack(">I4sQ", 1, kind, 16 + payload_bytes) + bytes(payload_bytes)
+    return struct.pack(">I4s", 8 + payload_bytes, kind) + bytes(payload_bytes)
+
+
+def mp4_relaid(data: bytes, layout: list[bytes]) -> bytes:
+    """The MP4 `data` with its top-level boxes in another order: `layout` lists box types
+    (b"ftyp", b"moov", b"mdat") and whole extra boxes (anything longer than 4 bytes, such as
+    `free_box(…)`). The sample table's chunk offsets (`stco`) are moved with the media data,
+    so the result is as valid as the original."""
+    boxes = mp4_boxes(data)
+    old_mdat = data.index(boxes[b"mdat"])
+    parts = [boxes[item] if len(item) == 4 else item for item in layout]
+    new_mdat = sum(len(part) for part in parts[: layout.index(b"mdat")])
+    moov = bytearray(boxes[b"moov"])
+    at = moov.find(b"stco")
+    while at != -1:  # size, "stco", version and flags, entry count, then the offsets
+        (count,) = struct.unpack(">I", moov[at + 8 : at + 12])
+        for entry in range(at + 12, at + 12 + 4 * count, 4):
+            (offset,) = struct.unpack(">I", moov[entry : entry + 4])
+            moov[entry : entry + 4] = struct.pack(">I", offset + new_mdat - old_mdat)
+        at = moov.find(b"stco", at + 4)
+    return b"".join(bytes(moov) if part is boxes[b"moov"] else part for part in parts)

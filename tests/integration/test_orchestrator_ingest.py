@@ -21,6 +21,7 @@ from clipmesh.demo.library import (
 from clipmesh.media.frames import frames_at
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
 from clipmesh_client.wire import ChannelPolicy
+from tests.media import free_box, mp4_relaid
 from tests.support import run_cli, scrape_metrics
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -113,6 +114,24 @@ async def test_the_same_new_bytes_twice_in_one_request_are_ingested_once(mesh) -
         Stage.INGEST_STAGE_DUPLICATE,
     ]
     assert {p.video_id for p in ends} == {ends[0].video_id}
+
+
+async def test_an_mp4_whose_moov_follows_a_large_free_box_is_ingested(mesh) -> None:
+    # Regression (outside check): such a file was reported CORRUPT_MEDIA. The padding is
+    # larger than FFmpeg's probe size.
+    spec = make_video(mesh.root / "clips" / "padded-source.mp4", seed=78, duration_s=6, shots=2)
+    padded = mesh.root / "clips" / "padded.mp4"
+    layout = [b"ftyp", free_box(6_000_000), b"moov", b"mdat"]
+    padded.write_bytes(mp4_relaid(spec.path.read_bytes(), layout))
+    _, final, summary = await _ingest(mesh, [spec.path, padded])
+    assert (summary.ingested, summary.failed) == (2, 0), [p.error for p in final.values()]
+    assert final[str(padded)].stage == Stage.INGEST_STAGE_DONE
+    videos = [
+        await mesh.ingest.GetVideo(ingest_pb2.GetVideoRequest(video_id=final[str(p)].video_id))
+        for p in (spec.path, padded)
+    ]
+    assert videos[0].segments == videos[1].segments > 0
+    assert videos[0].video.duration_s == videos[1].video.duration_s
 
 
 async def test_bad_files_fail_alone_with_their_reasons(mesh, tmp_path) -> None:

@@ -17,10 +17,11 @@ from clipmesh.demo.library import (
     write_not_a_video,
     write_truncated_mp4,
 )
+from clipmesh.media.analysis import keyframes, plan_video
 from clipmesh.media.paths import resolve_media_path, sha256_file
-from clipmesh.media.probe import DEFAULT_LIMITS, MediaLimits, probe
+from clipmesh.media.probe import DEFAULT_LIMITS, Deadline, MediaLimits, probe
 from clipmesh.runtime.errors import InvalidArgument, NotFound, PermissionDenied
-from tests.media import encode, gradient_image
+from tests.media import encode, free_box, gradient_image, mp4_relaid
 
 # Paths
 
@@ -157,6 +158,51 @@ def test_probe_reports_the_displayed_size_of_a_rotated_video(
 ) -> None:
     info = probe(videos["rotated"].path)
     assert (info.width, info.height) == (32, 64)
+
+
+# Valid MP4 layouts: where `moov` sits and what padding comes before it is the muxer's choice.
+# 6 MB of padding is more than FFmpeg's probe size (5 MB), so `moov` is found past it.
+_PADDING = 6_000_000
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        [b"ftyp", free_box(_PADDING), b"moov", b"mdat"],
+        [b"ftyp", b"mdat", free_box(_PADDING), b"moov"],
+        [b"ftyp", free_box(_PADDING), b"mdat", b"moov"],
+        [free_box(_PADDING), b"ftyp", b"moov", b"mdat"],
+        [b"ftyp", free_box(_PADDING, large=True), b"moov", b"mdat"],
+        [b"ftyp", free_box(_PADDING, kind=b"skip"), b"moov", free_box(64), b"mdat"],
+    ],
+    ids=[
+        "moov-after-large-free",
+        "moov-last-after-large-free",
+        "mdat-between",
+        "free-before-ftyp",
+        "64-bit-free-size",
+        "skip-and-free",
+    ],
+)
+def test_valid_layouts_with_large_free_boxes_are_read_like_the_original(
+    layout: list[bytes], videos: dict[str, VideoSpec], tmp_path: Path
+) -> None:
+    spec = videos["cuts"]
+    relaid = tmp_path / "relaid.mp4"
+    relaid.write_bytes(mp4_relaid(spec.path.read_bytes(), layout))
+    original, copy = probe(spec.path), probe(relaid)
+    assert copy.size_bytes > _PADDING
+    assert (copy.duration_s, copy.fps, copy.width, copy.height) == (
+        original.duration_s,
+        original.fps,
+        original.width,
+        original.height,
+    )
+    limits, deadline = DEFAULT_LIMITS, Deadline(relaid, 60)
+    plan = plan_video(relaid, limits, deadline, max_window_s=10)
+    expected = plan_video(spec.path, limits, Deadline(spec.path, 60), max_window_s=10)
+    assert plan.segments == expected.segments
+    assert len(keyframes(relaid, plan, limits, deadline)) == len(plan.segments)
 
 
 def _refusal(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> InvalidArgument:
