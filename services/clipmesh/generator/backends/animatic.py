@@ -47,8 +47,8 @@ from clipmesh.generator.backends.storyboard import Storyboard
 from clipmesh.generator.jobs import GenerationSpec
 
 MODELS = {
-    # The same prompt limits as DashScope on purpose: a prompt that renders offline also
-    # submits online.
+    # DashScope's strictest prompt limits on purpose: a prompt that renders offline also
+    # submits online, to any of its models.
     "animatic-v1": ModelLimits(
         sizes=(),
         default_size=(832, 480),
