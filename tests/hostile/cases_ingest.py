@@ -33,6 +33,11 @@ INGEST_CASES = [
         id="ingest/truncated-mp4",
     ),
     pytest.param(
+        ingest_file("cut\x1b[2J\n\u202e4pm.mp4"),
+        fails_alone("CORRUPT_MEDIA", "cut\\x1b[2J\\n\\u202e4pm.mp4: truncated"),
+        id="ingest/control-characters-in-the-file-name",
+    ),
+    pytest.param(
         ingest_file("garbage-frames.mp4"),
         fails_alone("CORRUPT_MEDIA", "decoding failed"),
         id="ingest/mp4-with-garbage-frames",

@@ -165,6 +165,11 @@ INTERNAL_CASES = [
         id="generator/path-as-job-id",
     ),
     pytest.param(
+        generator("GetJob", generator_pb2.GetJobRequest(job_id="j\x1b[2J\n\u202eevil")),
+        refused(INVALID, "BAD_JOB_ID", "not a job id issued by this gateway", "job_id"),
+        id="generator/control-characters-in-job-id",
+    ),
+    pytest.param(
         generator("DownloadJobOutput", generator_pb2.DownloadJobOutputRequest(job_id="0" * 32)),
         refused(NOT_FOUND, "JOB_NOT_FOUND", "no job"),
         id="generator/download-unknown-job",

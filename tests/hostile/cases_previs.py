@@ -95,6 +95,12 @@ PREVIS_CASES = [
         id="previs/path-as-project-id",
     ),
     pytest.param(
+        # An escape sequence, a newline and a right-to-left override, quoted back escaped.
+        previs("GetProject", previs_pb2.GetProjectRequest(project_id="p\x1b[2J\n\u202eevil")),
+        refused(NOT_FOUND, "PROJECT_NOT_FOUND", "p\\x1b[2J\\n\\u202eevil"),
+        id="previs/control-characters-in-project-id",
+    ),
+    pytest.param(
         previs("ExportCut", previs_pb2.ExportCutRequest(project_id="p" * 1_000_000)),
         refused(NOT_FOUND, "PROJECT_NOT_FOUND", "no project"),
         id="previs/1-mb-project-id",

@@ -122,6 +122,8 @@ def write_hostile_library(directory: Path, outside: Path) -> dict[str, Path]:
         "concat-script.mp4": f"ffconcat version 1.0\nfile '{secret}'\nfile '/etc/passwd'\n",
         "image-bomb.mp4": png_declaring(50_000, 50_000),
         "shopping-list.mp4": "milk\nfilm stock\n" * 50,
+        # A file name is the caller's text too: an escape sequence, a newline, an RTL override.
+        "cut\x1b[2J\n\u202e4pm.mp4": good_bytes[: len(good_bytes) // 2],
     }
     paths = {}
     for name, content in files.items():

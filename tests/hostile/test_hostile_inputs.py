@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import re
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,8 @@ async def _embed_text(mesh: Mesh, text: str) -> encoder_pb2.Embedding:
 # The catalogue
 
 CASES = [*SEARCH_CASES, *INGEST_CASES, *PREVIS_CASES, *INTERNAL_CASES]
+# What no message may carry raw (escaped instead): controls, line separators, bidi controls.
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @pytest.mark.parametrize(("ask", "expected"), CASES)
@@ -108,6 +111,7 @@ async def test_hostile_input_is_refused_clearly(mesh: Mesh, ask: Ask, expected: 
     assert (answer.code, answer.reason) == (expected.code, expected.reason), answer
     assert expected.message in answer.message, answer
     assert len(answer.message) < 1000, "messages must not echo huge inputs"
+    assert not UNPRINTABLE.search(answer.message), f"raw control characters: {answer.message!r}"
     if expected.field:
         assert answer.field == expected.field, answer
 

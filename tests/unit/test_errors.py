@@ -10,6 +10,7 @@ from clipmesh.runtime.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    escape_controls,
     trailing_metadata_for,
 )
 from clipmesh_client import errors as client_errors
@@ -100,3 +101,26 @@ def test_a_trailer_that_disagrees_with_the_call_keeps_the_calls_code_and_message
     )
     assert isinstance(typed, client_errors.UnavailableError)
     assert (typed.message, typed.reason) == ("upstream reset", "")
+
+
+@pytest.mark.parametrize(
+    ("quoted", "shown"),
+    [
+        ("clip\x1b[31m.mp4", "clip\\x1b[31m.mp4"),  # a terminal escape sequence
+        ("a\nforged log line\r", "a\\nforged log line\\r"),
+        ("nul\x00 del\x7f c1\x85", "nul\\x00 del\\x7f c1\\x85"),
+        ("\u202egnp.exe \u2066x\u2069", "\\u202egnp.exe \\u2066x\\u2069"),  # bidi controls
+        ("line\u2028sep", "line\\u2028sep"),
+        ("海边 café 👨\u200d👩", "海边 café 👨\u200d👩"),  # letters, emoji joiners: as they are
+    ],
+)
+def test_messages_and_metadata_carry_control_characters_escaped(quoted, shown) -> None:
+    error = InvalidArgument(f"{quoted}: truncated", field="uri", metadata={"name": quoted})
+    assert error.message == f"{shown}: truncated"
+    assert error.metadata["name"] == shown
+    assert escape_controls(quoted) == shown
+
+
+def test_escaping_happens_before_the_length_bound() -> None:
+    error = InvalidArgument("\x1b" * 5000)
+    assert len(error.message) <= 512 and error.message.startswith("\\x1b\\x1b")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar, NoReturn
 
@@ -32,6 +33,19 @@ MAX_METADATA_VALUE_CHARS = 256
 """Errors travel in the trailers, the message twice (`grpc-message`, percent-encoded, and the
 status details), and gRPC drops trailers past 8–16 KiB: a message that echoes a 10 MB input
 would reach the caller as a broken stream instead of its status."""
+
+
+# Characters a message must not carry raw: C0 and C1 controls and DEL (a newline forges a log
+# line, an escape sequence recolours or rewrites a terminal), the line and paragraph
+# separators, and the bidirectional embeddings, overrides and isolates (which make a refusal
+# display text other than what it says: "Trojan Source").
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control and bidi-control character written as an escape (`\\x1b`,
+    `\\u202e`): what a message quotes from the caller stays visible and harmless."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _shortened(text: str, limit: int) -> str:
@@ -55,12 +69,14 @@ class ServiceError(Exception):
     def __init__(
         self, message: str, *, reason: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> None:
-        message = _shortened(message, MAX_MESSAGE_CHARS)
+        # Messages and metadata often quote the caller's input (a path, a field's value).
+        message = _shortened(escape_controls(message), MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata = {
-            k: _shortened(str(v), MAX_METADATA_VALUE_CHARS) for k, v in (metadata or {}).items()
+            k: _shortened(escape_controls(str(v)), MAX_METADATA_VALUE_CHARS)
+            for k, v in (metadata or {}).items()
         }
 
 
