@@ -23,13 +23,17 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
+from clipmesh.media.paths import path_from_uri
 from clipmesh.previs import requests
 from clipmesh.previs.compliance import CompliancePolicy
 from clipmesh.previs.config import PrevisConfig
+from clipmesh.previs.exports import export_timeline
 from clipmesh.previs.production import ShotProducer
 from clipmesh.previs.records import (
     ENDED_SHOT_STATES,
     Cut,
+    CutExport,
+    ExportRequest,
     Project,
     ProjectProgress,
     ProjectRequest,
@@ -171,15 +175,20 @@ class PrevisEngine:
             raise NotFound(f"no project {project_id!r}", reason="PROJECT_NOT_FOUND")
         return project
 
-    async def export(self, project_id: str, principal: Principal) -> Cut:
-        """Where the project's cut and timeline are."""
-        project = await self.get(project_id, principal)
-        if project.cut is None:
+    async def export(self, request: ExportRequest, principal: Principal) -> CutExport:
+        """Where the project's cut and timeline are, with the timeline written in the format
+        asked for beside it (exports.py)."""
+        project = await self.get(request.project_id, principal)
+        cut = project.cut
+        if cut is None:
             raise FailedPrecondition(
-                f"project {project_id} has no cut yet (state PROJECT_STATE_{project.state.name})",
+                f"project {request.project_id} has no cut yet "
+                f"(state PROJECT_STATE_{project.state.name})",
                 reason="NO_CUT",
             )
-        return project.cut
+        timeline = Path(path_from_uri(cut.otio_uri))
+        exported = await asyncio.to_thread(export_timeline, timeline, request.format)
+        return CutExport(cut=cut, export_uri=exported.resolve().as_uri())
 
     # --- runs -------------------------------------------------------------------------------
 

@@ -129,6 +129,31 @@ class Cut:
     update_time_s: float = 0.0
 
 
+class ExportFormat(enum.Enum):
+    """An editor's format for a cut's timeline; the value is its file's extension."""
+
+    OTIO = "otio"
+    FCP7_XML = "xml"
+    FCPXML = "fcpxml"
+    CMX3600_EDL = "edl"
+
+
+@dataclass
+class ExportRequest:
+    """Which project's cut to export, and in which format (OpenTimelineIO when not said)."""
+
+    project_id: str = ""
+    format: ExportFormat = ExportFormat.OTIO
+
+
+@dataclass
+class CutExport:
+    """A project's cut and the file its timeline was exported to."""
+
+    cut: Cut
+    export_uri: str = ""
+
+
 @dataclass
 class ProjectSettings:
     """What every shot of a project is generated with."""
@@ -141,6 +166,8 @@ class ProjectSettings:
     height: int = 0
     fps: float = 0.0
     collection: str = ""
+    model: str = ""
+    multi_shot: bool = False
 
 
 @dataclass
@@ -192,6 +219,8 @@ class ProjectRequest:
     width: int = 0
     height: int = 0
     fps: float = 0.0
+    model: str = ""
+    multi_shot: bool = False
 
 
 @dataclass(frozen=True)

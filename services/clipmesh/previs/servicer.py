@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from clipmesh.previs import convert
 from clipmesh.previs.engine import PrevisEngine
-from clipmesh.previs.records import ProjectProgress
+from clipmesh.previs.records import ExportRequest, ProjectProgress
 from clipmesh.runtime.access import current_principal
 from clipmesh.runtime.errors import Unavailable
-from clipmesh.runtime.messages import to_message
+from clipmesh.runtime.messages import from_message, to_message
 from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
 
 
@@ -38,8 +38,9 @@ class PrevisServicer(previs_pb2_grpc.PrevisServiceServicer):
         return previs_pb2.GetProjectResponse(project=to_message(project, previs_pb2.Project))
 
     async def ExportCut(self, request, context):
-        cut = await self._engine.export(request.project_id, current_principal())
-        return previs_pb2.ExportCutResponse(cut=to_message(cut, previs_pb2.Cut))
+        export = from_message(request, ExportRequest)
+        cut_export = await self._engine.export(export, current_principal())
+        return to_message(cut_export, previs_pb2.ExportCutResponse)
 
 
 def _report(progress: ProjectProgress) -> previs_pb2.ProjectProgress:

@@ -14,6 +14,14 @@ class ScriptFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCRIPT_FORMAT_PLAIN: _ClassVar[ScriptFormat]
     SCRIPT_FORMAT_FOUNTAIN: _ClassVar[ScriptFormat]
 
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_OTIO: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_FCP7_XML: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_FCPXML: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_CMX3600_EDL: _ClassVar[ExportFormat]
+
 class ShotState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SHOT_STATE_UNSPECIFIED: _ClassVar[ShotState]
@@ -34,6 +42,11 @@ class ProjectState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 SCRIPT_FORMAT_UNSPECIFIED: ScriptFormat
 SCRIPT_FORMAT_PLAIN: ScriptFormat
 SCRIPT_FORMAT_FOUNTAIN: ScriptFormat
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_OTIO: ExportFormat
+EXPORT_FORMAT_FCP7_XML: ExportFormat
+EXPORT_FORMAT_FCPXML: ExportFormat
+EXPORT_FORMAT_CMX3600_EDL: ExportFormat
 SHOT_STATE_UNSPECIFIED: ShotState
 SHOT_STATE_PENDING: ShotState
 SHOT_STATE_GENERATING: ShotState
@@ -200,7 +213,7 @@ class Project(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., title: _Optional[str] = ..., scenes: _Optional[_Iterable[_Union[Scene, _Mapping]]] = ..., shots: _Optional[_Iterable[_Union[Shot, _Mapping]]] = ..., cut: _Optional[_Union[Cut, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., settings: _Optional[_Union[ProjectSettings, _Mapping]] = ..., state: _Optional[_Union[ProjectState, str]] = ..., notices: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ProjectSettings(_message.Message):
-    __slots__ = ("variants", "backend", "style", "language", "width", "height", "fps", "collection")
+    __slots__ = ("variants", "backend", "style", "language", "width", "height", "fps", "collection", "model", "multi_shot")
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     STYLE_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +222,8 @@ class ProjectSettings(_message.Message):
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MULTI_SHOT_FIELD_NUMBER: _ClassVar[int]
     variants: int
     backend: str
     style: str
@@ -217,7 +232,9 @@ class ProjectSettings(_message.Message):
     height: int
     fps: float
     collection: str
-    def __init__(self, variants: _Optional[int] = ..., backend: _Optional[str] = ..., style: _Optional[str] = ..., language: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., collection: _Optional[str] = ...) -> None: ...
+    model: str
+    multi_shot: bool
+    def __init__(self, variants: _Optional[int] = ..., backend: _Optional[str] = ..., style: _Optional[str] = ..., language: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., collection: _Optional[str] = ..., model: _Optional[str] = ..., multi_shot: bool = ...) -> None: ...
 
 class ProjectProgress(_message.Message):
     __slots__ = ("project_id", "stage", "shots_done", "shots_total", "eta_s", "message", "project")
@@ -238,7 +255,7 @@ class ProjectProgress(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., stage: _Optional[str] = ..., shots_done: _Optional[int] = ..., shots_total: _Optional[int] = ..., eta_s: _Optional[float] = ..., message: _Optional[str] = ..., project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
-    __slots__ = ("title", "script", "format", "variants", "backend", "style", "references", "collection", "width", "height", "fps")
+    __slots__ = ("title", "script", "format", "variants", "backend", "style", "references", "collection", "width", "height", "fps", "model", "multi_shot")
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCRIPT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +267,8 @@ class CreateProjectRequest(_message.Message):
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MULTI_SHOT_FIELD_NUMBER: _ClassVar[int]
     title: str
     script: str
     format: ScriptFormat
@@ -261,7 +280,9 @@ class CreateProjectRequest(_message.Message):
     width: int
     height: int
     fps: float
-    def __init__(self, title: _Optional[str] = ..., script: _Optional[str] = ..., format: _Optional[_Union[ScriptFormat, str]] = ..., variants: _Optional[int] = ..., backend: _Optional[str] = ..., style: _Optional[str] = ..., references: _Optional[_Iterable[_Union[ShotReference, _Mapping]]] = ..., collection: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
+    model: str
+    multi_shot: bool
+    def __init__(self, title: _Optional[str] = ..., script: _Optional[str] = ..., format: _Optional[_Union[ScriptFormat, str]] = ..., variants: _Optional[int] = ..., backend: _Optional[str] = ..., style: _Optional[str] = ..., references: _Optional[_Iterable[_Union[ShotReference, _Mapping]]] = ..., collection: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., model: _Optional[str] = ..., multi_shot: bool = ...) -> None: ...
 
 class ShotReference(_message.Message):
     __slots__ = ("shot_order", "image")
@@ -310,13 +331,17 @@ class GetProjectResponse(_message.Message):
     def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
 
 class ExportCutRequest(_message.Message):
-    __slots__ = ("project_id",)
+    __slots__ = ("project_id", "format")
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     project_id: str
-    def __init__(self, project_id: _Optional[str] = ...) -> None: ...
+    format: ExportFormat
+    def __init__(self, project_id: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
 
 class ExportCutResponse(_message.Message):
-    __slots__ = ("cut",)
+    __slots__ = ("cut", "export_uri")
     CUT_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_URI_FIELD_NUMBER: _ClassVar[int]
     cut: Cut
-    def __init__(self, cut: _Optional[_Union[Cut, _Mapping]] = ...) -> None: ...
+    export_uri: str
+    def __init__(self, cut: _Optional[_Union[Cut, _Mapping]] = ..., export_uri: _Optional[str] = ...) -> None: ...

@@ -85,7 +85,8 @@ class PrevisServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ExportCut(self, request, context):
-        """Returns where the project's cut (MP4) and timeline (OpenTimelineIO) are.
+        """Returns where the project's cut (MP4) and timeline (OpenTimelineIO) are, and writes the
+        timeline in the format asked for (Final Cut Pro 7 XML, FCPXML, a CMX 3600 EDL) beside it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
