@@ -7,7 +7,9 @@
    a provider; a blocked shot is reported with its reasons and never rewritten.
 3. **Generation** of every variant at once through the gateway (`ClipMaker`); each clip is
    **checked** (`ClipChecker`) and, below a threshold, regenerated with a new seed up to
-   `max_attempts` tries. Every clip is kept with its scores.
+   `max_attempts` tries. Every clip is kept with its scores. A project that asked for
+   multi-shot clips asks for them; if the generator answers that the model makes single shots
+   only, the clip is made single-shot and the project's notices say so.
 4. **Library** (`library.py`): every made clip is ingested (source = generated), and a
    reference image is searched before the prompt is built and again against each new clip.
 5. **Selection** (`selection.py`): the first passing clip, variant 0 first; else the best one
@@ -17,16 +19,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipmesh.generator.jobs import GenerationSpec
+from clipmesh.generator.jobs import GenerationSpec, ShotType
 from clipmesh.previs import metrics
 from clipmesh.previs.checks import ClipChecker
 from clipmesh.previs.compliance import CompliancePolicy
-from clipmesh.previs.generation import ClipFailed, ClipMaker
+from clipmesh.previs.generation import ClipFailed, ClipMaker, MadeClip
 from clipmesh.previs.library import ClipLibrary, Reference
 from clipmesh.previs.planning import lineage_lines, note_chain, prompt_for
 from clipmesh.previs.prompts import ShotPrompt
@@ -36,6 +39,10 @@ from clipmesh.previs.selection import best_clip
 from clipmesh.previs.store import ProjectStore
 from clipmesh.previs.templates import TemplateLibrary
 from clipmesh.runtime.errors import ServiceError
+
+# The generator's reason when the model cannot cut within a clip (its refusals' reasons are
+# its API: matched as such, never by their text).
+SINGLE_SHOT_MODEL = "UNSUPPORTED_SHOT_TYPE"
 
 
 @dataclass(frozen=True)
@@ -182,17 +189,20 @@ class ShotProducer:
                 prompt=prompt.prompt,
                 negative_prompt=prompt.negative_prompt,
                 backend=settings.backend,
+                model=settings.model,
                 width=settings.width,
                 height=settings.height,
                 duration_s=shot.duration_s,
                 fps=settings.fps,
                 seed=clip.seed,
                 labels={"project": project.project_id, "shot": shot.shot_id},
+                shot_type=_shot_type(run),
             )
             name = f"r{revision.revision}v{variant}a{attempt}.mp4"
             destination = self.projects_dir / project.project_id / "clips" / shot.shot_id / name
             try:
-                made = await self.maker.make(
+                made = await self._make(
+                    run,
                     spec,
                     key=f"previs:{place}",
                     # The owner's job: its provider seconds and jobs at once count against the
@@ -230,6 +240,31 @@ class ShotProducer:
                 f"{shot.shot_id} v{variant} try {attempt} below threshold "
                 f"({'; '.join(clip.scores.failures) or clip.failure}); regenerating",
             )
+
+    async def _make(self, run: ProjectRun, spec: GenerationSpec, **where) -> MadeClip:
+        """Makes a clip; a multi-shot one the project's model cannot make is made single-shot,
+        and the project's notices say so (never a silent switch)."""
+        try:
+            return await self.maker.make(spec, **where)
+        except ClipFailed as failure:
+            if spec.shot_type is not ShotType.MULTI or failure.reason != SINGLE_SHOT_MODEL:
+                raise
+            run.single_shot_only = True
+            notice = f"multi-shot clips asked for, single-shot clips made: {failure.message}"
+            if notice not in run.project.notices:
+                run.project.notices.append(notice)
+                run.report("generating", notice)
+        # The refused request was never admitted, so its idempotency key is still free.
+        single = dataclasses.replace(spec, shot_type=ShotType.SINGLE)
+        return await self.maker.make(single, **where)
+
+
+def _shot_type(run: ProjectRun) -> ShotType | None:
+    """Multi-shot when the project asks for it and its model has not refused it; else the
+    model's default (one shot)."""
+    if run.project.settings.multi_shot:
+        return ShotType.SINGLE if run.single_shot_only else ShotType.MULTI
+    return None
 
 
 def _seed(place: str) -> int:

@@ -26,6 +26,7 @@ MAX_NOTE_CHARS = 500
 MAX_SIDE_PX = 4096
 MAX_FPS = 120.0
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_MODEL_RE = re.compile(r"[a-z][a-z0-9._-]{0,62}")  # model names have dots: "wan2.6-t2v"
 
 
 def new_project(
@@ -60,6 +61,8 @@ def new_project(
         height=_side(request.height, "height"),
         fps=_fps(request.fps),
         collection=collection_name(request.collection or config.default_collection),
+        model=_model(request.model),
+        multi_shot=request.multi_shot,
     )
     if (settings.width == 0) != (settings.height == 0):
         raise InvalidArgument("set both width and height, or neither", field="width")
@@ -114,6 +117,13 @@ def _variants(value: int, limit: int) -> int:
 def _name(value: str, field: str) -> str:
     if value and not _NAME_RE.fullmatch(value):  # fullmatch: `$` lets "name\n" through
         raise InvalidArgument(f"{field} {value!r} is not a valid name", field=field)
+    return value
+
+
+def _model(value: str) -> str:
+    """A model name (the generator checks that its backend has it)."""
+    if value and not _MODEL_RE.fullmatch(value):
+        raise InvalidArgument(f"model {value!r} is not a valid model name", field="model")
     return value
 
 

@@ -24,11 +24,16 @@ class ProjectRun:
     Args:
         project: The project being worked on (the run's shots are edited in place).
         shots_total: Shots this run produces.
+
+    Attributes:
+        single_shot_only: Set once the generator refused the project's model multi-shot
+            clips: the run's other clips ask for single shots without asking again.
     """
 
     def __init__(self, project: Project, shots_total: int) -> None:
         self.project = project
         self.shots_total = shots_total
+        self.single_shot_only = False
         self.shots_done = 0
         self.stage = "parsing"
         self.task: asyncio.Task[None] | None = None
