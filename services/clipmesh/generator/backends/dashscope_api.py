@@ -58,7 +58,7 @@ _SUBMIT_RETRY_STATUSES = frozenset({429, 500, 503})
 #     (its Chinese edition on platform.qianwenai.com/docs, "文生视频", spells out the defaults)
 # - `size` is `W*H` from one tier's list: 480P 832*480 480*832 624*624; 720P 1280*720
 #   720*1280 960*960 1088*832 832*1088; 1080P 1920*1080 1080*1920 1440*1440 1632*1248
-#   1248*1632. wan2.6-t2v has no 480P tier. Default 1920*1080.
+#   1248*1632. wan2.6-t2v has no 480P tier. Default 1920*1080 (wanx2.1: 1280*720).
 # - `duration`: wan2.6-t2v any whole number of seconds 2-15 (default 5; the guide's "integer
 #   durations (2-15 seconds)"; pages written for its first release, and Virginia's
 #   wan2.6-t2v-us, give 5, 10 or 15, which the range holds); wan2.5-t2v-preview 5 or 10;
@@ -73,8 +73,8 @@ _SUBMIT_RETRY_STATUSES = frozenset({429, 500, 503})
 # - Prompt limits: wan2.6 1,500 characters, wan2.5 2,000, wan2.2 and wanx2.1 800; negative
 #   prompts 500. The provider truncates longer ones; we refuse them instead. (The 1,500 and
 #   2,000 are the parameter table as copies of it give it; the table itself was not readable.)
-# - Frame rates are the model list's, not a request parameter: 30 (wan2.6, wan2.2), 24
-#   (wan2.5), 16 (wanx2.1). wan2.6's 30 is not on the pages read: the live test checks it.
+# - Frame rates are not a request parameter: 30 (wan2.2), 24 (wan2.5) and 16 (wanx2.1) as this
+#   table had them before; wan2.6's 30 is not on the pages read: the live test checks it.
 # - `seed` 0-2147483647; `watermark` and `prompt_extend` booleans (prompt_extend on by default).
 _480P = ((832, 480), (480, 832), (624, 624))
 _720P = ((1280, 720), (720, 1280), (960, 960), (1088, 832), (832, 1088))
@@ -87,7 +87,6 @@ def _wan(
     durations_s,
     fps,
     *,
-    default_duration_s: float = 5.0,
     max_prompt_chars: int = 800,
     multi_shot: bool = False,
     audio: bool = False,
@@ -97,7 +96,7 @@ def _wan(
         # The provider's default: 1920*1080 where the model has it, else 1280*720.
         default_size=(1920, 1080) if (1920, 1080) in sizes else (1280, 720),
         durations_s=durations_s,
-        default_duration_s=default_duration_s,
+        default_duration_s=5.0,  # every model's default
         fps=(fps,),
         max_prompt_chars=max_prompt_chars,
         max_negative_prompt_chars=500,
