@@ -17,11 +17,15 @@ Against a secured mesh, pass `credentials=tls_credentials("ca.crt")` and `token=
 `AsyncClient` takes the same arguments (`async with`, `await`, `async for`). Failed calls raise
 the typed errors below, chained from the `grpc.RpcError`; match on the class or `.reason`
 (`QuotaExceededError` names the quota and when it resets, `PermissionDeniedError` the missing
-role). Generation: `clipmesh_client.generation.GeneratorClient`; a receiver of its job webhooks
-checks each request with `clipmesh_client.webhooks.verify(secret, headers, body)`.
+role). Generation: `GeneratorClient`; a receiver of its job webhooks checks each request with
+`clipmesh_client.webhooks.verify(secret, headers, body)`. Previs (a script to a reviewed cut):
+`PrevisClient`. `AsyncGeneratorClient` and `AsyncPrevisClient` are their asyncio forms, as
+`AsyncClient` is `Client`'s.
 """
 
 from clipmesh_client.async_client import AsyncClient
+from clipmesh_client.async_generation import AsyncGeneratorClient
+from clipmesh_client.async_previs import AsyncPrevisClient
 from clipmesh_client.client import Client
 from clipmesh_client.errors import (
     AlreadyExistsError,
@@ -41,6 +45,7 @@ from clipmesh_client.errors import (
     from_rpc_error,
 )
 from clipmesh_client.filters import all_of, any_of, between, equals, not_
+from clipmesh_client.generation import GeneratorClient
 from clipmesh_client.models import (
     CallerInfo,
     DeleteResult,
@@ -54,11 +59,14 @@ from clipmesh_client.models import (
     Video,
     VideoHit,
 )
+from clipmesh_client.previs import PrevisClient
 from clipmesh_client.wire import tls_credentials
 
 __all__ = [
     "AlreadyExistsError",
     "AsyncClient",
+    "AsyncGeneratorClient",
+    "AsyncPrevisClient",
     "CallerInfo",
     "CancelledError",
     "Client",
@@ -66,6 +74,7 @@ __all__ = [
     "DeadlineExceededError",
     "DeleteResult",
     "FailedPreconditionError",
+    "GeneratorClient",
     "Grant",
     "IngestEvent",
     "IngestProgress",
@@ -75,6 +84,7 @@ __all__ = [
     "Moment",
     "NotFoundError",
     "PermissionDeniedError",
+    "PrevisClient",
     "QuotaExceededError",
     "QuotaUsage",
     "ResourceExhaustedError",

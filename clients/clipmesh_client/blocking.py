@@ -1,8 +1,12 @@
-"""`BlockingServiceClient`: the channel, deadlines and headers of every blocking client."""
+"""`BlockingServiceClient`: the channel, deadlines and headers of every blocking client.
+
+The settings and headers are `ServiceClientBase`'s, which `AsyncServiceClient`
+(async_service.py) shares; each adds its own channel, closing and stream handling.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -12,8 +16,8 @@ from clipmesh_client.errors import typed_errors
 from clipmesh_client.wire import CALLER_HEADER, ChannelPolicy, bearer_metadata, open_channel
 
 
-class BlockingServiceClient:
-    """A channel to one service, closed with the client.
+class ServiceClientBase:
+    """A channel to one service, and the deadline and headers of its calls.
 
     Args:
         target: `host:port` of the service.
@@ -26,6 +30,8 @@ class BlockingServiceClient:
         token: Bearer token of a service with token auth on (over TLS only); the identity it
             proves replaces `caller`.
     """
+
+    _open_channel: Callable[..., Any]  # the blocking or the asyncio channel factory
 
     def __init__(
         self,
@@ -47,7 +53,17 @@ class BlockingServiceClient:
         caller_header = ((CALLER_HEADER, caller),) if caller else ()
         self._metadata = (*metadata, *caller_header, *bearer_metadata(token))
         policy = ChannelPolicy(timeout_s=timeout_s, max_attempts=max_attempts)
-        self._channel = open_channel(target, policy, credentials=credentials)
+        self._channel = self._open_channel(target, policy, credentials=credentials)
+
+    def _options(self, timeout_s: float | None, *, stream: bool = False) -> dict[str, Any]:
+        default = self.stream_timeout_s if stream else self.timeout_s
+        return {"timeout": default if timeout_s is None else timeout_s, "metadata": self._metadata}
+
+
+class BlockingServiceClient(ServiceClientBase):
+    """A blocking channel to one service, closed with the client (see `ServiceClientBase`)."""
+
+    _open_channel = staticmethod(open_channel)
 
     def __enter__(self) -> Self:
         return self
@@ -61,17 +77,15 @@ class BlockingServiceClient:
         self.close()
 
     def close(self) -> None:
+        """Closes the channel; calls in flight are cancelled."""
         self._channel.close()
 
-    def _options(self, timeout_s: float | None, *, stream: bool = False) -> dict[str, Any]:
-        default = self.stream_timeout_s if stream else self.timeout_s
-        return {"timeout": default if timeout_s is None else timeout_s, "metadata": self._metadata}
-
     @staticmethod
-    def _stream(call, items: Iterable[Any]) -> Iterator[Any]:
-        """Yields `items` of a server stream with typed errors; leaving early cancels the call."""
+    def _stream(call, convert: Callable[[Any], Any]) -> Iterator[Any]:
+        """Yields each response of a server stream as `convert` makes it, with typed errors;
+        leaving early cancels the call."""
         try:
             with typed_errors():
-                yield from items
+                yield from map(convert, call)
         finally:
             call.cancel()

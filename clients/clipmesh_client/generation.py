@@ -15,6 +15,9 @@ A job outlives its stream: leave the loop (or lose the connection) and `watch(jo
 up again. The same `idempotency_key` with the same request returns the same job, so a retry
 after a network failure never starts — or pays for — a second generation. With `webhook_url`
 the job's end is also announced by a signed POST (`clipmesh_client.webhooks.verify` checks it).
+
+`AsyncGeneratorClient` (async_generation.py) is the asyncio form, with the same arguments, methods
+and errors; both build their requests and read the answers with the functions here.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import grpc
 
 from clipmesh_api.common.v1 import common_pb2
 from clipmesh_api.generator.v1 import generator_pb2, generator_pb2_grpc
-from clipmesh_client.blocking import BlockingServiceClient
+from clipmesh_client.blocking import BlockingServiceClient, ServiceClientBase
 from clipmesh_client.errors import ClipmeshError, typed_errors
 from clipmesh_client.models import QuotaUsage, quota_usage_from_proto
 
@@ -139,26 +142,134 @@ def job_from_proto(job: generator_pb2.Job) -> GenerationJob:
     )
 
 
-def _event(event: generator_pb2.JobEvent) -> JobEvent:
+def event_from_proto(
+    response: generator_pb2.GenerateResponse | generator_pb2.WatchJobResponse,
+) -> JobEvent:
+    """The `JobEvent` of one Generate or WatchJob response."""
+    event = response.event
     at = event.event_time.ToDatetime(tzinfo=UTC) if event.HasField("event_time") else None
     return JobEvent(job_from_proto(event.job), event.message, at)
 
 
-class GeneratorClient(BlockingServiceClient):
-    """A blocking client of generation jobs: the public API's GeneratorService.
+def generate_request(
+    prompt: str,
+    *,
+    negative_prompt: str = "",
+    backend: str = "",
+    model: str = "",
+    size: tuple[int, int] = (0, 0),
+    duration_s: float = 0.0,
+    fps: float = 0.0,
+    seed: int | None = None,
+    prompt_extend: bool | None = None,
+    watermark: bool = False,
+    labels: Mapping[str, str] | None = None,
+    idempotency_key: str = "",
+    webhook_url: str = "",
+) -> generator_pb2.GenerateRequest:
+    """The GenerateRequest of `GeneratorClient.generate`'s arguments."""
+    spec = generator_pb2.GenerationSpec(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        backend=backend,
+        model=model,
+        width=size[0],
+        height=size[1],
+        duration_s=duration_s,
+        fps=fps,
+        watermark=watermark,
+        labels=dict(labels or {}),
+    )
+    if seed is not None:
+        spec.seed = seed
+    if prompt_extend is not None:
+        spec.prompt_extend = prompt_extend
+    return generator_pb2.GenerateRequest(
+        spec=spec, idempotency_key=idempotency_key, webhook_url=webhook_url
+    )
 
-    Args:
-        target: `host:port` of the public API (default `127.0.0.1:50050`, the orchestrator),
-            or of the generator gateway itself where the mesh lets you reach it (50053).
-        timeout_s: Deadline of each unary call that sets none of its own.
-        stream_timeout_s: Deadline of a generate/watch stream (generation takes minutes).
-        caller: Sent as `x-clipmesh-caller` where authentication is off; jobs and quotas are
-            kept per caller. With a token, the identity the token proves wins.
-        max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
-        credentials: TLS credentials, or None for plaintext.
-        metadata: Further headers sent with every call.
-        token: Bearer token of a mesh with token auth on (over TLS only).
+
+def list_jobs_request(
+    states: Sequence[str], backend: str, page_size: int
+) -> generator_pb2.ListJobsRequest:
+    """The first page's request of `list_jobs`; `next_jobs_page` gives the next ones.
+
+    Raises:
+        ValueError: A state name that is not a job state.
     """
+    try:
+        values = [generator_pb2.JobState.Value(_STATE_PREFIX + s.upper()) for s in states]
+    except ValueError as exc:
+        raise ValueError(f"unknown job state in {list(states)}") from exc
+    return generator_pb2.ListJobsRequest(
+        states=values, backend=backend, page=common_pb2.PageRequest(page_size=page_size)
+    )
+
+
+def next_jobs_page(
+    request: generator_pb2.ListJobsRequest, response: generator_pb2.ListJobsResponse
+) -> generator_pb2.ListJobsRequest | None:
+    """The request of the page after `response`, or None after the last page."""
+    token = response.page.next_page_token
+    if not token:
+        return None
+    following = generator_pb2.ListJobsRequest()
+    following.CopyFrom(request)
+    following.page.page_token = token
+    return following
+
+
+def cancel_result(response: generator_pb2.CancelJobResponse) -> tuple[GenerationJob, str]:
+    """The job and the outcome ("cancelled", "requested", "not_cancellable") of CancelJob."""
+    outcome = generator_pb2.CancelOutcome.Name(response.outcome)
+    return job_from_proto(response.job), outcome.removeprefix(_OUTCOME_PREFIX).lower()
+
+
+class OutputDownload:
+    """A job's video arriving in chunks: written beside `destination`, checked against the
+    SHA-256 the gateway sends, then renamed into place.
+
+    Use as a context manager (the partial file is closed on leaving), `write` each response,
+    then `finish`.
+    """
+
+    def __init__(self, job_id: str, destination: str | Path) -> None:
+        self.job_id = job_id
+        self.destination = Path(destination)
+        self._partial = self.destination.with_name(self.destination.name + ".part")
+        self._digest = hashlib.sha256()
+        self._expected = ""
+        self._handle = None
+
+    def __enter__(self) -> OutputDownload:
+        self._handle = self._partial.open("wb")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._handle.close()
+
+    def write(self, response: generator_pb2.DownloadJobOutputResponse) -> None:
+        self._handle.write(response.chunk)
+        self._digest.update(response.chunk)
+        self._expected = response.sha256
+
+    def finish(self) -> Path:
+        """Renames the checked file into place.
+
+        Raises:
+            ClipmeshError: The bytes do not match the gateway's SHA-256 (the partial file is
+                removed).
+        """
+        if self._digest.hexdigest() != self._expected:
+            self._partial.unlink(missing_ok=True)
+            raise ClipmeshError(f"the download of job {self.job_id} does not match its SHA-256")
+        self._partial.replace(self.destination)
+        return self.destination
+
+
+class GeneratorServiceBase(ServiceClientBase):
+    """The default address, settings and stub that `GeneratorClient` and
+    `AsyncGeneratorClient` share (see `GeneratorClient` for the arguments)."""
 
     def __init__(
         self,
@@ -183,6 +294,23 @@ class GeneratorClient(BlockingServiceClient):
             token=token,
         )
         self._stub = generator_pb2_grpc.GeneratorServiceStub(self._channel)
+
+
+class GeneratorClient(GeneratorServiceBase, BlockingServiceClient):
+    """A blocking client of generation jobs: the public API's GeneratorService.
+
+    Args:
+        target: `host:port` of the public API (default `127.0.0.1:50050`, the orchestrator),
+            or of the generator gateway itself where the mesh lets you reach it (50053).
+        timeout_s: Deadline of each unary call that sets none of its own.
+        stream_timeout_s: Deadline of a generate/watch stream (generation takes minutes).
+        caller: Sent as `x-clipmesh-caller` where authentication is off; jobs and quotas are
+            kept per caller. With a token, the identity the token proves wins.
+        max_attempts: Attempts of a call that fails UNAVAILABLE (1 = no retry).
+        credentials: TLS credentials, or None for plaintext.
+        metadata: Further headers sent with every call.
+        token: Bearer token of a mesh with token auth on (over TLS only).
+    """
 
     def generate(
         self,
@@ -212,37 +340,30 @@ class GeneratorClient(BlockingServiceClient):
                 refused the job.
             PermissionDeniedError: The caller holds no `generate` role.
         """
-        spec = generator_pb2.GenerationSpec(
-            prompt=prompt,
+        request = generate_request(
+            prompt,
             negative_prompt=negative_prompt,
             backend=backend,
             model=model,
-            width=size[0],
-            height=size[1],
+            size=size,
             duration_s=duration_s,
             fps=fps,
+            seed=seed,
+            prompt_extend=prompt_extend,
             watermark=watermark,
-            labels=dict(labels or {}),
-        )
-        if seed is not None:
-            spec.seed = seed
-        if prompt_extend is not None:
-            spec.prompt_extend = prompt_extend
-        request = generator_pb2.GenerateRequest(
-            spec=spec, idempotency_key=idempotency_key, webhook_url=webhook_url
+            labels=labels,
+            idempotency_key=idempotency_key,
+            webhook_url=webhook_url,
         )
         call = self._stub.Generate(request, **self._options(timeout_s, stream=True))
-        return self._events(call)
+        # Leaving the loop early stops the stream; the job goes on.
+        return self._stream(call, event_from_proto)
 
     def watch(self, job_id: str, *, timeout_s: float | None = None) -> Iterator[JobEvent]:
         """Re-attaches to a job and yields its events until it ends."""
         request = generator_pb2.WatchJobRequest(job_id=job_id)
         call = self._stub.WatchJob(request, **self._options(timeout_s, stream=True))
-        return self._events(call)
-
-    def _events(self, call) -> Iterator[JobEvent]:
-        # Leaving the loop early stops the stream; the job goes on.
-        return self._stream(call, (_event(r.event) for r in call))
+        return self._stream(call, event_from_proto)
 
     def get_job(self, job_id: str, *, timeout_s: float | None = None) -> GenerationJob:
         with typed_errors():
@@ -260,8 +381,7 @@ class GeneratorClient(BlockingServiceClient):
             response = self._stub.CancelJob(
                 generator_pb2.CancelJobRequest(job_id=job_id), **self._options(timeout_s)
             )
-        outcome = generator_pb2.CancelOutcome.Name(response.outcome)
-        return job_from_proto(response.job), outcome.removeprefix(_OUTCOME_PREFIX).lower()
+        return cancel_result(response)
 
     def list_jobs(
         self,
@@ -273,45 +393,29 @@ class GeneratorClient(BlockingServiceClient):
     ) -> Iterator[GenerationJob]:
         """Jobs newest first, filtered by state names ("running", …) and backend; pages are
         fetched as iteration needs them."""
-        try:
-            values = [generator_pb2.JobState.Value(_STATE_PREFIX + s.upper()) for s in states]
-        except ValueError as exc:
-            raise ValueError(f"unknown job state in {list(states)}") from exc
-        token = ""
-        while True:
-            request = generator_pb2.ListJobsRequest(
-                states=values,
-                backend=backend,
-                page=common_pb2.PageRequest(page_size=page_size, page_token=token),
-            )
+        request = list_jobs_request(states, backend, page_size)
+        return self._job_pages(request, timeout_s)
+
+    def _job_pages(
+        self, request: generator_pb2.ListJobsRequest | None, timeout_s: float | None
+    ) -> Iterator[GenerationJob]:
+        while request is not None:
             with typed_errors():
                 response = self._stub.ListJobs(request, **self._options(timeout_s))
             yield from map(job_from_proto, response.jobs)
-            token = response.page.next_page_token
-            if not token:
-                return
+            request = next_jobs_page(request, response)
 
     def download_output(
         self, job_id: str, destination: str | Path, *, timeout_s: float | None = None
     ) -> Path:
         """Writes a succeeded job's video to `destination` and checks its SHA-256."""
-        destination = Path(destination)
-        partial = destination.with_name(destination.name + ".part")
-        digest = hashlib.sha256()
-        expected = ""
         request = generator_pb2.DownloadJobOutputRequest(job_id=job_id)
-        with typed_errors(), partial.open("wb") as handle:
+        with typed_errors(), OutputDownload(job_id, destination) as download:
             for response in self._stub.DownloadJobOutput(
                 request, **self._options(timeout_s, stream=True)
             ):
-                handle.write(response.chunk)
-                digest.update(response.chunk)
-                expected = response.sha256
-        if digest.hexdigest() != expected:
-            partial.unlink(missing_ok=True)
-            raise ClipmeshError(f"the download of job {job_id} does not match its SHA-256")
-        partial.replace(destination)
-        return destination
+                download.write(response)
+        return download.finish()
 
     def delete_output(self, job_id: str, *, timeout_s: float | None = None) -> bool:
         """Deletes a job's video; True when the file itself was removed."""

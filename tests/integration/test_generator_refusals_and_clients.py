@@ -1,7 +1,7 @@
 """What the generator gateway refuses over gRPC — bad specs before any provider call, bad job
 ids and states, a caller over its share of active jobs — and its clients against it: the
-Python SDK's round trip and the `clipmesh generate` / `clipmesh jobs` CLI. The jobs
-themselves are in test_generator_jobs.py."""
+Python SDK's round trips (blocking and asyncio) and the `clipmesh generate` / `clipmesh jobs`
+CLI. The jobs themselves are in test_generator_jobs.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from clipmesh_api.generator.v1 import generator_pb2
 from clipmesh_client import errors as client_errors
+from clipmesh_client.async_generation import AsyncGeneratorClient
 from clipmesh_client.generation import GeneratorClient
 from tests.integration.conftest import State, generate, refusal, spec
 from tests.support import run_cli
@@ -129,6 +130,43 @@ async def test_the_sdk_generates_watches_downloads_and_lists(gateway, tmp_path):
     assert out["job"].job_id in out["listed"]
     assert out["fetched"] == out["job"]
     assert out["cancel"][1] == "not_cancellable"
+
+
+async def test_the_async_sdk_generates_watches_downloads_and_lists(gateway, tmp_path):
+    request = dict(size=(256, 144), duration_s=1, fps=12, seed=5, idempotency_key="sdk-async-1")
+    prompt = "a slow tilt up a lighthouse, warm light"
+    async with AsyncGeneratorClient(gateway.target, caller="sdk-async", timeout_s=10) as sdk:
+        events = [event async for event in sdk.generate(prompt, labels={"take": "1"}, **request)]
+        job = events[-1].job
+        again = [event async for event in sdk.generate(prompt, labels={"take": "1"}, **request)]
+        stream = sdk.generate("a crane down to the harbour", **request | {"idempotency_key": ""})
+        left = await anext(stream)
+        await stream.aclose()  # leaving the stream early: the job goes on
+        rewatched = [event async for event in sdk.watch(left.job.job_id)]
+        saved = await sdk.download_output(job.job_id, tmp_path / "async.mp4")
+        listed = [j.job_id async for j in sdk.list_jobs(states=["succeeded"], page_size=1)]
+        fetched, cancelled, usage = await asyncio.gather(
+            sdk.get_job(job.job_id), sdk.cancel_job(job.job_id), sdk.usage()
+        )
+        with pytest.raises(client_errors.NotFoundError) as missing:
+            await sdk.get_job("f" * 32)
+        with pytest.raises(client_errors.InvalidArgumentError) as refused:
+            async for _ in sdk.generate("x" * 801, **request | {"idempotency_key": ""}):
+                pass
+        with pytest.raises(ValueError, match="unknown job state"):
+            sdk.list_jobs(states=["finished"])
+        removed = await sdk.delete_output(job.job_id)
+    assert (events[0].job.state, job.state) == ("queued", "succeeded")
+    assert (job.size, job.labels, job.caller) == ((256, 144), {"take": "1"}, "sdk-async")
+    assert again[-1].job.job_id == job.job_id  # the same key: the same job
+    assert left.job.state == "queued" and rewatched[-1].job.state == "succeeded"
+    assert saved.stat().st_size > 0 and fetched == job
+    assert set(listed) >= {job.job_id, left.job.job_id}
+    assert cancelled[1] == "not_cancellable"
+    assert {quota.quota for quota in usage} == {"provider_video_seconds_per_day", "concurrent_jobs"}
+    assert (missing.value.reason, refused.value.reason) == ("JOB_NOT_FOUND", "PROMPT_TOO_LONG")
+    assert refused.value.metadata["field"] == "spec.prompt"
+    assert removed
 
 
 async def test_the_cli_generates_lists_and_reports_errors_in_one_line(gateway, tmp_path):

@@ -1,4 +1,5 @@
-"""`clipmesh previs`, `clipmesh review` and `clipmesh export`: a script to a reviewed cut.
+"""`clipmesh previs`, `clipmesh review` and `clipmesh export`: a script to a reviewed cut, and
+its timeline for an editor (OpenTimelineIO, Final Cut Pro 7 XML, FCPXML, CMX 3600 EDL).
 
 Live progress for people (shots done, stage, time left), JSON lines for scripts; an error is
 one line on stderr and a non-zero exit. Ctrl-C stops watching, never the project: the run goes
@@ -25,7 +26,7 @@ from clipmesh.cli.generation import parse_size
 from clipmesh.cli.library import json_option, one_line_errors
 from clipmesh.media.paths import path_from_uri
 from clipmesh_api.orchestrator.v1 import previs_pb2
-from clipmesh_client.previs import DEFAULT_TARGET, FORMATS, PrevisClient
+from clipmesh_client.previs import DEFAULT_TARGET, EXPORT_FORMATS, FORMATS, PrevisClient
 
 console = Console()
 target_option = connection.target_option("CLIPMESH_PREVIS_TARGET", DEFAULT_TARGET, "Previs")
@@ -216,14 +217,26 @@ def review(*, project_id, shot_id, note, restore_revision, select_clip, target, 
 
 @click.command("export")
 @click.argument("project_id")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(sorted(EXPORT_FORMATS)),
+    default="otio",
+    show_default=True,
+    help="Timeline for an editor: otio (OpenTimelineIO), xml (Final Cut Pro 7 XML, also read by "
+    "Premiere and Resolve), fcpxml (Final Cut Pro X) or edl (CMX 3600).",
+)
 @target_option
 @json_option
-def export(project_id: str, target: str, as_json: bool) -> None:
-    """Print where PROJECT's cut (MP4) and timeline (OpenTimelineIO) are, and its shots."""
+def export(project_id: str, export_format: str, target: str, as_json: bool) -> None:
+    """Print PROJECT's shots and where its cut (MP4) and timeline are, the timeline written in
+    --format beside the cut."""
     with previs_for(target) as client:
         project = client.get_project(project_id)
-        cut = client.export_cut(project_id)
+        exported = client.export_cut(project_id, format=export_format)
     if as_json:
-        click.echo(json.dumps(_as_dict(cut), ensure_ascii=False))
+        answer = {**_as_dict(exported.cut), "format": exported.format}
+        click.echo(json.dumps({**answer, "export_uri": exported.export_uri}, ensure_ascii=False))
         return
     show_project(project)
+    console.print(f"export   {path_from_uri(exported.export_uri)}", soft_wrap=True)
