@@ -33,12 +33,14 @@ node_modules/.installed: package.json package-lock.json
 system-deps:  ## Install the system tools the tests use (promtool, kubectl), when missing.
 	@bash tools/install_system_deps.sh
 
-generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api and the Grafana dashboards.
+generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api, protos/google/rpc, docs/errors.md, the dashboards.
 	$(PY) tools/generate_protos.py
+	$(PY) tools/error_reasons.py
 	$(PY) -m tools.generate_dashboards
 
 check-generated: $(VENV)/.installed  ## Fail if generated code or dashboards are out of date.
 	$(PY) tools/generate_protos.py --check
+	$(PY) tools/error_reasons.py --check
 	$(PY) -m tools.generate_dashboards --check
 
 check-rules: $(VENV)/.installed system-deps  ## promtool check + unit tests of the alert rules.

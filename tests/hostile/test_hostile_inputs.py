@@ -100,6 +100,8 @@ async def _embed_text(mesh: Mesh, text: str) -> encoder_pb2.Embedding:
 # The catalogue
 
 CASES = [*SEARCH_CASES, *INGEST_CASES, *PREVIS_CASES, *INTERNAL_CASES]
+# The reasons clients are told to expect (generated from the code by tools/error_reasons.py).
+PUBLISHED_REASONS = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
 # What no message may carry raw (escaped instead): controls, line separators, bidi controls.
 UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
@@ -112,6 +114,9 @@ async def test_hostile_input_is_refused_clearly(mesh: Mesh, ask: Ask, expected: 
     assert expected.message in answer.message, answer
     assert len(answer.message) < 1000, "messages must not echo huge inputs"
     assert not UNPRINTABLE.search(answer.message), f"raw control characters: {answer.message!r}"
+    # Every reason is published; gRPC's own refusal of an oversize message carries none.
+    if answer.reason:
+        assert f"| `{answer.reason}` |" in PUBLISHED_REASONS, f"{answer.reason} not published"
     if expected.field:
         assert answer.field == expected.field, answer
 

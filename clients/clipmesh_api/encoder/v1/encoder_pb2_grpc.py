@@ -28,6 +28,13 @@ if _version_not_supported:
 class EncoderServiceStub(object):
     """EncoderService turns images and texts into L2-normalised embeddings in one shared space.
     Items from concurrent calls are batched together on the accelerator.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "EncoderService" and "Every service" in
+    docs/errors.md, `domain` is "encoder.clipmesh", and `metadata["field"]` names the request field
+    at fault (`images[3]`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED (QUEUE_FULL, SERVER_BUSY,
+    CALLER_BUSY) carries a google.rpc.RetryInfo with the delay after which to retry.
     """
 
     def __init__(self, channel):
@@ -56,6 +63,13 @@ class EncoderServiceStub(object):
 class EncoderServiceServicer(object):
     """EncoderService turns images and texts into L2-normalised embeddings in one shared space.
     Items from concurrent calls are batched together on the accelerator.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "EncoderService" and "Every service" in
+    docs/errors.md, `domain` is "encoder.clipmesh", and `metadata["field"]` names the request field
+    at fault (`images[3]`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED (QUEUE_FULL, SERVER_BUSY,
+    CALLER_BUSY) carries a google.rpc.RetryInfo with the delay after which to retry.
     """
 
     def EmbedImages(self, request, context):
@@ -108,6 +122,13 @@ def add_EncoderServiceServicer_to_server(servicer, server):
 class EncoderService(object):
     """EncoderService turns images and texts into L2-normalised embeddings in one shared space.
     Items from concurrent calls are batched together on the accelerator.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "EncoderService" and "Every service" in
+    docs/errors.md, `domain` is "encoder.clipmesh", and `metadata["field"]` names the request field
+    at fault (`images[3]`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED (QUEUE_FULL, SERVER_BUSY,
+    CALLER_BUSY) carries a google.rpc.RetryInfo with the delay after which to retry.
     """
 
     @staticmethod

@@ -28,6 +28,15 @@ if _version_not_supported:
 class GeneratorServiceStub(object):
     """GeneratorService runs text-to-video generation jobs on one of several backends, durably,
     with progress streamed to any number of watchers.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "GeneratorService" and "Every service"
+    in docs/errors.md, `domain` is "generator.clipmesh", and `metadata["field"]` names the request
+    field at fault (`spec.duration_s`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo (QUEUE_FULL, SERVER_BUSY, CALLER_BUSY) and, when the caller's own quota
+    refused the job (QUOTA_EXCEEDED, TOO_MANY_JOBS), a google.rpc.QuotaFailure naming the quota. The
+    orchestrator's public GeneratorService passes the gateway's errors on unchanged, domain included.
     """
 
     def __init__(self, channel):
@@ -81,6 +90,15 @@ class GeneratorServiceStub(object):
 class GeneratorServiceServicer(object):
     """GeneratorService runs text-to-video generation jobs on one of several backends, durably,
     with progress streamed to any number of watchers.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "GeneratorService" and "Every service"
+    in docs/errors.md, `domain` is "generator.clipmesh", and `metadata["field"]` names the request
+    field at fault (`spec.duration_s`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo (QUEUE_FULL, SERVER_BUSY, CALLER_BUSY) and, when the caller's own quota
+    refused the job (QUOTA_EXCEEDED, TOO_MANY_JOBS), a google.rpc.QuotaFailure naming the quota. The
+    orchestrator's public GeneratorService passes the gateway's errors on unchanged, domain included.
     """
 
     def Generate(self, request, context):
@@ -196,6 +214,15 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
 class GeneratorService(object):
     """GeneratorService runs text-to-video generation jobs on one of several backends, durably,
     with progress streamed to any number of watchers.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "GeneratorService" and "Every service"
+    in docs/errors.md, `domain` is "generator.clipmesh", and `metadata["field"]` names the request
+    field at fault (`spec.duration_s`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo (QUEUE_FULL, SERVER_BUSY, CALLER_BUSY) and, when the caller's own quota
+    refused the job (QUOTA_EXCEEDED, TOO_MANY_JOBS), a google.rpc.QuotaFailure naming the quota. The
+    orchestrator's public GeneratorService passes the gateway's errors on unchanged, domain included.
     """
 
     @staticmethod

@@ -28,6 +28,13 @@ if _version_not_supported:
 class IndexServiceStub(object):
     """IndexService stores video segments with their vectors and answers "which videos, and where in
     them" for weighted query vectors.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "IndexService" and "Every service" in
+    docs/errors.md, `domain` is "index.clipmesh", and `metadata["field"]` names the request field at
+    fault (`videos[2].segments[5].vector`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED (SERVER_BUSY,
+    CALLER_BUSY) carries a google.rpc.RetryInfo.
     """
 
     def __init__(self, channel):
@@ -76,6 +83,13 @@ class IndexServiceStub(object):
 class IndexServiceServicer(object):
     """IndexService stores video segments with their vectors and answers "which videos, and where in
     them" for weighted query vectors.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "IndexService" and "Every service" in
+    docs/errors.md, `domain` is "index.clipmesh", and `metadata["field"]` names the request field at
+    fault (`videos[2].segments[5].vector`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED (SERVER_BUSY,
+    CALLER_BUSY) carries a google.rpc.RetryInfo.
     """
 
     def UpsertSegments(self, request, context):
@@ -176,6 +190,13 @@ def add_IndexServiceServicer_to_server(servicer, server):
 class IndexService(object):
     """IndexService stores video segments with their vectors and answers "which videos, and where in
     them" for weighted query vectors.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "IndexService" and "Every service" in
+    docs/errors.md, `domain` is "index.clipmesh", and `metadata["field"]` names the request field at
+    fault (`videos[2].segments[5].vector`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED (SERVER_BUSY,
+    CALLER_BUSY) carries a google.rpc.RetryInfo.
     """
 
     @staticmethod

@@ -27,6 +27,11 @@ if _version_not_supported:
 
 class AccountServiceStub(object):
     """AccountService tells a caller who the API takes it for and what it may do.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh".
     """
 
     def __init__(self, channel):
@@ -44,6 +49,11 @@ class AccountServiceStub(object):
 
 class AccountServiceServicer(object):
     """AccountService tells a caller who the API takes it for and what it may do.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh".
     """
 
     def GetCaller(self, request, context):
@@ -71,6 +81,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AccountService(object):
     """AccountService tells a caller who the API takes it for and what it may do.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh".
     """
 
     @staticmethod

@@ -27,6 +27,16 @@ if _version_not_supported:
 
 class IngestServiceStub(object):
     """IngestService adds videos to the library and manages what it holds.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh", and
+    `metadata["field"]` names the request field at fault (`items`) on INVALID_ARGUMENT. A file that
+    cannot be ingested does not fail the call: its progress event ends in INGEST_STAGE_FAILED with an
+    IngestError whose reason is listed under "Media intake". RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo and, when the caller's ingest quota refused the batch, a
+    google.rpc.QuotaFailure.
     """
 
     def __init__(self, channel):
@@ -59,6 +69,16 @@ class IngestServiceStub(object):
 
 class IngestServiceServicer(object):
     """IngestService adds videos to the library and manages what it holds.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh", and
+    `metadata["field"]` names the request field at fault (`items`) on INVALID_ARGUMENT. A file that
+    cannot be ingested does not fail the call: its progress event ends in INGEST_STAGE_FAILED with an
+    IngestError whose reason is listed under "Media intake". RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo and, when the caller's ingest quota refused the batch, a
+    google.rpc.QuotaFailure.
     """
 
     def IngestVideos(self, request, context):
@@ -122,6 +142,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class IngestService(object):
     """IngestService adds videos to the library and manages what it holds.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh", and
+    `metadata["field"]` names the request field at fault (`items`) on INVALID_ARGUMENT. A file that
+    cannot be ingested does not fail the call: its progress event ends in INGEST_STAGE_FAILED with an
+    IngestError whose reason is listed under "Media intake". RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo and, when the caller's ingest quota refused the batch, a
+    google.rpc.QuotaFailure.
     """
 
     @staticmethod

@@ -27,6 +27,14 @@ if _version_not_supported:
 
 class PrevisServiceStub(object):
     """PrevisService turns a film script into a previs cut and lets a director revise it shot by shot.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "PrevisService" and "Every service" in
+    docs/errors.md, `domain` is "previs.clipmesh", and `metadata["field"]` names the request field at
+    fault (`references[0].image`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo. A shot that cannot be generated does not fail the call: the shot ends
+    SHOT_STATE_FAILED or SHOT_STATE_BLOCKED with its reason.
     """
 
     def __init__(self, channel):
@@ -59,6 +67,14 @@ class PrevisServiceStub(object):
 
 class PrevisServiceServicer(object):
     """PrevisService turns a film script into a previs cut and lets a director revise it shot by shot.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "PrevisService" and "Every service" in
+    docs/errors.md, `domain` is "previs.clipmesh", and `metadata["field"]` names the request field at
+    fault (`references[0].image`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo. A shot that cannot be generated does not fail the call: the shot ends
+    SHOT_STATE_FAILED or SHOT_STATE_BLOCKED with its reason.
     """
 
     def CreateProject(self, request, context):
@@ -125,6 +141,14 @@ def add_PrevisServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PrevisService(object):
     """PrevisService turns a film script into a previs cut and lets a director revise it shot by shot.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "PrevisService" and "Every service" in
+    docs/errors.md, `domain` is "previs.clipmesh", and `metadata["field"]` names the request field at
+    fault (`references[0].image`) on INVALID_ARGUMENT. RESOURCE_EXHAUSTED carries a
+    google.rpc.RetryInfo. A shot that cannot be generated does not fail the call: the shot ends
+    SHOT_STATE_FAILED or SHOT_STATE_BLOCKED with its reason.
     """
 
     @staticmethod

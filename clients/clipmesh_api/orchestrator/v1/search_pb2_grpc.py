@@ -27,6 +27,14 @@ if _version_not_supported:
 
 class SearchServiceStub(object):
     """SearchService finds videos, and the moments inside them, by image, text or clip.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh", and
+    `metadata["field"]` names the request field at fault (`parts[2].image`) on INVALID_ARGUMENT. A
+    refusal of a dependency keeps its reason and domain (a corrupt query image is the encoder's
+    CORRUPT_IMAGE, naming `parts[N].image`). RESOURCE_EXHAUSTED carries a google.rpc.RetryInfo.
     """
 
     def __init__(self, channel):
@@ -44,6 +52,14 @@ class SearchServiceStub(object):
 
 class SearchServiceServicer(object):
     """SearchService finds videos, and the moments inside them, by image, text or clip.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh", and
+    `metadata["field"]` names the request field at fault (`parts[2].image`) on INVALID_ARGUMENT. A
+    refusal of a dependency keeps its reason and domain (a corrupt query image is the encoder's
+    CORRUPT_IMAGE, naming `parts[N].image`). RESOURCE_EXHAUSTED carries a google.rpc.RetryInfo.
     """
 
     def SearchVideos(self, request, context):
@@ -71,6 +87,14 @@ def add_SearchServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SearchService(object):
     """SearchService finds videos, and the moments inside them, by image, text or clip.
+
+    Errors: a failed call ends with a canonical status code and, in the `grpc-status-details-bin`
+    trailer, a google.rpc.Status (protos/google/rpc/status.proto) whose details hold a
+    google.rpc.ErrorInfo: `reason` is stable and listed under "SearchService, IngestService,
+    AccountService" and "Every service" in docs/errors.md, `domain` is "orchestrator.clipmesh", and
+    `metadata["field"]` names the request field at fault (`parts[2].image`) on INVALID_ARGUMENT. A
+    refusal of a dependency keeps its reason and domain (a corrupt query image is the encoder's
+    CORRUPT_IMAGE, naming `parts[N].image`). RESOURCE_EXHAUSTED carries a google.rpc.RetryInfo.
     """
 
     @staticmethod
