@@ -214,6 +214,38 @@ async def test_stream_metrics_count_messages_and_the_final_code(service) -> None
     assert REGISTRY.get_sample_value("grpc_server_msg_sent_total", labels) >= 1
 
 
+async def test_every_method_served_has_a_series_per_status_code_under_the_labels_calls_use(
+    service,
+) -> None:
+    """Created at start, at 0: a dashboard draws 0 before the first call, and a first failure is
+    an increase from 0; the calls then count on the same series, not on twins of their own."""
+    await _embed(service.target, "ok")
+    await _typed_error(service.target, "invalid")
+    with pytest.raises(grpc.aio.AioRpcError):
+        async with open_aio_channel(service.target) as channel:
+            stub = generator_pb2_grpc.GeneratorServiceStub(channel)
+            async for _ in stub.WatchJob(generator_pb2.WatchJobRequest(job_id="vanishes")):
+                pass
+    async with httpx.AsyncClient() as http:
+        body = (await http.get(f"http://127.0.0.1:{service.metrics_port}/metrics")).text
+    (handled,) = (
+        f for f in text_string_to_metric_families(body) if f.name == "grpc_server_handled"
+    )
+    series = {
+        tuple(s.labels[k] for k in ("grpc_service", "grpc_method", "grpc_type", "grpc_code"))
+        for s in handled.samples
+        if s.name.endswith("_total")
+    }
+    for messages in (encoder_pb2, generator_pb2):
+        for descriptor in messages.DESCRIPTOR.services_by_name.values():
+            for method in descriptor.methods:
+                found = {
+                    (t, c) for s, m, t, c in series if (s, m) == (descriptor.full_name, method.name)
+                }
+                grpc_type = "server_stream" if method.server_streaming else "unary"
+                assert found == {(grpc_type, code.name) for code in grpc.StatusCode}, method.name
+
+
 async def test_the_channel_deadline_bounds_a_slow_call(service) -> None:
     started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 
-from tools.dashboards.panels import NS, RATE, base, panel, quantiles, query, quota_used
+from tools.dashboards.panels import NS, RATE, base, or_zero, panel, quantiles, query, quota_used
 
 
 def generation_dashboard() -> dashboard_builders.Dashboard:
@@ -53,11 +53,16 @@ def generation_dashboard() -> dashboard_builders.Dashboard:
         .with_panel(
             panel(
                 "Provider errors",
-                "Errors providers answered, by backend and the provider's code.",
+                "Errors providers answered, by backend and the provider's code (a line at 0 per "
+                "backend until its provider answers one), and retries.",
                 "ops",
                 query(
-                    f"sum by (backend, code) (rate(clipmesh_generator_provider_errors_total"
-                    f"{{{NS}}}[{RATE}]))",
+                    or_zero(
+                        f"sum by (backend, code) (rate(clipmesh_generator_provider_errors_total"
+                        f"{{{NS}}}[{RATE}]))",
+                        "backend",
+                        f"rate(clipmesh_generator_provider_retries_total{{{NS}}}[{RATE}])",
+                    ),
                     "{{backend}} {{code}}",
                 ),
                 query(

@@ -1,6 +1,6 @@
 """What every clipmesh dashboard is built from: the datasource and namespace variables,
-Prometheus queries, time series panels with an optional red threshold line, quantiles, and a
-quota's use per caller against its limit."""
+Prometheus queries (with zeros for label values not known in advance), time series panels with
+an optional red threshold line, quantiles, and a quota's use per caller against its limit."""
 
 from __future__ import annotations
 
@@ -51,11 +51,16 @@ def panel(
         .span(width)
         .height(8)
         .fill_opacity(10 if not stacked else 40)
+        # Each line's peak, highest first: every known label value has a line from the start
+        # (at 0), so the lines that moved lead the legend.
         .legend(
             common_builders.VizLegendOptions()
             .display_mode(common.LegendDisplayMode.TABLE)
             .placement(common.LegendPlacement.BOTTOM)
             .show_legend(True)
+            .calcs(["max"])
+            .sort_by("Max")
+            .sort_desc(True)
         )
     )
     for each in queries:
@@ -70,6 +75,15 @@ def panel(
     if stacked:
         built = built.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
     return built
+
+
+def or_zero(expr: str, labels: str, seen: str) -> str:
+    """`expr`, or 0 for each value of `labels` that the series `seen` have and `expr` lacks.
+
+    For label values not known in advance (callers, providers' error codes), which no service
+    can create at 0: the panel draws a line at 0 where they would be, not "No data".
+    """
+    return f"{expr} or on ({labels}) 0 * sum by ({labels}) ({seen})"
 
 
 def quantiles(metric: str, by: str, *levels: float) -> list[prometheus.Dataquery]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 
-from tools.dashboards.panels import NS, RATE, base, panel, query, quota_used
+from tools.dashboards.panels import NS, RATE, base, or_zero, panel, query, quota_used
 
 
 def tenancy_dashboard() -> dashboard_builders.Dashboard:
@@ -69,11 +69,7 @@ def tenancy_dashboard() -> dashboard_builders.Dashboard:
                 "Calls the policy refused PERMISSION_DENIED, per caller and method (at the "
                 "front doors, where the token names the caller).",
                 "reqps",
-                query(
-                    f"sum by (caller, grpc_method) (rate(clipmesh_caller_requests_total{{{NS}, "
-                    f'grpc_code="PERMISSION_DENIED"}}[{RATE}]))',
-                    "{{caller}} {{grpc_method}}",
-                ),
+                query(refusals_by_caller("PERMISSION_DENIED"), "{{caller}} {{grpc_method}}"),
                 stacked=True,
                 width=8,
             )
@@ -101,13 +97,20 @@ def tenancy_dashboard() -> dashboard_builders.Dashboard:
                 "(CALLER_BUSY, SERVER_BUSY). An ingest item over the quota fails alone and is "
                 "not counted here.",
                 "reqps",
-                query(
-                    f"sum by (caller, grpc_method) (rate(clipmesh_caller_requests_total{{{NS}, "
-                    f'grpc_code="RESOURCE_EXHAUSTED"}}[{RATE}]))',
-                    "{{caller}} {{grpc_method}}",
-                ),
+                query(refusals_by_caller("RESOURCE_EXHAUSTED"), "{{caller}} {{grpc_method}}"),
                 stacked=True,
                 width=8,
             )
         )
+    )
+
+
+def refusals_by_caller(code: str) -> str:
+    """Calls per second refused with `code`, per caller and method; 0 for each method a caller
+    called without such a refusal (callers are not known before they call)."""
+    return or_zero(
+        f"sum by (caller, grpc_method) (rate(clipmesh_caller_requests_total{{{NS}, "
+        f'grpc_code="{code}"}}[{RATE}]))',
+        "caller, grpc_method",
+        f"rate(clipmesh_caller_requests_total{{{NS}}}[{RATE}])",
     )

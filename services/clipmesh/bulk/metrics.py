@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from clipmesh.runtime.metrics import LATENCY_BUCKETS_S
+from clipmesh.bulk.records import Outcome
+from clipmesh.runtime.metrics import LATENCY_BUCKETS_S, create_zero_series
 
 VIDEOS = Counter(
     "clipmesh_bulk_ingest_videos_total", "Files through the bulk ingest, by outcome.", ["outcome"]
@@ -27,3 +28,9 @@ WRITES_IN_FLIGHT = Gauge(
     "Index writes outstanding; at max_writes_in_flight the pipeline is held back by the index.",
 )
 FILES_LISTED = Gauge("clipmesh_bulk_ingest_files_listed", "Files the source lists.")
+
+
+def create_series() -> None:
+    """Every outcome's series at 0 (the driver's start); failure reasons appear as they
+    happen."""
+    create_zero_series(VIDEOS, outcome=[outcome.value for outcome in Outcome])

@@ -19,9 +19,6 @@ from typing import IO
 from clipmesh.bulk import metrics
 from clipmesh.bulk.records import FileOutcome, Outcome
 
-for _outcome in Outcome:  # every outcome's series exists from the start, at 0
-    metrics.VIDEOS.labels(_outcome.value)
-
 
 @dataclass(frozen=True)
 class Census:

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import prometheus_client
 
-from clipmesh.bulk import pipeline
+from clipmesh.bulk import metrics, pipeline
 from clipmesh.bulk.config import BulkIngestConfig
 from clipmesh.bulk.progress import Census, ProgressLedger, Totals
 from clipmesh.bulk.sources import Source, SourceFile
@@ -113,6 +113,7 @@ async def run_bulk_ingest(
         dict(resources),
     )
     if config.metrics_port:
+        metrics.create_series()
         prometheus_client.start_http_server(config.metrics_port, addr=config.metrics_host)
     ledger = ProgressLedger(job.report_path, counted)
     channels = DependencyChannels(config)

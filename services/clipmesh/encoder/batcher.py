@@ -96,6 +96,7 @@ class DynamicBatcher:
     def start(self) -> None:
         """Starts the worker; call from the event loop that will submit."""
         self._worker = asyncio.create_task(self._work(), name=f"batcher-{self.modality}")
+        metrics.create_series(self.modality)
         metrics.QUEUE_CAPACITY.labels(self.modality).set(self.max_queue_items)
 
     async def close(self) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from clipmesh.runtime.metrics import LATENCY_BUCKETS_S
+from clipmesh.runtime.metrics import LATENCY_BUCKETS_S, create_zero_series
+
+# Why an item was refused (queue_full, invalid) or dropped from the queue (deadline, cancelled:
+# its caller went away, failed: its request had failed already).
+REJECT_REASONS = ("queue_full", "deadline", "cancelled", "failed", "invalid")
 
 QUEUE_SECONDS = Histogram(
     "clipmesh_encoder_queue_seconds",
@@ -41,7 +45,14 @@ QUEUE_CAPACITY = Gauge(
 )
 REJECTED = Counter(
     "clipmesh_encoder_rejected_total",
-    "Items refused or dropped, by reason (queue_full, deadline, cancelled, invalid).",
+    "Items refused or dropped, by reason (queue_full, deadline, cancelled, failed, invalid).",
     ["modality", "reason"],
 )
 MODEL_INFO = Info("clipmesh_encoder_model", "The loaded model, its weights, device and precision.")
+
+
+def create_series(modality: str) -> None:
+    """The series of one modality's batcher at 0, each refusal reason's included (its start)."""
+    for metric in (QUEUE_SECONDS, BATCH_SIZE, BATCH_COMPUTE_SECONDS, ITEMS_ENCODED, QUEUE_DEPTH):
+        create_zero_series(metric, modality=[modality])
+    create_zero_series(REJECTED, modality=[modality], reason=REJECT_REASONS)

@@ -167,6 +167,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Opens the store, joins the replicas, and resumes what is orphaned."""
+        metrics.create_series(self._backends)
         await self._ledger.open()
         notifications = self._ledger.notifications
         notifications.subscribe(CHANNEL, self._heard)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from clipmesh.generator.jobs import ENDED_STATES, JobState
+from clipmesh.runtime.metrics import create_zero_series
 
 # Generation takes seconds to many minutes; queue waits range from 0 to hours.
 JOB_SECONDS_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
@@ -60,6 +65,23 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOK_PENDING = Gauge(
     "clipmesh_generator_webhooks_pending", "Webhook events waiting to be delivered."
 )
-# Every outcome from the start, so a first failure shows as an increase from 0.
-for _outcome in ("delivered", "retry", "failed"):
-    WEBHOOK_ATTEMPTS.labels(_outcome)
+
+
+def create_series(backends: Iterable[str]) -> None:
+    """Every series whose labels are known in advance, at 0, for the gateway's `backends` (its
+    start): a first failed job or given-up webhook then shows as an increase from 0. The
+    providers' error codes appear as providers answer them."""
+    backends = tuple(backends)
+    unfinished = [state.value for state in JobState if state not in ENDED_STATES]
+    create_zero_series(JOBS, state=unfinished, backend=backends)
+    create_zero_series(JOBS_ENDED, state=[state.value for state in ENDED_STATES], backend=backends)
+    for metric in (
+        QUEUE_DEPTH,
+        QUEUE_SECONDS,
+        RESULT_SECONDS,
+        PROVIDER_RETRIES,
+        RATE_LIMIT_WAIT_SECONDS,
+    ):
+        create_zero_series(metric, backend=backends)
+    create_zero_series(CACHE_LOOKUPS, result=("hit", "miss"))
+    create_zero_series(WEBHOOK_ATTEMPTS, outcome=("delivered", "retry", "failed"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from clipmesh.runtime.metrics import create_zero_series
+
 SEARCH_SECONDS = Histogram(
     "clipmesh_index_search_seconds",
     "Index search latency, by backend.",
@@ -38,3 +40,10 @@ SNAPSHOT_INTERVAL_SECONDS = Gauge(
 SNAPSHOT_AGE_SECONDS = Gauge(
     "clipmesh_index_snapshot_age_seconds", "Seconds since the last snapshot (-1: none yet)."
 )
+
+
+def create_series(backend: str) -> None:
+    """The search series of the index's backend at 0 (its start); collections' series appear
+    as collections do."""
+    for metric in (SEARCH_SECONDS, DEGRADED_SEARCHES):
+        create_zero_series(metric, backend=[backend])

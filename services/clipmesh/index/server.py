@@ -57,6 +57,7 @@ class IndexApp(Application):
 
     async def start(self) -> None:
         await self.backend.open()
+        metrics.create_series(self.backend.name)
         snapshots = self.config.backend == "faiss"  # Milvus persists on its own
         metrics.SNAPSHOT_INTERVAL_SECONDS.set(self.config.snapshot_interval_s if snapshots else 0)
         self._gauges = asyncio.create_task(self._refresh_gauges())

@@ -10,6 +10,7 @@ from clipmesh.encoder.client import EncoderClient
 from clipmesh.generator.client import GatewayClient
 from clipmesh.index.client import IndexClient
 from clipmesh.media.ingest import VideoIngester
+from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.account import Accounts
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.config import OrchestratorConfig
@@ -66,6 +67,7 @@ class OrchestratorApp(Application):
         return [AccessControl(self.policies, default_collection=self.config.default_collection)]
 
     async def start(self) -> None:
+        metrics.create_series()
         # Channels are made on the serving event loop; dependencies may still be starting:
         # calls to them fail fast with UNAVAILABLE until they answer.
         config = self.config

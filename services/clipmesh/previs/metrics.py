@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from clipmesh.previs.records import ENDED_SHOT_STATES
+from clipmesh.runtime.metrics import create_zero_series
+
+CLIP_RESULTS = ("passed", "below_threshold", "failed")
+
 PREVIS_SHOTS = Counter(
     "clipmesh_previs_shots_total",
     "Previs shot revisions finished, by outcome (ready, below_threshold, blocked, failed).",
@@ -11,7 +16,7 @@ PREVIS_SHOTS = Counter(
 )
 PREVIS_CLIPS = Counter(
     "clipmesh_previs_clips_total",
-    "Previs clips, by result (passed, below_threshold, failed).",
+    f"Previs clips, by result ({', '.join(CLIP_RESULTS)}).",
     ["result"],
 )
 PREVIS_REGENERATIONS = Counter(
@@ -23,3 +28,9 @@ PREVIS_SHOT_SECONDS = Histogram(
     "Wall time of one shot revision: screening, generation of every variant, checks, ingest.",
     buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
+
+
+def create_series() -> None:
+    """Every shot outcome's and clip result's series at 0 (previs's start)."""
+    create_zero_series(PREVIS_SHOTS, outcome=[state.value for state in ENDED_SHOT_STATES])
+    create_zero_series(PREVIS_CLIPS, result=CLIP_RESULTS)

@@ -11,6 +11,7 @@ from clipmesh.generator.client import GatewayClient
 from clipmesh.index.client import IndexClient
 from clipmesh.media.ingest import VideoIngester
 from clipmesh.media.probe import DEFAULT_LIMITS
+from clipmesh.previs import metrics
 from clipmesh.previs.checks import ClipChecker
 from clipmesh.previs.compliance import REAL_PEOPLE, SENSITIVE_TERMS, CompliancePolicy
 from clipmesh.previs.config import PrevisConfig
@@ -49,6 +50,7 @@ class PrevisApp(Application):
         return [AccessControl(self.policies, default_collection=self.config.default_collection)]
 
     async def start(self) -> None:
+        metrics.create_series()
         config = self.config
         target = config.database_target()
         self.channels = DependencyChannels(config)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +31,14 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor
 from prometheus_client import Counter
 
 from clipmesh.runtime.config import ConfigError, ServiceConfig
 from clipmesh.runtime.errors import PermissionDenied
 from clipmesh.runtime.handlers import Behavior, call_unary, iterate_stream, rewrap, split_method
 from clipmesh.runtime.identity import caller_of
+from clipmesh.runtime.metrics import create_zero_series
 from clipmesh.runtime.policy import MAX_POLICY_BYTES, CallerPolicy, Policy, parse_policy
 from clipmesh.runtime.reflection import HEALTH_AND_REFLECTION
 from clipmesh.runtime.server import StartupError
@@ -186,6 +188,22 @@ class AccessControl(grpc.aio.ServerInterceptor):
         self._policies = policies
         self._default_collection = default_collection
         self._enforce_roles = enforce_roles
+
+    def create_series(self, methods: Sequence[MethodDescriptor]) -> None:
+        """The denial series of every method it may refuse, at 0, labelled with the permission
+        the method declares (`undeclared` for none: refused to everyone)."""
+        if not self._enforce_roles:
+            return
+        for method in methods:
+            service = method.containing_service.full_name
+            rule = access_rule(f"/{service}/{method.name}")
+            if rule is None or rule.permission == access_pb2.PERMISSION_UNSPECIFIED:
+                permission = "undeclared"
+            elif not (permission := ROLE_OF[rule.permission]):
+                continue  # any authenticated caller may call it: never refused
+            create_zero_series(
+                DENIED, grpc_service=[service], grpc_method=[method.name], permission=[permission]
+            )
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = await continuation(handler_call_details)

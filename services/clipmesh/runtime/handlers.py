@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 UnaryWrapper = Callable[[Behavior], Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]]
@@ -65,15 +66,24 @@ def rewrap(
     return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **common)
 
 
+# (requests streamed, responses streamed) → the RPC's shape as Prometheus's gRPC conventions
+# name it.
+_RPC_TYPES = {
+    (False, False): "unary",
+    (False, True): "server_stream",
+    (True, False): "client_stream",
+    (True, True): "bidi_stream",
+}
+
+
 def rpc_type(handler: grpc.RpcMethodHandler) -> str:
     """The RPC's shape as Prometheus's gRPC conventions name it."""
-    if handler.unary_unary:
-        return "unary"
-    if handler.unary_stream:
-        return "server_stream"
-    if handler.stream_unary:
-        return "client_stream"
-    return "bidi_stream"
+    return _RPC_TYPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
+
+
+def declared_rpc_type(method: MethodDescriptor) -> str:
+    """The shape of `method` as its .proto declares it, named as `rpc_type` names it."""
+    return _RPC_TYPES[(method.client_streaming, method.server_streaming)]
 
 
 def split_method(full_method: str) -> tuple[str, str]:

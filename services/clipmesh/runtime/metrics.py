@@ -1,33 +1,52 @@
-"""Prometheus metrics: the one registry, the gRPC server metrics, and the metrics HTTP server.
+"""Prometheus metrics: the one registry, the gRPC server metrics, the metrics HTTP server, and
+the one way series are created at 0 when a service starts.
 
 gRPC metric names follow the go-grpc-prometheus conventions Grafana dashboards expect
 (`grpc_server_handled_total{grpc_service,grpc_method,grpc_code,grpc_type}` and friends).
 Process metrics come from prometheus_client's default collectors. Service-specific metrics
 are declared in each service's own `metrics.py` against `REGISTRY`.
+
+A labelled metric has no series until a label value is first used, and a series born at 1 shows
+no increase: a dashboard says "No data" and a failure ratio misses the first failure. So every
+series whose label values are known in advance (status codes, job states, reasons, backends)
+is created at 0 as its service starts, through `create_zero_series`; values that are not
+(callers, collections) appear when first used, and the dashboards' queries draw 0 for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
 from prometheus_client import REGISTRY, Counter, Histogram, Info, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 import clipmesh
 from clipmesh.runtime.handlers import (
     Behavior,
     call_unary,
+    declared_rpc_type,
     iterate_stream,
     rewrap,
     rpc_type,
     split_method,
 )
 
-__all__ = ["LATENCY_BUCKETS_S", "REGISTRY", "MetricsServer", "ServerMetricsInterceptor", "code_of"]
+__all__ = [
+    "LATENCY_BUCKETS_S",
+    "REGISTRY",
+    "MetricsServer",
+    "PerMethodSeries",
+    "ServerMetricsInterceptor",
+    "code_of",
+    "create_zero_series",
+]
 
 # Fine around the 500 ms search budget, coarse beyond it (generation streams run for minutes).
 LATENCY_BUCKETS_S = (
@@ -72,11 +91,46 @@ HANDLING_SECONDS = Histogram(
 MSG_SENT = Counter("grpc_server_msg_sent_total", "Stream messages sent by the server.", _LABELS)
 
 
+def create_zero_series(metric: MetricWrapperBase, **label_values: Iterable[str]) -> None:
+    """Creates the series of `metric` for every combination of `label_values` (each label's
+    values known in advance), at 0; a labelless metric's one series exists already.
+
+    Raises:
+        ValueError: The labels named are not exactly the metric's.
+    """
+    names = list(label_values)
+    for combination in itertools.product(*(tuple(label_values[name]) for name in names)):
+        metric.labels(**dict(zip(names, combination, strict=True)))
+
+
+@runtime_checkable
+class PerMethodSeries(Protocol):
+    """A server interceptor that counts per RPC method: the server hands it the methods it
+    serves once, at start, so that their series exist (at 0) before the first call."""
+
+    def create_series(self, methods: Sequence[MethodDescriptor]) -> None: ...
+
+
 class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every RPC by service, method, type and final status code.
 
     Place it outside the error interceptor so it sees the codes that reach clients.
     """
+
+    def create_series(self, methods: Sequence[MethodDescriptor]) -> None:
+        """Every method's series at 0, one for each status code: its error ratio is 0 rather than
+        absent until a first failure, which rate() then sees as a step up."""
+        for method in methods:
+            labels = {
+                "grpc_type": [declared_rpc_type(method)],
+                "grpc_service": [method.containing_service.full_name],
+                "grpc_method": [method.name],
+            }
+            create_zero_series(STARTED, **labels)
+            create_zero_series(HANDLING_SECONDS, **labels)
+            create_zero_series(HANDLED, **labels, grpc_code=[code.name for code in grpc.StatusCode])
+            if method.server_streaming:
+                create_zero_series(MSG_SENT, **labels)
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         handler = await continuation(handler_call_details)

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from clipmesh.runtime.admission import AdmissionControl
 from clipmesh.runtime.auth import auth_interceptors
 from clipmesh.runtime.config import ConfigError, ServiceConfig, describe
 from clipmesh.runtime.errors import ErrorInterceptor
-from clipmesh.runtime.metrics import MetricsServer, ServerMetricsInterceptor
+from clipmesh.runtime.metrics import MetricsServer, PerMethodSeries, ServerMetricsInterceptor
 from clipmesh.runtime.reflection import enable_reflection
 from clipmesh.runtime.security import add_port, log_transport_security
 from clipmesh.runtime.tracing import server_interceptor
@@ -139,22 +140,26 @@ def create_server(
         auth = auth_interceptors(config, domain)
     except ConfigError as exc:
         raise StartupError(str(exc)) from exc
-    server = grpc.aio.server(
-        interceptors=[
-            server_interceptor(config.SERVICE),
-            ServerMetricsInterceptor(),
-            *auth,
-            ErrorInterceptor(domain),
-            *app.interceptors(),
-            # Innermost: sees the caller auth established; its refusals are mapped above.
-            AdmissionControl(config.max_concurrent_rpcs, config.max_concurrent_rpcs_per_caller),
-        ],
-        options=server_options(config),
-    )
+    interceptors = [
+        server_interceptor(config.SERVICE),
+        ServerMetricsInterceptor(),
+        *auth,
+        ErrorInterceptor(domain),
+        *app.interceptors(),
+        # Innermost: sees the caller auth established; its refusals are mapped above.
+        AdmissionControl(config.max_concurrent_rpcs, config.max_concurrent_rpcs_per_caller),
+    ]
+    server = grpc.aio.server(interceptors=interceptors, options=server_options(config))
     names = []
     for service in app.grpc_services():
         service.register(service.servicer, server)
         names.append(service.name)
+    # Interceptors that count per method create those series now, at 0 (runtime/metrics.py).
+    pool = descriptor_pool.Default()
+    methods = [m for name in names for m in pool.FindServiceByName(name).methods]
+    for interceptor in interceptors:
+        if isinstance(interceptor, PerMethodSeries):
+            interceptor.create_series(methods)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
