@@ -61,6 +61,8 @@ class AsyncGeneratorClient(GeneratorServiceBase, AsyncServiceClient):
         labels: Mapping[str, str] | None = None,
         idempotency_key: str = "",
         webhook_url: str = "",
+        shot_type: str = "",
+        generate_audio: bool | None = None,
         timeout_s: float | None = None,
     ) -> AsyncIterator[JobEvent]:
         """Submits a job and yields its events until it ends; see `GeneratorClient.generate`."""
@@ -78,6 +80,8 @@ class AsyncGeneratorClient(GeneratorServiceBase, AsyncServiceClient):
             labels=labels,
             idempotency_key=idempotency_key,
             webhook_url=webhook_url,
+            shot_type=shot_type,
+            generate_audio=generate_audio,
         )
         options = self._options(timeout_s, stream=True)
         # Leaving the loop early stops the stream; the job goes on.

@@ -51,6 +51,8 @@ class AsyncPrevisClient(PrevisServiceBase, AsyncServiceClient):
         collection: str = "",
         size: tuple[int, int] = (0, 0),
         fps: float = 0.0,
+        model: str = "",
+        multi_shot: bool = False,
         timeout_s: float | None = None,
     ) -> AsyncIterator[previs_pb2.ProjectProgress]:
         """Starts a project; yields its progress, the last report carrying the project. See
@@ -66,6 +68,8 @@ class AsyncPrevisClient(PrevisServiceBase, AsyncServiceClient):
             collection=collection,
             size=size,
             fps=fps,
+            model=model,
+            multi_shot=multi_shot,
         )
         options = self._options(timeout_s, stream=True)
         return self._stream(

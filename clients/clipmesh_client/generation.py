@@ -151,6 +151,14 @@ def event_from_proto(
     return JobEvent(job_from_proto(event.job), event.message, at)
 
 
+# `shot_type` names: "" leaves it to the model (one continuous shot).
+SHOT_TYPES = {
+    "": generator_pb2.SHOT_TYPE_UNSPECIFIED,
+    "single": generator_pb2.SHOT_TYPE_SINGLE,
+    "multi": generator_pb2.SHOT_TYPE_MULTI,
+}
+
+
 def generate_request(
     prompt: str,
     *,
@@ -166,8 +174,16 @@ def generate_request(
     labels: Mapping[str, str] | None = None,
     idempotency_key: str = "",
     webhook_url: str = "",
+    shot_type: str = "",
+    generate_audio: bool | None = None,
 ) -> generator_pb2.GenerateRequest:
-    """The GenerateRequest of `GeneratorClient.generate`'s arguments."""
+    """The GenerateRequest of `GeneratorClient.generate`'s arguments.
+
+    Raises:
+        ValueError: `shot_type` is not "", "single" or "multi".
+    """
+    if shot_type not in SHOT_TYPES:
+        raise ValueError(f"shot_type must be one of {sorted(SHOT_TYPES)}, not {shot_type!r}")
     spec = generator_pb2.GenerationSpec(
         prompt=prompt,
         negative_prompt=negative_prompt,
@@ -184,6 +200,9 @@ def generate_request(
         spec.seed = seed
     if prompt_extend is not None:
         spec.prompt_extend = prompt_extend
+    spec.shot_type = SHOT_TYPES[shot_type]
+    if generate_audio is not None:
+        spec.generate_audio = generate_audio
     return generator_pb2.GenerateRequest(
         spec=spec, idempotency_key=idempotency_key, webhook_url=webhook_url
     )
@@ -328,12 +347,16 @@ class GeneratorClient(GeneratorServiceBase, BlockingServiceClient):
         labels: Mapping[str, str] | None = None,
         idempotency_key: str = "",
         webhook_url: str = "",
+        shot_type: str = "",
+        generate_audio: bool | None = None,
         timeout_s: float | None = None,
     ) -> Iterator[JobEvent]:
         """Submits a job and yields its events until it ends (0 / "" mean the defaults).
 
         `webhook_url` (https, a host the policy allows) receives a signed POST when the job
-        ends; the policy must hold a webhook secret for the caller.
+        ends; the policy must hold a webhook secret for the caller. `shot_type="multi"` asks
+        for several shots the model cuts between (models that offer it, e.g. DashScope
+        wan2.6-t2v); `generate_audio` turns a model's soundtrack on or off (None: its default).
 
         Raises:
             QuotaExceededError: A quota of the caller (jobs at once, provider seconds today)
@@ -354,6 +377,8 @@ class GeneratorClient(GeneratorServiceBase, BlockingServiceClient):
             labels=labels,
             idempotency_key=idempotency_key,
             webhook_url=webhook_url,
+            shot_type=shot_type,
+            generate_audio=generate_audio,
         )
         call = self._stub.Generate(request, **self._options(timeout_s, stream=True))
         # Leaving the loop early stops the stream; the job goes on.

@@ -92,6 +92,8 @@ def create_project_request(
     collection: str = "",
     size: tuple[int, int] = (0, 0),
     fps: float = 0.0,
+    model: str = "",
+    multi_shot: bool = False,
 ) -> previs_pb2.CreateProjectRequest:
     """The CreateProjectRequest of `PrevisClient.create_project`'s arguments.
 
@@ -115,6 +117,8 @@ def create_project_request(
         width=size[0],
         height=size[1],
         fps=fps,
+        model=model,
+        multi_shot=multi_shot,
     )
 
 
@@ -209,6 +213,8 @@ class PrevisClient(PrevisServiceBase, BlockingServiceClient):
         collection: str = "",
         size: tuple[int, int] = (0, 0),
         fps: float = 0.0,
+        model: str = "",
+        multi_shot: bool = False,
         timeout_s: float | None = None,
     ) -> Iterator[previs_pb2.ProjectProgress]:
         """Starts a project; yields its progress, the last report carrying the project.
@@ -224,6 +230,9 @@ class PrevisClient(PrevisServiceBase, BlockingServiceClient):
             collection: Library collection searched for references and fed with the clips.
             size: (width, height) of the clips; (0, 0) for the backend's default.
             fps: Frame rate of the clips; 0 for the backend's default.
+            model: The backend's model ("" for its default), e.g. "wan2.6-t2v".
+            multi_shot: Ask for multi-shot clips (coverage within each shot) where the model
+                offers it; where it does not, single shots are made and a notice says so.
         """
         request = create_project_request(
             script,
@@ -236,6 +245,8 @@ class PrevisClient(PrevisServiceBase, BlockingServiceClient):
             collection=collection,
             size=size,
             fps=fps,
+            model=model,
+            multi_shot=multi_shot,
         )
         call = self._stub.CreateProject(request, **self._options(timeout_s, stream=True))
         return self._stream(call, progress_from_proto)

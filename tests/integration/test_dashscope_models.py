@@ -14,6 +14,7 @@ import pytest
 from clipmesh.media.probe import probe
 from clipmesh_api.generator.v1 import generator_pb2
 from tests.integration.conftest import State, generate, refusal, spec
+from tests.support import run_cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 MULTI, SINGLE = generator_pb2.SHOT_TYPE_MULTI, generator_pb2.SHOT_TYPE_SINGLE
@@ -148,3 +149,45 @@ async def test_a_multi_shot_request_is_not_served_the_single_shot_clip_from_the_
     assert fake.task_parameters[-1]["shot_type"] == "multi"
     assert again.result.cache_hit and again.result.sha256 == made.result.sha256
     assert fake.tasks_created == created + 1  # the same multi-shot request: from the cache
+
+
+async def test_the_sdk_and_the_cli_ask_for_multi_shot_and_silence(gateway, fake) -> None:
+    from clipmesh_client import AsyncGeneratorClient
+
+    async with AsyncGeneratorClient(gateway.target) as client:
+        events = client.generate(
+            "a fox crosses a snowy field, then looks back",
+            backend="dashscope",
+            model="wan2.6-t2v",
+            size=(1280, 720),
+            duration_s=3,
+            shot_type="multi",
+            generate_audio=False,
+        )
+        final = [event async for event in events][-1].job
+    assert final.state == "succeeded", final.error_message
+    sent = fake.task_parameters[-1]
+    assert (sent["shot_type"], sent["audio"], sent["duration"]) == ("multi", False, 3)
+
+    code, _, err = await run_cli(
+        "generate", "a heron lands on a pier", "--backend", "dashscope", "--model",
+        "wan2.6-t2v", "--size", "1280x720", "--duration", "2", "--shot-type", "multi",
+        "--no-audio", "--json", "--target", gateway.target,
+    )  # fmt: skip
+    assert code == 0, err
+    assert (fake.task_parameters[-1]["shot_type"], fake.task_parameters[-1]["audio"]) == (
+        "multi",
+        False,
+    )
+    code, _, err = await run_cli(
+        "generate", "x", "--shot-type", "several", "--target", gateway.target
+    )
+    assert code == 2 and "--shot-type" in err
+
+
+async def test_the_sdk_refuses_an_unknown_shot_type_before_any_call(gateway) -> None:
+    from clipmesh_client import AsyncGeneratorClient
+
+    async with AsyncGeneratorClient(gateway.target) as client:
+        with pytest.raises(ValueError, match="shot_type"):
+            client.generate("x", shot_type="several")

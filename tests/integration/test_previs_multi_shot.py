@@ -14,6 +14,7 @@ from clipmesh_api.orchestrator.v1 import previs_pb2, previs_pb2_grpc
 from clipmesh_client import errors as client_errors
 from clipmesh_client.wire import ChannelPolicy
 from tests.fakes.dashscope_server import FakeDashScope
+from tests.support import run_cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 State = previs_pb2.ShotState
@@ -110,3 +111,32 @@ async def test_a_malformed_model_name_is_refused_before_anything_is_made(mesh, m
     error = client_errors.from_rpc_error(refused.value)
     assert (error.code, error.metadata.get("field")) == (grpc.StatusCode.INVALID_ARGUMENT, "model")
     assert mesh.dashscope.tasks_created == tasks_before
+
+
+async def test_the_sdk_and_the_cli_ask_for_multi_shot_coverage(mesh, tmp_path) -> None:
+    from clipmesh_client import AsyncPrevisClient
+
+    tasks_before = mesh.dashscope.tasks_created
+    async with AsyncPrevisClient(mesh.target("previs"), timeout_s=300) as client:
+        reports = client.create_project(
+            STREET,
+            title="SDK coverage",
+            backend="dashscope",
+            model="wan2.6-t2v",
+            multi_shot=True,
+            size=(1280, 720),
+        )
+        project = [report async for report in reports][-1].project
+    assert (project.settings.model, project.settings.multi_shot) == ("wan2.6-t2v", True)
+    made = mesh.dashscope.task_parameters[tasks_before:]
+    assert made and {p["shot_type"] for p in made} == {"multi"}
+
+    script = tmp_path / "street.txt"
+    script.write_text(STREET)
+    tasks_before = mesh.dashscope.tasks_created
+    code, _out, err = await run_cli(
+        "previs", str(script), "--backend", "dashscope", "--model", "wan2.6-t2v",
+        "--multi-shot", "--size", "1280x720", "--json", "--target", mesh.target("previs"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert {p["shot_type"] for p in mesh.dashscope.task_parameters[tasks_before:]} == {"multi"}

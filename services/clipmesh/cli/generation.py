@@ -119,6 +119,18 @@ def _report(job: GenerationJob | None) -> int:
 @click.option("--seed", type=int, default=None, help="Fixes the result (and allows caching).")
 @click.option("--negative", "negative_prompt", default="", help="What to avoid.")
 @click.option("--key", "idempotency_key", default="", help="Idempotency key: safe retries.")
+@click.option(
+    "--shot-type",
+    type=click.Choice(["single", "multi"]),
+    default=None,
+    help="multi: several shots the model cuts between (models that offer it, e.g. wan2.6-t2v).",
+)
+@click.option(
+    "--audio/--no-audio",
+    "generate_audio",
+    default=None,
+    help="Turn the model's soundtrack on or off (default: the model's).",
+)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Save here.")
 @click.option("--detach", is_flag=True, help="Print the job id and return at once.")
 @target_option
@@ -134,6 +146,7 @@ def generate(
     **options,
 ) -> None:
     """Generate a video from PROMPT, with live progress."""
+    options["shot_type"] = options["shot_type"] or ""  # not given: the model's default
     with gateway_for(target) as gateway:
         events = gateway.generate(prompt, size=parse_size(size), **options)
         if detach:

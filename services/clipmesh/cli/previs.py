@@ -142,6 +142,12 @@ def _finish(project, as_json: bool) -> None:
 @click.option("--format", "script_format", type=click.Choice(sorted(FORMATS)), default="auto")
 @click.option("--variants", type=click.IntRange(0, 16), default=0, help="Style variants per shot.")
 @click.option("--backend", default="", help="animatic (offline) or dashscope (default: gateway's).")
+@click.option("--model", default="", help="The backend's model, e.g. wan2.6-t2v.")
+@click.option(
+    "--multi-shot",
+    is_flag=True,
+    help="Ask for multi-shot clips (coverage within each shot) where the model offers it.",
+)
 @click.option("--style", default="", help="Style template: cinematic, anime, ink_wash, …")
 @click.option("--size", help="WIDTHxHEIGHT of the clips (default: the backend's).")
 @click.option("--fps", type=float, default=0.0, help="Frame rate of the clips.")
@@ -157,6 +163,8 @@ def previs(
     script_format,
     variants,
     backend,
+    model,
+    multi_shot,
     style,
     size,
     fps,
@@ -174,6 +182,8 @@ def previs(
             format=script_format,
             variants=variants,
             backend=backend,
+            model=model,
+            multi_shot=multi_shot,
             style=style,
             references=_references(references),
             size=parse_size(size),
