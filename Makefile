@@ -30,18 +30,20 @@ node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-system-deps:  ## Install the system tools the tests use (promtool, kubectl), when missing.
+system-deps:  ## Install the system tools the tests use (prometheus, promtool, kubectl), when missing.
 	@bash tools/install_system_deps.sh
 
-generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api, protos/google/rpc, docs/errors.md, the dashboards.
+generate: $(VENV)/.installed  ## Regenerate clients/clipmesh_api, protos/google/rpc, docs/errors.md, the dashboards, the rules file.
 	$(PY) tools/generate_protos.py
 	$(PY) tools/error_reasons.py
 	$(PY) -m tools.generate_dashboards
+	$(PY) -m tools.generate_prometheus_rules
 
-check-generated: $(VENV)/.installed  ## Fail if generated code or dashboards are out of date.
+check-generated: $(VENV)/.installed  ## Fail if generated code, dashboards or rules file are out of date.
 	$(PY) tools/generate_protos.py --check
 	$(PY) tools/error_reasons.py --check
 	$(PY) -m tools.generate_dashboards --check
+	$(PY) -m tools.generate_prometheus_rules --check
 
 check-rules: $(VENV)/.installed system-deps  ## promtool check + unit tests of the alert rules.
 	$(PY) tools/check_rules.py

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian tools clipmesh's tests call, when they are missing:
-#   promtool (package prometheus) — checks /metrics output and alert rules;
+#   prometheus and promtool (package prometheus) — a real Prometheus the tests run the rules and
+#     the dashboards' queries on (tests/e2e/test_prometheus.py); promtool checks /metrics
+#     output, the rules and deploy/prometheus's scrape configuration;
 #   kubectl with kustomize v4 or later (package kubectl) — renders deploy/k8s overlays, which
 #     use kustomize components (Debian's older kubernetes-client 1.20 cannot);
 #   a CJK font (fonts-wqy-microhei) — the animatic backend draws Chinese prompts with it;
@@ -17,7 +19,7 @@ kustomize_major() {
 }
 
 missing=()
-command -v promtool >/dev/null || missing+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null || missing+=(prometheus)
 [ "$(kustomize_major)" -ge 4 ] || missing+=(kubectl)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)

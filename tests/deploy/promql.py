@@ -16,6 +16,7 @@ OBSERVABILITY = ROOT / "deploy" / "k8s" / "components" / "observability"
 
 # Labels Prometheus (with the prometheus-operator PodMonitor) adds to every scraped series;
 # `component` comes from the PodMonitor's relabeling of app.kubernetes.io/component.
+# deploy/prometheus/prometheus.yml makes namespace, pod, component and job the same way.
 TARGET_LABELS = frozenset(
     {"namespace", "pod", "container", "endpoint", "job", "instance", "component"}
 )
