@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 
@@ -15,34 +14,17 @@ from clipmesh_api.orchestrator.v1 import account_pb2, ingest_pb2, search_pb2
 from clipmesh_client import messages, models
 from clipmesh_client.client import DEFAULT_READY_TIMEOUT_S, ClientBase
 from clipmesh_client.errors import typed_errors
+from clipmesh_client.lifetime import AsyncChannel
 from clipmesh_client.readiness import Readiness
-from clipmesh_client.wire import open_aio_channel
 
 
-class AsyncClient(ClientBase):
+class AsyncClient(AsyncChannel, ClientBase):
     """The asyncio form of `Client`: the same arguments, methods and errors.
 
     Create it inside a running event loop; use `async with AsyncClient(...) as client:`.
     `search`, `get_video`, `delete_videos`, `whoami` and `wait_until_ready` are awaited;
     `ingest` and `list_videos` are iterated with `async for`.
     """
-
-    _open_channel = staticmethod(open_aio_channel)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Closes the channel; calls in flight are cancelled."""
-        await self._channel.close()
 
     async def wait_until_ready(
         self, timeout_s: float = DEFAULT_READY_TIMEOUT_S, *, service: str = ""

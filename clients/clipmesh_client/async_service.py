@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from clipmesh_client.blocking import ServiceClientBase
 from clipmesh_client.errors import typed_errors
-from clipmesh_client.wire import open_aio_channel
+from clipmesh_client.lifetime import AsyncChannel
 
 
-class AsyncServiceClient(ServiceClientBase):
+class AsyncServiceClient(AsyncChannel, ServiceClientBase):
     """An asyncio channel to one service, closed with the client (see `ServiceClientBase`).
 
     Create it inside a running event loop; use `async with`.
     """
-
-    _open_channel = staticmethod(open_aio_channel)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Closes the channel; calls in flight are cancelled."""
-        await self._channel.close()
 
     @staticmethod
     async def _stream(

@@ -7,13 +7,13 @@ The settings and headers are `ServiceClientBase`'s, which `AsyncServiceClient`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 
 from clipmesh_client.errors import typed_errors
-from clipmesh_client.wire import CALLER_HEADER, ChannelPolicy, bearer_metadata, open_channel
+from clipmesh_client.lifetime import BlockingChannel
+from clipmesh_client.wire import CALLER_HEADER, ChannelPolicy, bearer_metadata
 
 
 class ServiceClientBase:
@@ -60,25 +60,8 @@ class ServiceClientBase:
         return {"timeout": default if timeout_s is None else timeout_s, "metadata": self._metadata}
 
 
-class BlockingServiceClient(ServiceClientBase):
+class BlockingServiceClient(BlockingChannel, ServiceClientBase):
     """A blocking channel to one service, closed with the client (see `ServiceClientBase`)."""
-
-    _open_channel = staticmethod(open_channel)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Closes the channel; calls in flight are cancelled."""
-        self._channel.close()
 
     @staticmethod
     def _stream(call, convert: Callable[[Any], Any]) -> Iterator[Any]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -29,8 +28,9 @@ from clipmesh_api.orchestrator.v1 import (
 )
 from clipmesh_client import messages, models
 from clipmesh_client.errors import typed_errors
+from clipmesh_client.lifetime import BlockingChannel
 from clipmesh_client.readiness import Readiness
-from clipmesh_client.wire import ChannelPolicy, bearer_metadata, open_channel
+from clipmesh_client.wire import ChannelPolicy, bearer_metadata
 
 DEFAULT_TARGET = "127.0.0.1:50050"
 DEFAULT_TIMEOUT_S = 5.0
@@ -92,7 +92,7 @@ class ClientBase:
         }
 
 
-class Client(ClientBase):
+class Client(BlockingChannel, ClientBase):
     """A blocking client of a clipmesh orchestrator; safe to share between threads.
 
     Args:
@@ -107,23 +107,6 @@ class Client(ClientBase):
         token: Bearer token of a mesh with token auth on, sent as `authorization` metadata
             (use it over TLS only).
     """
-
-    _open_channel = staticmethod(open_channel)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Closes the channel; calls in flight are cancelled."""
-        self._channel.close()
 
     def wait_until_ready(
         self, timeout_s: float = DEFAULT_READY_TIMEOUT_S, *, service: str = ""
