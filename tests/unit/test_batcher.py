@@ -176,3 +176,74 @@ async def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_serving(
     with pytest.raises(Exception, match="encoding failed"):
         await batcher.submit([1.0])
     assert (await batcher.submit([2.0])).tolist() == [[4.0]]
+
+
+async def test_work_that_would_miss_its_deadline_is_refused_at_once(model_and_batcher) -> None:
+    model, make = model_and_batcher
+    batcher = make(max_batch=8)
+    batcher.batch_times.record(8, 1.0)  # as measured: a batch of 8 takes a second
+    first = await _hold_first_batch(model, batcher)
+    queued = asyncio.create_task(batcher.submit([float(i) for i in range(1, 17)]))
+    await asyncio.sleep(0.02)  # two full batches wait ahead: about 2 s of work
+    with pytest.raises(ResourceExhausted) as caught:
+        await batcher.submit([99.0], deadline=time.monotonic() + 0.5)
+    assert caught.value.reason == "WOULD_MISS_DEADLINE"
+    assert caught.value.retry_after_s >= 1.5  # the queue must drain by about that much
+    assert float(caught.value.metadata["forecast_ms"]) > 2000
+    patient = asyncio.create_task(batcher.submit([42.0], deadline=time.monotonic() + 60))
+    model.gate.set()
+    await asyncio.gather(first, queued)
+    assert (await patient).tolist() == [[84.0]]
+    assert 99.0 not in model.computed
+
+
+async def test_the_forecast_counts_running_queued_and_own_batches(model_and_batcher) -> None:
+    model, make = model_and_batcher
+    batcher = make(max_batch=4)
+    batcher.batch_times.record(4, 0.4)  # 0.1 s an item, proportional until a second size
+    assert batcher.forecast_wait_s(1, True, time.monotonic()) == pytest.approx(0.1)
+    first = await _hold_first_batch(model, batcher)
+    queued = asyncio.create_task(batcher.submit([1.0, 2.0, 3.0, 4.0, 5.0]))
+    await asyncio.sleep(0.02)
+    now = time.monotonic()
+    # The running batch of 1 (≈0.1 s, partly done), one full batch (0.4 s), then 1 + 2 items.
+    assert 0.6 < batcher.forecast_wait_s(2, True, now) <= 0.4 + 0.3 + 0.1
+    # Background work waits behind everything queued, interactive work only behind its own.
+    waiting = asyncio.create_task(batcher.submit([6.0, 7.0, 8.0, 9.0], interactive=False))
+    await asyncio.sleep(0.02)
+    now = time.monotonic()
+    assert batcher.forecast_wait_s(2, False, now) > batcher.forecast_wait_s(2, True, now) + 0.3
+    model.gate.set()
+    await asyncio.gather(first, queued, waiting)
+
+
+async def test_background_work_is_not_starved_by_a_stream_of_searches(model_and_batcher) -> None:
+    model, make = model_and_batcher
+    batcher = make(max_batch=4, background_slots=1)
+    first = await _hold_first_batch(model, batcher)
+    ingest = asyncio.create_task(batcher.submit([-1.0, -2.0], interactive=False))
+    await asyncio.sleep(0.01)
+    searches = asyncio.create_task(batcher.submit([float(i) for i in range(1, 13)]))
+    await asyncio.sleep(0.02)  # 12 interactive items queued after 2 background ones
+    model.gate.set()
+    await asyncio.gather(first, ingest, searches)
+    # Without the kept place the ingest items would wait for all 12 searches (three batches).
+    assert model.batches[1] == [1.0, 2.0, 3.0, -1.0]
+    assert model.batches[2] == [4.0, 5.0, 6.0, -2.0]
+    assert model.computed[-1] == 12.0
+
+
+def test_the_batch_time_model_fits_a_fixed_cost_and_a_cost_per_item() -> None:
+    from clipmesh.encoder.service_time import BatchTimeModel
+
+    times = BatchTimeModel()
+    assert not times.measured and times.seconds(4) == 0.0
+    times.record(2, 0.2)
+    assert times.seconds(4) == pytest.approx(0.4)  # one size seen: proportional
+    for _ in range(20):
+        times.record(1, 0.030)
+        times.record(8, 0.100)
+    assert times.seconds(1) == pytest.approx(0.030, rel=0.05)
+    assert times.seconds(8) == pytest.approx(0.100, rel=0.05)
+    assert times.seconds(4) == pytest.approx(0.030 + 3 * 0.010, rel=0.05)
+    assert times.per_item_seconds(8) == pytest.approx(0.0125, rel=0.05)

@@ -1,12 +1,21 @@
 """A dynamic batcher across requests, after Triton's: items from concurrent callers run together.
 
 Callers `submit()` their items and await the results. One worker forms batches of up to
-`max_batch` items — interactive work first — and waits at most `max_queue_delay_s` after the
-oldest waiting item, and only while a full batch cannot be formed. Batches run one at a time
-on a dedicated executor thread, so the event loop stays free to accept (and preprocess) the
-next requests while the current batch computes. The queue is bounded: when full, `submit()`
-raises ResourceExhausted with a retry hint instead of letting latency grow for everyone.
-Items whose caller has gone (cancelled) or whose deadline has passed are dropped before compute.
+`max_batch` items and waits at most `max_queue_delay_s` after the oldest waiting item, and only
+while a full batch cannot be formed. Batches run one at a time on a dedicated executor thread,
+so the event loop stays free to accept (and preprocess) the next requests while the current
+batch computes; what arrives meanwhile forms the next batch.
+
+Interactive work (searches) goes first; batch-priority work (ingest) uses the capacity it
+leaves, and never starves: while any waits, each batch keeps `background_slots` places for it.
+
+Admission is deadline-aware. The batcher forecasts when a new request's items would be done —
+the running batch's rest, then the batches of the work queued ahead of them, timed by a running
+fit of measured batches (`service_time.BatchTimeModel`) — and refuses at once, with
+RESOURCE_EXHAUSTED `WOULD_MISS_DEADLINE` and a retry hint, work that would finish after its
+deadline: accepted work should be work that can be done in time. The queue is bounded too
+(`QUEUE_FULL`). Items whose caller has gone, or that can no longer finish before their
+deadline, are dropped before compute.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from clipmesh.encoder import metrics
+from clipmesh.encoder.service_time import BatchTimeModel
 from clipmesh.runtime.errors import DeadlineExceeded, ResourceExhausted, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -63,6 +73,7 @@ class DynamicBatcher:
         max_batch: Most items per batch.
         max_queue_delay_s: Longest wait for a fuller batch, from the oldest item's arrival.
         max_queue_items: Most items waiting; more is refused with RESOURCE_EXHAUSTED.
+        background_slots: Places kept in each batch for batch-priority items while any wait.
     """
 
     def __init__(
@@ -74,18 +85,23 @@ class DynamicBatcher:
         max_batch: int,
         max_queue_delay_s: float,
         max_queue_items: int,
+        background_slots: int = 0,
     ) -> None:
+        if not 0 <= background_slots < max_batch:
+            raise ValueError("background_slots must leave room for interactive items")
         self.modality = modality
         self._run_batch = run_batch
         self._executor = executor
         self.max_batch = max_batch
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_items = max_queue_items
+        self.background_slots = background_slots
         self._interactive: deque[_Item] = deque()
         self._background: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
-        self._seconds_per_item = 0.02  # running estimate, for retry hints
+        self.batch_times = BatchTimeModel()
+        self._running: tuple[float, int] | None = None  # (start, size) of the batch computing
         self.batches_run = 0
 
     @property
@@ -129,16 +145,19 @@ class DynamicBatcher:
             raise ValueError("submit() needs at least one item")
         if self.queued + len(payloads) > self.max_queue_items:
             metrics.REJECTED.labels(self.modality, "queue_full").inc(len(payloads))
+            per_item_s = self.batch_times.per_item_seconds(self.max_batch) or 0.02
             raise ResourceExhausted(
                 f"the {self.modality} queue is full ({self.queued} items waiting, limit "
                 f"{self.max_queue_items}); retry later",
                 reason="QUEUE_FULL",
-                retry_after_s=round(max(0.05, self.queued * self._seconds_per_item), 3),
+                retry_after_s=round(max(0.05, self.queued * per_item_s), 3),
                 metadata={"queued": self.queued, "limit": self.max_queue_items},
             )
+        now = time.monotonic()
+        if deadline is not None and self.batch_times.measured:
+            self._admit_by_deadline(len(payloads), interactive, deadline, now)
         loop = asyncio.get_running_loop()
         request = _Request(loop.create_future(), len(payloads), deadline)
-        now = time.monotonic()
         queue = self._interactive if interactive else self._background
         queue.extend(_Item(request, i, p, now) for i, p in enumerate(payloads))
         metrics.QUEUE_DEPTH.labels(self.modality).set(self.queued)
@@ -149,6 +168,40 @@ class DynamicBatcher:
             request.future.cancel()  # its items are skipped when their turn comes
             raise
 
+    def forecast_wait_s(self, count: int, interactive: bool, now: float) -> float:
+        """Seconds until `count` new items would be computed: the running batch's rest, then
+        the batches of the queued work ahead of them and their own."""
+        ahead = len(self._interactive) if interactive else self.queued
+        per_batch = self.max_batch
+        if interactive and self._background:
+            per_batch -= self.background_slots  # places kept for the waiting ingest work
+        full, rest = divmod(ahead + count, per_batch)
+        wait_s = full * self.batch_times.seconds(self.max_batch)
+        wait_s += self.batch_times.seconds(rest + (self.max_batch - per_batch if rest else 0))
+        if self._running is not None:
+            started, size = self._running
+            wait_s += max(0.0, self.batch_times.seconds(size) - (now - started))
+        return wait_s
+
+    def _admit_by_deadline(self, count: int, interactive: bool, deadline: float, now: float):
+        """Refuses work that the forecast says would be done only after its deadline."""
+        wait_s = self.forecast_wait_s(count, interactive, now)
+        left_s = deadline - now
+        if wait_s <= left_s:
+            return
+        metrics.REJECTED.labels(self.modality, "would_miss_deadline").inc(count)
+        raise ResourceExhausted(
+            f"{count} {self.modality}(s) would be embedded in about {wait_s * 1000:.0f} ms, "
+            f"after the deadline ({max(left_s, 0) * 1000:.0f} ms away): the encoder is busy; "
+            "retry later or with a longer deadline",
+            reason="WOULD_MISS_DEADLINE",
+            retry_after_s=round(max(0.05, wait_s - left_s), 3),
+            metadata={
+                "forecast_ms": round(wait_s * 1000, 1),
+                "deadline_ms": round(max(left_s, 0) * 1000, 1),
+            },
+        )
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -158,6 +211,7 @@ class DynamicBatcher:
             if not batch:
                 continue
             started = time.perf_counter()
+            self._running = (time.monotonic(), len(batch))
             try:
                 outputs = await loop.run_in_executor(
                     self._executor, self._run_batch, [item.payload for item in batch]
@@ -174,6 +228,8 @@ class DynamicBatcher:
                 for item in batch:
                     _fail(item.request, error)
                 continue
+            finally:
+                self._running = None
             elapsed = time.perf_counter() - started
             self._record(len(batch), elapsed)
             for item, vector in zip(batch, outputs, strict=True):
@@ -196,24 +252,31 @@ class DynamicBatcher:
                 return
 
     def _take_batch(self) -> list[_Item]:
-        """Pops up to `max_batch` live items, interactive first; drops dead ones."""
+        """Pops up to `max_batch` live items, interactive first but for the places kept for
+        waiting background items; drops dead ones and ones that would finish too late."""
         now = time.monotonic()
+        # Whatever is taken will be done about this much later: a deadline before that is lost.
+        done_at = now + self.batch_times.seconds(min(self.max_batch, self.queued))
         batch: list[_Item] = []
-        for queue in (self._interactive, self._background):
-            while queue and len(batch) < self.max_batch:
+        kept = min(self.background_slots, len(self._background))
+        for queue, limit in (
+            (self._interactive, self.max_batch - kept),
+            (self._background, self.max_batch),
+        ):
+            while queue and len(batch) < limit:
                 item = queue.popleft()
                 request = item.request
                 if request.future.done():
                     reason = "cancelled" if request.future.cancelled() else "failed"
                     metrics.REJECTED.labels(self.modality, reason).inc()
                     continue
-                if request.expired(now):
+                if request.expired(done_at):
                     metrics.REJECTED.labels(self.modality, "deadline").inc()
                     _fail(
                         request,
                         DeadlineExceeded(
-                            f"the deadline passed while {request.size} {self.modality}(s) "
-                            "waited for the encoder",
+                            f"the deadline passed, or would before they were computed, while "
+                            f"{request.size} {self.modality}(s) waited for the encoder",
                             reason="DEADLINE_IN_QUEUE",
                         ),
                     )
@@ -224,7 +287,7 @@ class DynamicBatcher:
 
     def _record(self, size: int, elapsed_s: float) -> None:
         self.batches_run += 1
-        self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * (elapsed_s / size)
+        self.batch_times.record(size, elapsed_s)
         metrics.BATCH_SIZE.labels(self.modality).observe(size)
         metrics.BATCH_COMPUTE_SECONDS.labels(self.modality).observe(elapsed_s)
         metrics.ITEMS_ENCODED.labels(self.modality).inc(size)

@@ -48,6 +48,13 @@ class EncoderConfig(ServiceConfig):
         minimum=0,
         maximum=1000,
     )
+    background_min_share: float = setting(
+        0.125,
+        help="Share of each batch kept for batch-priority (ingest) items while any wait, so "
+        "searches go first but ingest never starves (0.125 of 16 is 2 places).",
+        minimum=0,
+        maximum=0.5,
+    )
     max_queue_items: int = setting(
         1024, help="Items queued per modality before requests are refused.", minimum=1
     )

@@ -9,6 +9,7 @@ request is all or nothing, so callers never have to match partial results to inp
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -90,6 +91,11 @@ class Encoder:
             "max_batch": config.max_batch,
             "max_queue_delay_s": config.max_queue_delay_ms / 1000,
             "max_queue_items": config.max_queue_items,
+            # At least one place while the share is above 0, never the whole batch.
+            "background_slots": min(
+                config.max_batch - 1,
+                math.ceil(config.max_batch * config.background_min_share),
+            ),
         }
         self.images = DynamicBatcher("image", self._run_images, self._inference_pool, **batching)
         self.texts = DynamicBatcher("text", self._run_texts, self._inference_pool, **batching)

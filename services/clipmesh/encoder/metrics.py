@@ -6,9 +6,17 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 
 from clipmesh.runtime.metrics import LATENCY_BUCKETS_S, create_zero_series
 
-# Why an item was refused (queue_full, invalid) or dropped from the queue (deadline, cancelled:
-# its caller went away, failed: its request had failed already).
-REJECT_REASONS = ("queue_full", "deadline", "cancelled", "failed", "invalid")
+# Why an item was refused (queue_full, would_miss_deadline: the forecast says it would be done
+# too late, invalid) or dropped from the queue (deadline, cancelled: its caller went away,
+# failed: its request had failed already).
+REJECT_REASONS = (
+    "queue_full",
+    "would_miss_deadline",
+    "deadline",
+    "cancelled",
+    "failed",
+    "invalid",
+)
 
 QUEUE_SECONDS = Histogram(
     "clipmesh_encoder_queue_seconds",
@@ -45,7 +53,8 @@ QUEUE_CAPACITY = Gauge(
 )
 REJECTED = Counter(
     "clipmesh_encoder_rejected_total",
-    "Items refused or dropped, by reason (queue_full, deadline, cancelled, failed, invalid).",
+    "Items refused or dropped, by reason (queue_full, would_miss_deadline, deadline, "
+    "cancelled, failed, invalid).",
     ["modality", "reason"],
 )
 MODEL_INFO = Info("clipmesh_encoder_model", "The loaded model, its weights, device and precision.")
