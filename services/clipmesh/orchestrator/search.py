@@ -24,6 +24,7 @@ from opentelemetry import trace
 from clipmesh.encoder.client import EncoderClient
 from clipmesh.index.client import IndexClient
 from clipmesh.orchestrator import metrics
+from clipmesh.orchestrator.budget import IndexReserve
 from clipmesh.orchestrator.cache import QueryCache
 from clipmesh.orchestrator.records import (
     ClipRef,
@@ -46,6 +47,7 @@ class SearchEngine:
         self._index = index
         self._cache = cache
         self._random_models: dict[str, bool] = {}
+        self.index_reserve = IndexReserve()
 
     async def search(
         self, request: SearchRequest, *, call_deadline: float | None
@@ -94,7 +96,9 @@ class SearchEngine:
 
     async def _search(self, request: SearchRequest, deadline: float) -> SearchResponse:
         timings: list[StageTiming] = []
-        vectors, model_id = await self._embed_parts(request, deadline, timings)
+        # The encoder is told to be done early enough to leave the index its usual time.
+        embed_by = deadline - self.index_reserve.seconds(request.budget_s)
+        vectors, model_id = await self._embed_parts(request, embed_by, timings)
         queries = [
             (vector, part.weight) for vector, part in zip(vectors, request.parts, strict=True)
         ]
@@ -110,6 +114,7 @@ class SearchEngine:
             )
             span.set_attribute("clipmesh.search.hits", len(found.videos))
             span.set_attribute("clipmesh.search.degraded", found.degraded)
+        self.index_reserve.record(timings[-1].duration_ms / 1000)
         timings += [StageTiming(f"index.{stage}", ms) for stage, ms in found.timings_ms.items()]
         warnings = []
         if model_id and await self._is_random(model_id, deadline):
