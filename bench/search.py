@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import console, print_table, service_process, write_results
 from bench.index import DIMENSION, clustered_vectors
+from bench.search_load import admission_at, budget_bounded
 from bench.search_steps import (
     TOP_K,
     WARMUP_QUERIES,
@@ -47,7 +48,11 @@ QUERY_IMAGES = 40
 # Queries per concurrency level: enough for a p99 that is not just the maximum, few enough
 # that the whole benchmark stays within minutes on a 2-core CPU.
 QUERIES_AT = {1: 120, 4: 240, 16: 480}
+USER_BUDGET_MS = 500  # what users search with: the product's latency budget
 TARGETS = {
+    "budget_bounded_qps_at_least": 45,
+    "admitted_deadline_exceeded_at_most": 0,
+    "refusal_p99_ms_at_most": 10,
     "c4_p99_ms_at_most": 300,
     "mesh_overhead_ratio_at_most": 1.2,
     "cached_p50_ms_at_most": 10,
@@ -75,6 +80,19 @@ async def measure_mesh(
                 client, images, concurrency, count, args.budget_ms
             )
             console.print(f"mesh concurrency {concurrency}: {levels[str(concurrency)]}")
+        # Under the users' budget: the highest open-loop rate held, and admission at c=32.
+        bounded = await budget_bounded(
+            client,
+            images,
+            budget_ms=USER_BUDGET_MS,
+            start=args.rate_start,
+            step=args.rate_step,
+            seconds=args.rate_seconds / args.scale,
+        )
+        admission = await admission_at(
+            client, images, 32, max(64, 480 // args.scale), USER_BUDGET_MS
+        )
+        console.print(f"admission at concurrency 32: {admission}")
         encoder = await encoder_direct(
             targets["encoder"], images, max(1, QUERIES_AT[1] // args.scale)
         )
@@ -83,7 +101,14 @@ async def measure_mesh(
         console.print(f"cached: {cached}")
         ingest = await ingest_speed(client, library)
         console.print(f"ingest: {ingest}")
-    return {"concurrency": levels, "encoder_direct": encoder, "cached": cached, "ingest": ingest}
+    return {
+        "concurrency": levels,
+        "budget_bounded": bounded,
+        "admission_c32": admission,
+        "encoder_direct": encoder,
+        "cached": cached,
+        "ingest": ingest,
+    }
 
 
 def service_log_problems(service: str) -> list[str]:
@@ -180,7 +205,31 @@ def report(args: argparse.Namespace, baseline: dict, mesh: dict) -> None:
         f"mesh/in-process p50 at c=1: {ratio}; ingest: {ingest['video_s']} s of video in "
         f"{ingest['wall_s']} s = {ingest['realtime_factor']}× real time"
     )
+    bounded, admission = mesh["budget_bounded"], mesh["admission_c32"]
+    print_table(
+        f"under a {USER_BUDGET_MS} ms budget",
+        ["measure", "value"],
+        [
+            [
+                "highest open-loop rate held (99% within budget), queries/s",
+                bounded["budget_bounded_qps"],
+            ],
+            ["c=32: admitted, then DEADLINE_EXCEEDED", admission["admitted_deadline_exceeded"]],
+            ["c=32: refused at once (RESOURCE_EXHAUSTED)", admission["refusals"]],
+            ["c=32: refusal p99 ms", admission["refusal_p99_ms"]],
+            [
+                "c=32: completed queries/s, p99 ms",
+                f"{admission['completed_per_s']}, {admission['p99_ms']}",
+            ],
+        ],
+    )
     met = {
+        "budget_bounded_qps_at_least": bounded["budget_bounded_qps"]
+        >= TARGETS["budget_bounded_qps_at_least"],
+        "admitted_deadline_exceeded_at_most": admission["admitted_deadline_exceeded"]
+        <= TARGETS["admitted_deadline_exceeded_at_most"],
+        "refusal_p99_ms_at_most": (admission["refusal_p99_ms"] or 0)
+        <= TARGETS["refusal_p99_ms_at_most"],
         "c4_p99_ms_at_most": (levels["4"]["p99_ms"] or 1e9) <= TARGETS["c4_p99_ms_at_most"],
         "mesh_overhead_ratio_at_most": ratio <= TARGETS["mesh_overhead_ratio_at_most"],
         "cached_p50_ms_at_most": cached["p50_ms"] <= TARGETS["cached_p50_ms_at_most"],
@@ -202,6 +251,11 @@ def report(args: argparse.Namespace, baseline: dict, mesh: dict) -> None:
             "top_k": TOP_K,
             "budget_ms": args.budget_ms,
             "concurrency": levels,
+            "budget_bounded_qps": bounded["budget_bounded_qps"],
+            "budget_bounded": bounded,
+            "admitted_deadline_exceeded": admission["admitted_deadline_exceeded"],
+            "refusal_p99_ms": admission["refusal_p99_ms"],
+            "admission_c32": admission,
             "stage_p50_ms_at_c1": stages,
             "inprocess": baseline,
             "inprocess_p50_ms": baseline["p50_ms"],
@@ -241,6 +295,9 @@ def main() -> None:
         help="search budget: generous, so queueing at "
         "high concurrency shows as latency instead of DEADLINE_EXCEEDED",
     )
+    parser.add_argument("--rate-start", type=float, default=10, help="first open-loop rate")
+    parser.add_argument("--rate-step", type=float, default=5, help="open-loop rate step")
+    parser.add_argument("--rate-seconds", type=float, default=12, help="seconds per rate")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 10k segments, a quarter of the queries"
     )

@@ -6,6 +6,8 @@ request with time to spare, complete."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 
 import grpc
@@ -46,16 +48,32 @@ async def encoder():
         await channel.close()
 
 
-async def _backlog(encoder, requests: int = 8) -> list[asyncio.Task]:
-    """Queues `requests` × 64 interactive images and waits until they are all queued."""
+@contextlib.asynccontextmanager
+async def _backlog(encoder, requests: int = 4):
+    """`requests` × 64 interactive images queued behind a batch held on the inference thread
+    (released when the block ends); yields their pending calls."""
+    held = threading.Event()
+    entered = threading.Event()
+
+    def hold() -> None:
+        entered.set()
+        held.wait(60)
+
+    inference = encoder.app.encoder._inference_pool  # the thread every batch runs on
+    blocker = asyncio.get_running_loop().run_in_executor(inference, hold)
+    await asyncio.to_thread(entered.wait, 10)
     request = encoder_pb2.EmbedImagesRequest(images=IMAGES)
-    tasks = [asyncio.ensure_future(encoder.stub.EmbedImages(request)) for _ in range(requests)]
+    calls = [asyncio.ensure_future(encoder.stub.EmbedImages(request)) for _ in range(requests)]
     images = encoder.app.encoder.images
     deadline = time.monotonic() + 60
-    while images.queued < (requests - 1) * len(IMAGES):  # the first may be computing already
+    while images.queued < requests * len(IMAGES) - 1:  # one may be taken for the next batch
         assert time.monotonic() < deadline, "the backlog never queued"
         await asyncio.sleep(0.01)
-    return tasks
+    try:
+        yield calls
+    finally:
+        held.set()
+        await blocker
 
 
 async def _refusal(call) -> client_errors.ClipmeshError:
@@ -65,10 +83,10 @@ async def _refusal(call) -> client_errors.ClipmeshError:
 
 
 async def test_the_encoder_refuses_work_that_would_miss_its_deadline(encoder) -> None:
-    backlog = await _backlog(encoder)
-    forecast_s = encoder.app.encoder.images.forecast_wait_s(1, True, time.monotonic())
-    probe = encoder_pb2.EmbedImagesRequest(images=IMAGES[:1])
-    refused = await _refusal(encoder.stub.EmbedImages(probe, timeout=forecast_s / 4))
+    async with _backlog(encoder) as backlog:
+        forecast_s = encoder.app.encoder.images.forecast_wait_s(1, True, time.monotonic())
+        probe = encoder_pb2.EmbedImagesRequest(images=IMAGES[:1])
+        refused = await _refusal(encoder.stub.EmbedImages(probe, timeout=forecast_s / 4))
     assert isinstance(refused, client_errors.ResourceExhaustedError), refused
     assert refused.reason == "WOULD_MISS_DEADLINE"
     assert refused.retry_after_s and refused.retry_after_s > 0
@@ -88,14 +106,14 @@ async def test_the_orchestrator_passes_the_refusal_on_without_waiting(
         search = mesh.stub(
             "orchestrator", search_pb2_grpc.SearchServiceStub, ChannelPolicy(timeout_s=120)
         )
-        backlog = await _backlog(encoder)
-        forecast_s = encoder.app.encoder.images.forecast_wait_s(1, True, time.monotonic())
-        query = search_pb2.SearchVideosRequest(
-            parts=[search_pb2.QueryPart(image=IMAGES[0])],
-            budget_ms=max(20, int(forecast_s * 1000 / 4)),
-            skip_cache=True,
-        )
-        refused = await _refusal(search.SearchVideos(query))
+        async with _backlog(encoder) as backlog:
+            forecast_s = encoder.app.encoder.images.forecast_wait_s(1, True, time.monotonic())
+            query = search_pb2.SearchVideosRequest(
+                parts=[search_pb2.QueryPart(image=IMAGES[0])],
+                budget_ms=max(20, int(forecast_s * 1000 / 4)),
+                skip_cache=True,
+            )
+            refused = await _refusal(search.SearchVideos(query))
         assert isinstance(refused, client_errors.ResourceExhaustedError), refused
         assert refused.reason == "WOULD_MISS_DEADLINE"
         assert refused.retry_after_s and refused.retry_after_s > 0

@@ -154,8 +154,8 @@ class DynamicBatcher:
                 metadata={"queued": self.queued, "limit": self.max_queue_items},
             )
         now = time.monotonic()
-        if deadline is not None and self.batch_times.measured:
-            self._admit_by_deadline(len(payloads), interactive, deadline, now)
+        if deadline is not None:
+            self.admit(len(payloads), interactive=interactive, deadline=deadline, now=now)
         loop = asyncio.get_running_loop()
         request = _Request(loop.create_future(), len(payloads), deadline)
         queue = self._interactive if interactive else self._background
@@ -168,10 +168,11 @@ class DynamicBatcher:
             request.future.cancel()  # its items are skipped when their turn comes
             raise
 
-    def forecast_wait_s(self, count: int, interactive: bool, now: float) -> float:
+    def forecast_wait_s(self, count: int, interactive: bool, now: float, pending: int = 0) -> float:
         """Seconds until `count` new items would be computed: the running batch's rest, then
-        the batches of the queued work ahead of them and their own."""
-        ahead = len(self._interactive) if interactive else self.queued
+        the batches of the queued work ahead of them (and of `pending` items on their way to
+        the queue) and their own."""
+        ahead = pending + (len(self._interactive) if interactive else self.queued)
         per_batch = self.max_batch
         if interactive and self._background:
             per_batch -= self.background_slots  # places kept for the waiting ingest work
@@ -183,9 +184,27 @@ class DynamicBatcher:
             wait_s += max(0.0, self.batch_times.seconds(size) - (now - started))
         return wait_s
 
-    def _admit_by_deadline(self, count: int, interactive: bool, deadline: float, now: float):
-        """Refuses work that the forecast says would be done only after its deadline."""
-        wait_s = self.forecast_wait_s(count, interactive, now)
+    def admit(
+        self,
+        count: int,
+        *,
+        interactive: bool,
+        deadline: float,
+        now: float,
+        pending: int = 0,
+        before_s: float = 0.0,
+    ) -> None:
+        """Refuses work that the forecast says would be done only after its deadline.
+
+        Callers may ask before their items are ready: `pending` items on their way to the
+        queue ahead of them, and `before_s` seconds of work (preprocessing) before they join.
+
+        Raises:
+            ResourceExhausted: WOULD_MISS_DEADLINE, with the delay after which to retry.
+        """
+        if not self.batch_times.measured:
+            return  # nothing measured yet: no forecast to refuse on
+        wait_s = before_s + self.forecast_wait_s(count, interactive, now, pending)
         left_s = deadline - now
         if wait_s <= left_s:
             return

@@ -98,6 +98,10 @@ class Encoder:
             ),
         }
         self.images = DynamicBatcher("image", self._run_images, self._inference_pool, **batching)
+        # Images accepted and not yet queued (decoding), and the time one takes: admission
+        # counts them, or a burst would wait in the decode pool past its deadline unrefused.
+        self._decoding = 0
+        self._decode_s_per_image = 0.0
         self.texts = DynamicBatcher("text", self._run_texts, self._inference_pool, **batching)
 
     def start(self) -> None:
@@ -131,14 +135,29 @@ class Encoder:
                 field="images",
                 reason="REQUEST_TOO_LARGE",
             )
-        started = time.perf_counter()
+        if deadline is not None:
+            decode_s = (self._decoding + len(images)) * self._decode_s_per_image
+            self.images.admit(
+                len(images),
+                interactive=interactive,
+                deadline=deadline,
+                now=time.monotonic(),
+                pending=self._decoding,
+                before_s=decode_s / self.config.preprocess_threads,
+            )
         loop = asyncio.get_running_loop()
+        self._decoding += len(images)
         try:
-            pixels = await loop.run_in_executor(self._preprocess_pool, self._preprocess, images)
+            pixels, decode_s = await loop.run_in_executor(
+                self._preprocess_pool, self._timed_preprocess, images
+            )
         except InvalidArgument:
             metrics.REJECTED.labels("image", "invalid").inc(len(images))
             raise
-        metrics.PREPROCESS_SECONDS.labels("image").observe(time.perf_counter() - started)
+        finally:
+            self._decoding -= len(images)
+        metrics.PREPROCESS_SECONDS.labels("image").observe(decode_s)
+        self._decode_s_per_image = 0.8 * self._decode_s_per_image + 0.2 * decode_s / len(images)
         return await self.images.submit(pixels, deadline=deadline, interactive=interactive)
 
     async def embed_texts(
@@ -177,6 +196,12 @@ class Encoder:
                 field=field,
                 reason="TOO_MANY_ITEMS",
             )
+
+    def _timed_preprocess(self, images: Sequence[bytes]) -> tuple[list[np.ndarray], float]:
+        """The images' pixels, and the seconds decoding them took (not waiting for the pool)."""
+        started = time.perf_counter()
+        pixels = self._preprocess(images)
+        return pixels, time.perf_counter() - started
 
     def _run_images(self, pixels: list[np.ndarray]) -> np.ndarray:
         return self.model.embed_images(torch.from_numpy(np.stack(pixels)))
