@@ -43,8 +43,11 @@ class EncoderConfig(ServiceConfig):
         maximum=1024,
     )
     max_queue_delay_ms: float = setting(
-        5.0,
-        help="Longest an item waits for a fuller batch when a full one cannot be formed.",
+        0.0,
+        help="Longest an item waits for a fuller batch when a full one cannot be formed. 0: a "
+        "batch starts as soon as the model is free, and what arrives while it computes forms "
+        "the next (continuous batching: no wait at low load, full batches at high load); a few "
+        "ms can help a GPU whose larger batches are nearly free when callers arrive spread out.",
         minimum=0,
         maximum=1000,
     )
