@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
+from typing import overload
 
 import faiss
 import numpy as np
 
 from clipmesh.index import ann
-from clipmesh.index.ranking import rank_videos
+from clipmesh.index.ranking import CandidateSegments, rank_candidates
 from clipmesh.index.records import SearchQuery, SearchResult, Segments, VideoMeta, VideoWrite
 from clipmesh.index.rwlock import ReadWriteLock
 from clipmesh.index.vectors import RawVectors
@@ -67,6 +70,30 @@ class _Columns:
         )
         self.thumbnails.extend(segments.thumbnails)
         self.video_ids.extend([video_id] * count)
+
+
+class _SlotThumbnails(Sequence[str]):
+    """The thumbnails of some slots, looked up as they are read: only the returned moments'
+    ever are. Safe to read after the lock is released, as slots are never reused and the
+    list only grows."""
+
+    def __init__(self, thumbnails: list[str], slots: np.ndarray) -> None:
+        self._thumbnails = thumbnails
+        self._slots = slots
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> _SlotThumbnails: ...
+
+    def __getitem__(self, index: int | slice) -> str | _SlotThumbnails:
+        if isinstance(index, slice):
+            return _SlotThumbnails(self._thumbnails, self._slots[index])
+        return self._thumbnails[self._slots[index]]
 
 
 @dataclass
@@ -176,15 +203,10 @@ class Collection:
                     self._effort.observe(nprobe, time.perf_counter() - mark)
             timings["ann"] = _ms_since(mark)
             mark = time.perf_counter()
-            candidates = []
-            for video_id in dict.fromkeys(self.columns.video_ids[i] for i in ids):
-                entry = self.videos[video_id]
-                candidates.append((entry.meta, self.segments_of(entry)))
-                if len(candidates) >= 3 * query.top_k:
-                    break
+            candidates = self._candidates(ids, 3 * query.top_k)
             timings["fetch"] = _ms_since(mark)
         mark = time.perf_counter()
-        videos = rank_videos(
+        videos = rank_candidates(
             candidates, query.vector, top_k=query.top_k, max_moments=query.max_moments
         )
         timings["rank"] = _ms_since(mark)
@@ -194,6 +216,27 @@ class Collection:
             else ""
         )
         return SearchResult(videos, self.plan.kind, degraded, reason, timings)
+
+    def _candidates(self, ids: np.ndarray, limit: int) -> CandidateSegments:
+        """The first `limit` distinct videos owning the slots `ids` (in that order), with all
+        their segments gathered at once."""
+        owners = self.columns.video_ids
+        entries = [
+            self.videos[v] for v in islice(dict.fromkeys(owners[i] for i in ids.tolist()), limit)
+        ]
+        bounds = np.zeros(len(entries) + 1, np.int64)
+        np.cumsum([len(e.slots) for e in entries], out=bounds[1:])
+        slots = np.concatenate([e.slots for e in entries] or [np.zeros(0, np.int64)])
+        times = self.columns.times[slots]
+        return CandidateSegments(
+            metas=[e.meta for e in entries],
+            bounds=bounds,
+            start_s=times[:, 0],
+            end_s=times[:, 1],
+            keyframe_s=times[:, 2],
+            vectors=self.vectors.take(slots),
+            thumbnails=_SlotThumbnails(self.columns.thumbnails, slots),
+        )
 
     def _allowed_slots(self, query: SearchQuery) -> np.ndarray | None:
         if query.filter is None:

@@ -7,6 +7,8 @@ the keyframe of the best of them. Moments come back best first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from clipmesh.index.records import MomentHit
@@ -17,7 +19,7 @@ def find_moments(
     end_s: np.ndarray,
     keyframe_s: np.ndarray,
     scores: np.ndarray,
-    thumbnails: tuple[str, ...] | list[str],
+    thumbnails: Sequence[str],
     *,
     max_moments: int,
     margin: float = 0.05,
@@ -27,32 +29,33 @@ def find_moments(
     if len(scores) == 0:
         return []
     order = np.argsort(start_s, kind="stable")
-    matching = scores[order] >= scores.max() - margin
-    moments: list[MomentHit] = []
-    run: list[int] = []
-
-    def close_run() -> None:
-        if not run:
-            return
-        best = max(run, key=lambda i: scores[i])
-        moments.append(
-            MomentHit(
-                start_s=float(start_s[run[0]]),
-                end_s=float(max(end_s[i] for i in run)),
-                peak_s=float(keyframe_s[best]),
-                score=float(scores[best]),
-                thumbnail=thumbnails[best],
-            )
-        )
-        run.clear()
-
-    for position, index in enumerate(order):
-        if not matching[position]:
-            close_run()
+    # Only the matching segments are walked, in time order, as plain Python numbers: a
+    # non-matching segment between two of them ends a run, and so does a gap past the latest
+    # end of the run so far. A run's best is its first segment of the highest score.
+    positions = np.flatnonzero(scores[order] >= scores.max() - margin)
+    chosen = order[positions]
+    rows, places = chosen.tolist(), positions.tolist()
+    starts, ends = start_s[chosen].tolist(), end_s[chosen].tolist()
+    values = scores[chosen].tolist()
+    runs = []  # (best score, best of `rows`, start, end)
+    best, first_start, latest_end = 0, starts[0], ends[0]
+    for k in range(1, len(rows)):
+        if places[k] != places[k - 1] + 1 or starts[k] - latest_end > merge_gap_s:
+            runs.append((values[best], best, first_start, latest_end))
+            best, first_start, latest_end = k, starts[k], ends[k]
             continue
-        if run and start_s[index] - max(end_s[i] for i in run) > merge_gap_s:
-            close_run()
-        run.append(int(index))
-    close_run()
-    moments.sort(key=lambda m: m.score, reverse=True)
-    return moments[:max_moments]
+        latest_end = max(latest_end, ends[k])
+        if values[k] > values[best]:
+            best = k
+    runs.append((values[best], best, first_start, latest_end))
+    runs.sort(key=lambda run: run[0], reverse=True)  # stable: equal scores stay in time order
+    return [
+        MomentHit(
+            start_s=start,
+            end_s=end,
+            peak_s=float(keyframe_s[rows[k]]),
+            score=score,
+            thumbnail=thumbnails[rows[k]],
+        )
+        for score, k, start, end in runs[:max_moments]
+    ]
