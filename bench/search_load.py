@@ -32,12 +32,14 @@ class Outcomes:
     """How the queries of one measurement ended, and how long each took."""
 
     codes: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)  # "CODE REASON" of failures
     ok_s: list[float] = field(default_factory=list)
     refused_s: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         return {
             "outcomes": dict(self.codes),
+            "failure_reasons": dict(self.reasons),
             **(latency_summary(self.ok_s) if self.ok_s else {"p50_ms": None, "p99_ms": None}),
             "refusals": len(self.refused_s),
             "refusal_p99_ms": latency_summary(self.refused_s)["p99_ms"] if self.refused_s else None,
@@ -50,6 +52,7 @@ async def _one(client: AsyncClient, image: bytes, budget_ms: int, outcomes: Outc
         await client.search(image=image, top_k=TOP_K, skip_cache=True, budget_ms=budget_ms)
     except ClipmeshError as error:
         outcomes.codes[error.code.name] += 1
+        outcomes.reasons[f"{error.code.name} {error.reason}"] += 1
         if error.code.name == "RESOURCE_EXHAUSTED":
             outcomes.refused_s.append(time.perf_counter() - began)
         return
