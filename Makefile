@@ -11,7 +11,7 @@ BREAKING_BASE ?= HEAD~1
 
 .PHONY: help install system-deps generate check-generated check-rules render-k8s lint breaking \
         test up demo bench bench-encoder bench-index bench-search \
-        bench-generator bench-generator-ha bench-bulk-ingest soak fuzz clean
+        bench-generator bench-generator-ha bench-bulk-ingest bench-gpu gpu-wheels soak fuzz clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -99,6 +99,20 @@ bench-generator-ha: $(VENV)/.installed system-deps  ## 500 jobs on 3 replicas on
 
 bench-bulk-ingest: $(VENV)/.installed  ## 200 videos: IngestVideos vs bulk-ingest on Ray, 1 and 2 workers (3 runs each), compared.
 	$(PY) bench/bulk_ingest.py
+
+# Not in `make bench`: without CUDA it measures nothing and exits 2 (docs/benchmarks.md, "GPU").
+bench-gpu: $(VENV)/.installed  ## Encoder on CUDA (in-process, served at c=1-256), search at 1M; < 8 min.
+	$(PY) bench/gpu.py
+
+# The Python of the GPU machine the wheels are for (its image's python3).
+GPU_PYTHON ?= 3.12
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+                 manylinux2014_x86_64 manylinux1_x86_64
+
+gpu-wheels: $(VENV)/.installed  ## Wheels bench/gpu.py needs on a CUDA machine with PyTorch and no network, in .whl/.
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
+	  --implementation cp $(addprefix --platform ,$(GPU_PLATFORMS)) -d .whl -r bench/gpu-wheels.txt
+	@du -sh .whl
 
 # Soak length in seconds: `make soak SOAK_SECONDS=90` for a short run.
 SOAK_SECONDS ?= 600

@@ -50,6 +50,12 @@ def machine() -> dict[str, object]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a live process has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def latency_summary(latencies_s: list[float]) -> dict[str, float]:
     """p50/p99 in milliseconds."""
     values = np.asarray(latencies_s) * 1000
@@ -76,8 +82,14 @@ class ServiceProcess:
 
 
 @contextmanager
-def service_process(service: str, env: dict[str, str], *, startup_timeout_s: float = 300):
-    """Runs `clipmesh serve <service>` on free loopback ports; yields a ServiceProcess."""
+def service_process(
+    service: str, env: dict[str, str], *, startup_timeout_s: float = 300, via_cli: bool = True
+):
+    """Runs `clipmesh serve <service>` on free loopback ports; yields a ServiceProcess.
+
+    `via_cli=False` starts the same server through bench/service_main.py, which leaves out the
+    CLI and the other services' dependencies (for machines that carry only this service's).
+    """
     port, metrics_port = free_port(), free_port()
     prefix = f"CLIPMESH_{service.upper()}_"
     full_env = {
@@ -91,8 +103,10 @@ def service_process(service: str, env: dict[str, str], *, startup_timeout_s: flo
     log = RESULTS_DIR / f"{service}.bench.log.tmp"
     RESULTS_DIR.mkdir(exist_ok=True)
     with log.open("wb") as output:
+        entry = ["clipmesh", "serve"] if via_cli else ["bench.service_main"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "clipmesh", "serve", service],
+            [sys.executable, "-m", *entry, service],
+            cwd=None if via_cli else Path(__file__).resolve().parent.parent,
             env=full_env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -113,16 +127,16 @@ def service_process(service: str, env: dict[str, str], *, startup_timeout_s: flo
         log.unlink(missing_ok=True)
 
 
-def write_results(name: str, results: dict[str, object]) -> Path:
-    """Writes `bench/results/<name>.json` with the machine and the time of the run."""
-    RESULTS_DIR.mkdir(exist_ok=True)
+def write_results(name: str, results: dict[str, object], *, path: Path | None = None) -> Path:
+    """Writes `bench/results/<name>.json` (or `path`) with the machine and the time of the run."""
     results = {
         "benchmark": name,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         **results,
     }
-    path = RESULTS_DIR / f"{name}.json"
+    path = path or RESULTS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     console.print(f"wrote {path}")
     return path

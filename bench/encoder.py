@@ -14,6 +14,7 @@ import asyncio
 import gc
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,12 +22,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import console, latency_summary, print_table, service_process, write_results
+from bench.encoder_load import closed_loop
 from clipmesh.demo.synthetic import encode_image, gradient_image
 from clipmesh.encoder.images import ImageLimits, decode_image
 from clipmesh.encoder.model import load_model
 from clipmesh.encoder.weights import WeightsSpec
-from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
-from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 
 BATCH_SIZES = (1, 8, 16, 32, 64)
 CONCURRENCY = (1, 8, 32, 64)
@@ -44,17 +44,19 @@ def matmul_peak_gflops(dtype: torch.dtype, seconds: float = 2.0) -> float:
     return 2 * 1600 * 768 * 3072 * runs / (time.perf_counter() - started) / 1e9
 
 
-def in_process(model_name: str, device: str, seconds: float) -> dict[str, object]:
+def in_process(
+    model_name: str, device: str, seconds: float, batch_sizes: Sequence[int] = BATCH_SIZES
+) -> dict[str, object]:
     """The model alone, on preprocessed images, at each batch size."""
     model = load_model(model_name, WeightsSpec.parse(WEIGHTS), device=device)
     limits = ImageLimits(max_bytes=10**8, max_pixels=10**9)
     images = [
         decode_image(encode_image(gradient_image(256, 256, seed=i)), i, limits, 224)
-        for i in range(max(BATCH_SIZES))
+        for i in range(max(batch_sizes))
     ]
     pixels = torch.stack([model.preprocess(image) for image in images])
     by_batch = {}
-    for batch in BATCH_SIZES:
+    for batch in batch_sizes:
         model.embed_images(pixels[:batch])  # warm-up
         started, done = time.perf_counter(), 0
         while time.perf_counter() - started < seconds:
@@ -81,31 +83,11 @@ def in_process(model_name: str, device: str, seconds: float) -> dict[str, object
 
 async def load(target: str, concurrency: int, seconds: float, warmup_s: float) -> dict[str, float]:
     """`concurrency` callers each sending one image per request, back to back."""
-    images = [encode_image(gradient_image(256, 256, seed=i)) for i in range(64)]
-    latencies: list[float] = []
-    measuring = asyncio.Event()
-    stop_at = time.monotonic() + warmup_s + seconds
-
-    async with open_aio_channel(target, ChannelPolicy(timeout_s=30, max_attempts=1)) as channel:
-        stub = encoder_pb2_grpc.EncoderServiceStub(channel)
-
-        async def caller(worker: int) -> None:
-            sent = worker
-            while time.monotonic() < stop_at:
-                request = encoder_pb2.EmbedImagesRequest(images=[images[sent % len(images)]])
-                started = time.perf_counter()
-                await stub.EmbedImages(request)
-                if measuring.is_set():
-                    latencies.append(time.perf_counter() - started)
-                sent += concurrency
-
-        workers = [asyncio.create_task(caller(w)) for w in range(concurrency)]
-        await asyncio.sleep(warmup_s)
-        measuring.set()
-        started = time.perf_counter()
-        await asyncio.gather(*workers)
-        elapsed = time.perf_counter() - started
-    return {"images_per_s": round(len(latencies) / elapsed, 1), **latency_summary(latencies)}
+    measure_from = time.time() + warmup_s
+    latencies = await closed_loop(
+        target, concurrency, measure_from=measure_from, measure_until=measure_from + seconds
+    )
+    return {"images_per_s": round(len(latencies) / seconds, 1), **latency_summary(latencies)}
 
 
 def main() -> None:
