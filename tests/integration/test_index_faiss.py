@@ -4,6 +4,7 @@ or writes, and refusal to serve from a damaged log or snapshot."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -61,6 +62,35 @@ async def test_a_short_deadline_lowers_effort_and_says_so(tmp_path) -> None:
     relaxed = await backend.search(_query(random_unit(rng, 1)[0]))
     assert hurried.degraded and "nprobe" in hurried.degraded_reason
     assert not relaxed.degraded
+    await backend.close()
+
+
+async def test_a_search_that_finds_a_write_holding_the_collection_waits_off_the_event_loop(
+    tmp_path,
+) -> None:
+    backend = FaissBackend(tmp_path, SMALL)
+    await backend.open()
+    rng = np.random.default_rng(4)
+    vectors = {f"v{i}": random_unit(rng, 5) for i in range(100)}
+    await backend.upsert("default", [video(vid, vecs) for vid, vecs in vectors.items()])
+    await backend.wait_for_maintenance()  # an IVF index: a quick search may run on the loop
+    collection = backend.collections["default"]
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with collection.lock.writing():
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    holding.wait(10)
+    search = asyncio.create_task(backend.search(_query(vectors["v7"][1])))
+    await asyncio.sleep(0.1)  # the loop turns while the search waits for the write
+    assert not search.done()
+    release.set()
+    assert (await search).videos[0].meta.video_id == "v7"
+    writer.join()
     await backend.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import islice
 from typing import overload
@@ -182,9 +183,18 @@ class Collection:
 
     def search(self, query: SearchQuery) -> SearchResult:
         """Candidate videos from the index, then an exact ranking of their segments."""
+        return self._search(query, self.lock.reading())
+
+    def search_now(self, query: SearchQuery) -> SearchResult | None:
+        """`search`, or None at once when a write holds or awaits the lock (for a caller that
+        must not wait)."""
+        lock = self.lock.try_reading()
+        return None if lock is None else self._search(query, lock)
+
+    def _search(self, query: SearchQuery, lock: AbstractContextManager[None]) -> SearchResult:
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        with self.lock.reading():
+        with lock:
             allowed = self._allowed_slots(query)
             timings["filter"] = _ms_since(started)
             mark = time.perf_counter()

@@ -37,6 +37,9 @@ from clipmesh_api.index.v1 import index_pb2
 log = logging.getLogger(__name__)
 
 _UPSERT, _DELETE = b"U", b"D"
+# The largest top_k searched on the event loop: 3 × top_k candidate videos are re-ranked, a
+# millisecond or two at 50 segments a video.
+INLINE_MAX_TOP_K = 20
 
 
 class FaissBackend(IndexBackend):
@@ -71,6 +74,7 @@ class FaissBackend(IndexBackend):
         self.last_snapshot_time_s: float | None = None
         self._maintenance: set[asyncio.Task[None]] = set()
         self._snapshotting = False
+        self._searches_running = 0  # on worker threads
 
     async def open(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +176,19 @@ class FaissBackend(IndexBackend):
                 field="queries[0].vector",
                 reason="DIMENSION_MISMATCH",
             )
-        return await asyncio.to_thread(collection.search, query)
+        # A quick search runs on the event loop when no other search is running and no write
+        # holds the collection: two hand-offs to a worker thread and back cost more than it
+        # (docs/benchmarks.md, "Index"). Anything else — the lock taken, searches at once,
+        # filters, exact indexes, large top_k — runs on a worker thread, so the loop never waits.
+        if not self._searches_running and _quick(collection, query):
+            result = collection.search_now(query)
+            if result is not None:
+                return result
+        self._searches_running += 1
+        try:
+            return await asyncio.to_thread(collection.search, query)
+        finally:
+            self._searches_running -= 1
 
     async def stats(self, collection: str = "") -> list[CollectionStats]:
         chosen = [self._collection(collection)] if collection else list(self.collections.values())
@@ -286,3 +302,9 @@ class FaissBackend(IndexBackend):
             write_snapshot(self.data_dir, sequence, collections)
         log.info("snapshot written", extra={"sequence": sequence})
         return sequence
+
+
+def _quick(collection: Collection, query: SearchQuery) -> bool:
+    """Whether `query` is a search of a few milliseconds at most: an IVF index (a flat one's
+    scan grows with the collection), no filter (it is checked video by video), small top_k."""
+    return collection.plan.trained and query.filter is None and query.top_k <= INLINE_MAX_TOP_K

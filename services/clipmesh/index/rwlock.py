@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 
 class ReadWriteLock:
@@ -23,6 +23,20 @@ class ReadWriteLock:
             while self._writing or self._writers_waiting:
                 self._condition.wait()
             self._readers += 1
+        with self._held_for_reading():
+            yield
+
+    def try_reading(self) -> AbstractContextManager[None] | None:
+        """The read lock, taken at once if no writer holds or awaits it, else None: for a
+        caller that must not wait (one on the event loop). Enter what it returns at once."""
+        with self._condition:
+            if self._writing or self._writers_waiting:
+                return None
+            self._readers += 1
+        return self._held_for_reading()
+
+    @contextmanager
+    def _held_for_reading(self) -> Iterator[None]:
         try:
             yield
         finally:
