@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import console, latency_summary, print_table, service_process, write_results
+from bench.encoder_int8 import int8_phase
 from bench.encoder_load import closed_loop
 from clipmesh.demo.synthetic import encode_image, gradient_image
 from clipmesh.encoder.images import ImageLimits, decode_image
@@ -106,6 +107,10 @@ def main() -> None:
     args = parser.parse_args()
 
     baseline = in_process(args.model, args.device, args.inprocess_seconds)
+    int8 = {"skipped": "int8 runs on CPU only"}
+    if baseline["device"] == "cpu":
+        int8 = int8_phase(args.model, WEIGHTS, args.inprocess_seconds, BATCH_SIZES)
+        console.print(f"int8: {int8}")
     env = {
         "CLIPMESH_ENCODER_MODEL": args.model,
         "CLIPMESH_ENCODER_WEIGHTS": WEIGHTS,
@@ -133,6 +138,21 @@ def main() -> None:
         ]
         for c, r in grpc_results.items()
     ]
+    if "images_per_s" in int8:
+        rows += [
+            [f"in-process int8 ({int8['runtime']}), batch {b}", ips, "", "", f"{ips / best:.0%}"]
+            for b, ips in int8["images_per_s_by_batch"].items()
+        ]
+        same = int8["baseline_precision"]
+        rows.append(
+            [
+                f"in-process {same} beside int8, batch {int8['best_batch']}",
+                int8[f"{same}_images_per_s_same_batch"],
+                "",
+                "",
+                f"int8 ×{int8[f'speedup_vs_{same}']}",
+            ]
+        )
     print_table(
         f"encoder {args.model} on {baseline['device']} ({baseline['precision']})",
         ["mode", "images/s", "p50 ms", "p99 ms", "of in-process best"],
@@ -157,6 +177,7 @@ def main() -> None:
             "grpc": grpc_results,
             "served_over_inprocess_at_32": round(served_32 / best, 3),
             "matmul_peak_gflops": baseline["matmul_peak_gflops"],
+            "int8": int8,
             "targets_met": targets,
         },
     )

@@ -49,7 +49,7 @@ def test_vectors_are_l2_normalised() -> None:
 def test_a_checkpoint_loads_and_names_the_model_by_its_content(tmp_path) -> None:
     source = load_model("clipmesh-tiny", RANDOM, device="cpu", precision="fp32")
     path = tmp_path / "tiny.pt"
-    torch.save({"state_dict": source._model.state_dict()}, path)
+    torch.save({"state_dict": source.towers.model.state_dict()}, path)
     loaded = load_model(
         "clipmesh-tiny", WeightsSpec("checkpoint", str(path)), device="cpu", precision="fp32"
     )

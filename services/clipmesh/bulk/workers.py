@@ -28,7 +28,7 @@ from clipmesh.bulk.sources import MediaFetcher, SourceFile
 from clipmesh.encoder.client import EncoderClient
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.encoder.encoding import ImagePreprocessor, image_limits
-from clipmesh.encoder.model import load_model
+from clipmesh.encoder.model import INT8_CACHE_DIR, load_model
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.index.client import IndexClient
 from clipmesh.media.analysis import (
@@ -179,6 +179,7 @@ class KeyframeEmbedder:
                 device=encoder.device,
                 precision=encoder.precision,
                 threads=INFERENCE_THREADS,
+                int8_cache_dir=encoder.data_dir / INT8_CACHE_DIR,
             )
             self._preprocess = ImagePreprocessor(self._model, image_limits(encoder))
 

@@ -227,6 +227,21 @@ def make_library(
     return specs
 
 
+def library_keyframes(specs: list[VideoSpec], *, max_window_s: float = 10.0) -> list[Image.Image]:
+    """The keyframes ingest embeds for these videos (one per shot-aware segment), in order:
+    what an encoder's fidelity is measured on, without running the mesh."""
+    from clipmesh.media.analysis import keyframes, plan_video  # the service's own planning
+    from clipmesh.media.probe import DEFAULT_LIMITS, Deadline
+
+    frames: list[Image.Image] = []
+    for spec in specs:
+        plan = plan_video(
+            spec.path, DEFAULT_LIMITS, Deadline(spec.path, 60), max_window_s=max_window_s
+        )
+        frames += keyframes(spec.path, plan, DEFAULT_LIMITS, Deadline(spec.path, 60))
+    return frames
+
+
 def write_truncated_mp4(src: Path | str, dst: Path | str, *, keep_fraction: float = 0.5) -> Path:
     """Copies the first `keep_fraction` of `src`'s bytes to `dst`: an interrupted download.
 

@@ -32,8 +32,10 @@ class EncoderConfig(ServiceConfig):
     device: str = setting("auto", help="auto (CUDA if present), cpu, or cuda[:N].")
     precision: str = setting(
         "auto",
-        help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16.",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16, "
+        "or int8 (CPU only: int8 weights and activations through OpenVINO, converted from the "
+        "same weights at start-up and cached under data_dir; never chosen by auto).",
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
     )
     max_batch: int = setting(
         16,
@@ -93,6 +95,11 @@ class EncoderConfig(ServiceConfig):
             raise ConfigError(
                 f"{self.env_name('weights')} / {self.flag_name('weights')}: {exc}"
             ) from exc
+        if self.precision == "int8" and self.device.startswith("cuda"):
+            raise ConfigError(
+                f"{self.env_name('precision')}=int8 runs on CPU only, but "
+                f"{self.env_name('device')}={self.device}; use fp16 on a GPU"
+            )
         if self.max_request_mb + 1 > self.max_message_mb:
             raise ConfigError(
                 f"{self.env_name('max_request_mb')}={self.max_request_mb} must be below "

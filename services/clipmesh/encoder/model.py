@@ -2,21 +2,24 @@
 
 Loading is explicit: the weights come from a checkpoint, a pretrained tag, or a seeded random
 initialisation (announced loudly), and any failure to load stops start-up with a clear error.
+fp32, bf16 and fp16 run the towers in torch; int8 (CPU only) runs them in OpenVINO, converted
+from the same weights at start-up (`clipmesh.encoder.int8`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
 
+from clipmesh.encoder.int8 import Int8Setup, build_int8_towers, check_fidelity
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.runtime.server import StartupError
 
@@ -26,6 +29,10 @@ log = logging.getLogger(__name__)
 open_clip.add_model_config(Path(__file__).parent / "model_configs")
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# What the weights are loaded in: int8 is converted from the float32 model.
+_LOAD_DTYPES = {**_DTYPES, "int8": torch.float32}
+# Where under an encoder's data dir the int8 towers converted at start-up are kept.
+INT8_CACHE_DIR = "int8"
 
 
 class ModelLoadError(StartupError):
@@ -44,6 +51,7 @@ class ModelInfo:
     dimension: int
     image_size: int
     context_length: int
+    runtime: str = "torch"
 
 
 def cpu_has_native_bf16() -> bool:
@@ -66,7 +74,13 @@ def choose_device(requested: str) -> torch.device:
 
 
 def choose_precision(requested: str, device: torch.device) -> str:
-    """Resolves `auto`: fp16 on CUDA, bf16 on CPUs with native bf16, fp32 otherwise."""
+    """Resolves `auto`: fp16 on CUDA, bf16 on CPUs with native bf16, fp32 otherwise. `auto`
+    never picks int8: its vectors differ slightly from fp32, so it is chosen by name."""
+    if requested == "int8" and device.type != "cpu":
+        raise ModelLoadError(
+            f"precision int8 (CLIPMESH_ENCODER_PRECISION) runs on CPU only, but the device is "
+            f"{device}; set CLIPMESH_ENCODER_DEVICE=cpu, or choose fp16 on a GPU"
+        )
     if requested == "auto":
         if device.type == "cuda":
             return "fp16"
@@ -76,28 +90,56 @@ def choose_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
+class Towers(Protocol):
+    """What runs the model: preprocessed pixels or tokens in, unnormalised features out."""
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchTowers:
+    """Both towers of an open_clip model, run by torch on a device in a dtype."""
+
+    def __init__(self, model: Any, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = model
+        self._device = device
+        self._dtype = dtype
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels.to(self._device, self._dtype))
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens.to(self._device))
+
+
 class EncoderModel:
     """An open_clip model ready for inference: preprocessing, tokenizer and both towers."""
 
-    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, info: ModelInfo) -> None:
-        self._model = model
+    def __init__(
+        self,
+        towers: Towers,
+        preprocess: Any,
+        tokenizer: Any,
+        info: ModelInfo,
+        preprocess_config: dict,
+    ) -> None:
+        self.towers = towers
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.info = info
-        self.preprocess_config: dict = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
-        self._device = torch.device(info.device)
-        self._dtype = _DTYPES[info.precision]
+        self.preprocess_config = preprocess_config
 
     @torch.inference_mode()
     def embed_images(self, pixels: torch.Tensor) -> np.ndarray:
         """Embeds preprocessed images (N, 3, H, W) into L2-normalised float32 vectors."""
-        features = self._model.encode_image(pixels.to(self._device, self._dtype))
+        features = self.towers.encode_image(pixels)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
     @torch.inference_mode()
     def embed_tokens(self, tokens: torch.Tensor) -> np.ndarray:
         """Embeds tokenised texts (N, context_length) into L2-normalised float32 vectors."""
-        features = self._model.encode_text(tokens.to(self._device))
+        features = self.towers.encode_text(tokens)
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 
 
@@ -108,12 +150,18 @@ def load_model(
     device: str = "auto",
     precision: str = "auto",
     threads: int = 0,
+    int8_cache_dir: Path | None = None,
 ) -> EncoderModel:
     """Loads `model_name` with `weights` onto a device in a precision.
+
+    Args:
+        int8_cache_dir: Where int8 towers converted from these weights are kept between starts
+            (the encoder's data dir); None converts them at every start.
 
     Raises:
         ModelLoadError: unknown model, missing or unreadable checkpoint, failed download, or
             a device/precision this machine cannot run.
+        Int8Error: int8 towers could not be built or fall short of the quality guard.
     """
     if model_name not in open_clip.list_models():
         raise ModelLoadError(f"unknown open_clip model {model_name!r}")
@@ -139,7 +187,7 @@ def load_model(
         raise ModelLoadError(
             f"cannot load {model_name} with weights {weights.kind}:{weights.ref}: {exc}"
         ) from exc
-    model = model.eval().to(device=torch_device, dtype=_DTYPES[resolved_precision])
+    model = model.eval().to(device=torch_device, dtype=_LOAD_DTYPES[resolved_precision])
     info = ModelInfo(
         model_id=f"{model_name}/{weights.identity()}",
         model_name=model_name,
@@ -152,16 +200,29 @@ def load_model(
         image_size=_image_size(model),
         context_length=int(model.context_length),
     )
+    tokenizer = open_clip.get_tokenizer(model_name)
+    preprocess_config = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
+    towers: Towers = TorchTowers(model, torch_device, _LOAD_DTYPES[resolved_precision])
+    fidelity = {}
+    if resolved_precision == "int8":
+        setup = Int8Setup(int8_cache_dir, threads=threads, bf16_elsewhere=cpu_has_native_bf16())
+        towers = build_int8_towers(model, info.model_id, info.image_size, setup)
+        fidelity = check_fidelity(model, towers, preprocess, tokenizer)
+        info = replace(info, runtime=towers.runtime)
+        del model  # the float32 weights are no longer needed; the int8 towers hold their own
     log.info(
         "model loaded",
         extra={
             "model_id": info.model_id,
             "device": info.device,
             "precision": info.precision,
+            "runtime": info.runtime,
             "dimension": info.dimension,
+            **({"int8_towers": towers.source} if fidelity else {}),
+            **{f"{name}_cosine_to_fp32": round(value, 5) for name, value in fidelity.items()},
         },
     )
-    return EncoderModel(model, preprocess, open_clip.get_tokenizer(model_name), info)
+    return EncoderModel(towers, preprocess, tokenizer, info, preprocess_config)
 
 
 def _pretrained_argument(weights: WeightsSpec) -> str | None:

@@ -7,7 +7,7 @@ import asyncio
 from clipmesh.encoder import metrics
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.encoder.encoding import Encoder
-from clipmesh.encoder.model import load_model
+from clipmesh.encoder.model import INT8_CACHE_DIR, load_model
 from clipmesh.encoder.servicer import EncoderServicer, weights_ref
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.runtime.server import Application, GrpcService
@@ -33,6 +33,7 @@ class EncoderApp(Application):
             device=self.config.device,
             precision=self.config.precision,
             threads=self.config.inference_threads,
+            int8_cache_dir=self.config.data_dir / INT8_CACHE_DIR,
         )
         info = model.info
         metrics.MODEL_INFO.info(
