@@ -43,7 +43,7 @@ from bench.common import (
     service_process,
     write_results,
 )
-from bench.encoder import WEIGHTS, in_process
+from bench.encoder_inprocess import WEIGHTS, in_process
 from bench.encoder_load import closed_loop
 from bench.gpu_search import search_phase
 from bench.gpu_towers import tower_variants
