@@ -96,6 +96,16 @@ def main() -> None:
                 f"int8 ×{int8[f'speedup_vs_{same}']}",
             ]
         )
+        per_core = int8["per_core_images_per_cpu_s_at_best_batch"]
+        rows.append(
+            [
+                f"one thread, per CPU-second: int8 / {same}, batch {int8['best_batch']}",
+                f"{per_core['int8']} / {per_core[same]}",
+                "",
+                "",
+                f"int8 ×{int8[f'per_core_speedup_vs_{same}']}",
+            ]
+        )
     print_table(
         f"encoder {args.model} on {baseline['device']} ({baseline['precision']})",
         ["mode", "images/s", "p50 ms", "p99 ms", "of in-process best"],
