@@ -1,21 +1,28 @@
 """Index benchmark: build time, bytes per vector, recall@10 and latency through gRPC, at 100k
 and 1M segments of clustered 512-d vectors, in the default and the compact mode.
 
-    python bench/index.py [--sizes 100000,1000000] [--queries 400]
+    python bench/index.py [--sizes 100000,1000000] [--modes auto,compact] [--queries 400]
 
 Data: a Gaussian mixture (one unit centre per 10 videos — 200 at 100k segments, 2,000 at 1M —
 noise chosen so a member's cosine to its centre is about 0.75), L2-normalised; a video is 50
 consecutive segments drawn from 3 of the clusters, so every cluster is shared by ~30 videos.
 Queries are noisy copies of random stored segments. Ground truth is exact, at the level the
 API answers: the 10 videos whose best segment scores highest.
+
+Beside the caller's latency it records where a search's time goes: the index's own stage
+timings from each answer (`ann`, `fetch`, `rank`, …), and the latency of a trivial RPC
+(GetStats) through the same channel, server and interceptors — what any call costs before the
+index does any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -32,6 +39,7 @@ SEGMENTS_PER_VIDEO = 50
 VIDEOS_PER_CLUSTER = 10
 VIDEOS_PER_REQUEST = 100
 TOP_K = 10
+FLOOR_CALLS = 400
 
 
 def clustered_vectors(count: int, dimension: int, seed: int = 0) -> np.ndarray:
@@ -121,6 +129,8 @@ async def load_and_measure(
             f"{build_s:.1f}s ({stats.index_type})"
         )
         latencies, found, top1 = [], 0, 0
+        stages: defaultdict[str, list[float]] = defaultdict(list)
+        in_index: list[float] = []
         for warm in queries[:20]:
             await stub.Search(
                 index_pb2.SearchRequest(
@@ -138,9 +148,17 @@ async def load_and_measure(
             began = time.perf_counter()
             response = await stub.Search(request)
             latencies.append(time.perf_counter() - began)
+            for timing in response.timings:
+                stages[timing.stage].append(timing.duration_ms)
+            in_index.append(sum(t.duration_ms for t in response.timings))
             got = {int(hit.video.video_id[1:]) for hit in response.hits}
             found += len(got & set(expected.tolist()))
             top1 += int(expected[0]) in got
+        floor = []
+        for _ in range(FLOOR_CALLS):
+            began = time.perf_counter()
+            await stub.GetStats(index_pb2.GetStatsRequest(collection="bench"))
+            floor.append(time.perf_counter() - began)
         return {
             "index_type": stats.index_type,
             "build_s": round(build_s, 1),
@@ -149,6 +167,9 @@ async def load_and_measure(
             "recall_at_10": round(found / (TOP_K * len(queries)), 4),
             "true_nn_in_top_10": round(top1 / len(queries), 4),
             **latency_summary(latencies),
+            "index_stages_p50_ms": round(float(np.median(in_index)), 3),
+            "stage_p50_ms": {name: round(float(np.median(ms)), 3) for name, ms in stages.items()},
+            "rpc_floor_p50_ms": latency_summary(floor)["p50_ms"],
         }
 
 
@@ -168,6 +189,8 @@ def run(size: int, mode: str, queries_count: int) -> dict[str, object]:
         }
         with service_process("index", env) as service:
             result = asyncio.run(load_and_measure(service.target, vectors, queries, truth))
+            # Other work on the machine shows in the tail: the 1-minute load as the queries end.
+            result["load_average_1m"] = round(os.getloadavg()[0], 2)
             result["rss_bytes_per_vector"] = round(service.rss_bytes() / size, 1)
         result["disk_bytes_per_vector"] = round(directory_bytes(Path(data_dir)) / size, 1)
     return {"mode": mode, "segments": size, **result}
@@ -176,12 +199,13 @@ def run(size: int, mode: str, queries_count: int) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--modes", default="auto,compact", help="index modes to run")
     parser.add_argument("--queries", type=int, default=400)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, dict[str, object]] = {}
     for size in sizes:
-        for mode in ("auto", "compact"):
+        for mode in args.modes.split(","):
             key = f"{size}" if mode == "auto" else f"{size}_compact"
             results[key] = run(size, mode, args.queries)
             console.print(key, results[key])
@@ -195,6 +219,8 @@ def main() -> None:
         "NN in top10",
         "p50 ms",
         "p99 ms",
+        "in index p50",
+        "floor p50",
     ]
     rows = [
         [
@@ -207,6 +233,8 @@ def main() -> None:
             r["true_nn_in_top_10"],
             r["p50_ms"],
             r["p99_ms"],
+            r["index_stages_p50_ms"],
+            r["rpc_floor_p50_ms"],
         ]
         for k, r in results.items()
     ]
@@ -214,8 +242,8 @@ def main() -> None:
     largest = results.get(str(max(sizes)), {})
     compact = results.get(f"{max(sizes)}_compact", {})
     targets = {
-        "default_recall_at_10_at_least_0_95": largest.get("recall_at_10", 0) >= 0.95,
-        "default_p99_ms_at_most_20": largest.get("p99_ms", 1e9) <= 20,
+        "default_recall_at_10_at_least_0_99": largest.get("recall_at_10", 0) >= 0.99,
+        "default_p99_ms_at_most_5": largest.get("p99_ms", 1e9) <= 5,
         "default_bytes_per_vector_at_most_600": largest.get("bytes_per_vector", 1e9) <= 600,
         "compact_bytes_per_vector_at_most_100": compact.get("bytes_per_vector", 1e9) <= 100,
         "compact_true_nn_in_top_10_at_least_0_9": compact.get("true_nn_in_top_10", 0) >= 0.9,
