@@ -21,7 +21,9 @@ _CALLERS = {"runtime", "media", "encoder.client", "index.client", "index.records
 MAY_IMPORT: dict[str, set[str]] = {
     "runtime": set(),
     "media": {"runtime", "encoder.client", "index.client", "index.records"},
-    "encoder": {"runtime", "media.images"},
+    # demo.synthetic (numpy and PIL only) draws the pictures int8's start-up guard compares
+    # against fp32 with.
+    "encoder": {"runtime", "media.images", "demo.synthetic"},
     "index": {"runtime"},
     "generator": {"runtime", "media.probe"},
     "orchestrator": _CALLERS | {"index.convert", "generator.client"},
