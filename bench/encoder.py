@@ -1,5 +1,6 @@
 """Encoder benchmark: images/s and latency through gRPC at several concurrencies, against the
-same model in-process at its best batch size (the ceiling the service should approach).
+same model in-process at its best batch size (the ceiling the service should approach), and one
+image at a time served against the bare model (bench/encoder_batch1.py).
 
     python bench/encoder.py [--model ViT-B-32] [--seconds 12] [--device auto]
 
@@ -18,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import console, latency_summary, print_table, service_process, write_results
+from bench.encoder_batch1 import BareModel, batch1_comparison
 from bench.encoder_inprocess import BATCH_SIZES, WEIGHTS, in_process
 from bench.encoder_int8 import int8_phase
 from bench.encoder_load import closed_loop
@@ -44,8 +46,8 @@ def main() -> None:
         "--max-batch",
         type=int,
         default=16,
-        help="server batch cap; below the top concurrency so the next batch queues (and is "
-        "preprocessed) while the current one computes",
+        help="server batch cap (the service's default); below the top concurrency so the next "
+        "batch queues (and is preprocessed) while the current one computes",
     )
     args = parser.parse_args()
 
@@ -54,15 +56,20 @@ def main() -> None:
     if baseline["device"] == "cpu":
         int8 = int8_phase(args.model, WEIGHTS, args.inprocess_seconds, BATCH_SIZES)
         console.print(f"int8: {int8}")
+    # The service's batching defaults otherwise: no wait for company (max_queue_delay_ms 0).
     env = {
         "CLIPMESH_ENCODER_MODEL": args.model,
         "CLIPMESH_ENCODER_WEIGHTS": WEIGHTS,
         "CLIPMESH_ENCODER_DEVICE": args.device,
-        "CLIPMESH_ENCODER_MAX_BATCH": str(max(32, baseline["best_batch"])),
-        "CLIPMESH_ENCODER_MAX_QUEUE_DELAY_MS": "5",
+        "CLIPMESH_ENCODER_MAX_BATCH": str(args.max_batch),
     }
     grpc_results = {}
+    bare = BareModel(args.model, WEIGHTS, args.device)
     with service_process("encoder", env) as service:
+        try:
+            batch1 = batch1_comparison(bare, service.target, service.metrics_url)
+        finally:
+            bare.close()
         for concurrency in CONCURRENCY:
             result = asyncio.run(load(service.target, concurrency, args.seconds, warmup_s=3.0))
             grpc_results[str(concurrency)] = result
@@ -106,6 +113,16 @@ def main() -> None:
                 f"int8 ×{int8[f'per_core_speedup_vs_{same}']}",
             ]
         )
+    rows += [
+        ["batch 1: bare model (decode + embed, own process)", "", batch1["bare_p50_ms"], "", ""],
+        [
+            "batch 1: served, concurrency 1 (same rounds)",
+            "",
+            batch1["served_p50_ms"],
+            "",
+            f"served/bare ×{batch1['served_vs_bare_batch1']}",
+        ],
+    ]
     print_table(
         f"encoder {args.model} on {baseline['device']} ({baseline['precision']})",
         ["mode", "images/s", "p50 ms", "p99 ms", "of in-process best"],
@@ -115,6 +132,7 @@ def main() -> None:
         "grpc_32_images_per_s_at_least_45": served_32 >= 45,
         "served_over_inprocess_at_least_0_85": served_32 / best >= 0.85,
         "grpc_1_p50_ms_at_most_60": grpc_results["1"]["p50_ms"] <= 60,
+        "served_vs_bare_batch1_at_most_1_15": batch1["served_vs_bare_batch1"] <= 1.15,
     }
     write_results(
         "encoder",
@@ -129,6 +147,8 @@ def main() -> None:
             "inprocess_best_images_per_s": best,
             "grpc": grpc_results,
             "served_over_inprocess_at_32": round(served_32 / best, 3),
+            "served_vs_bare_batch1": batch1["served_vs_bare_batch1"],
+            "batch1": batch1,
             "matmul_peak_gflops": baseline["matmul_peak_gflops"],
             "int8": int8,
             "targets_met": targets,

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 
 import grpc
 import numpy as np
@@ -13,7 +14,9 @@ import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
+from clipmesh.encoder import server as encoder_server
 from clipmesh.encoder.config import EncoderConfig
+from clipmesh.encoder.model import load_model
 from clipmesh.encoder.server import create_app
 from clipmesh.runtime.config import load_config
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
@@ -196,3 +199,36 @@ async def test_a_missing_checkpoint_fails_start_up_with_one_clear_line(tmp_path)
     )
     assert result.returncode == 1
     assert "missing.pt does not exist" in result.stderr
+
+
+async def test_the_model_loads_and_runs_on_one_thread(monkeypatch) -> None:
+    """GNU OpenMP gives each thread that starts parallel work its own team of workers; a
+    model loaded on one thread and run on another doubles them and slows every forward pass
+    (encoding.inference_thread). Loading, image batches and text batches share one thread."""
+    threads: dict[str, set[str]] = {"load": set(), "images": set(), "texts": set()}
+
+    def load_here(*args, **kwargs):
+        threads["load"].add(threading.current_thread().name)
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(encoder_server, "load_model", load_here)
+    config = load_config(EncoderConfig, environ=ENV)
+    app = create_app(config)
+    async with serve_in_process(config, app) as running:
+        model = app.encoder.model
+        for name, method in (("images", "embed_images"), ("texts", "embed_tokens")):
+            original = getattr(model, method)
+
+            def spy(batch, _name=name, _original=original):
+                threads[_name].add(threading.current_thread().name)
+                return _original(batch)
+
+            monkeypatch.setattr(model, method, spy)
+        options = ChannelPolicy(timeout_s=30, max_attempts=1)
+        async with open_aio_channel(running.target, options) as channel:
+            stub = encoder_pb2_grpc.EncoderServiceStub(channel)
+            image = encode(gradient_image(seed=3))
+            await stub.EmbedImages(encoder_pb2.EmbedImagesRequest(images=[image]))
+            await stub.EmbedTexts(encoder_pb2.EmbedTextsRequest(texts=["龙舟竞渡"]))
+    assert threads["load"] == threads["images"] == threads["texts"]
+    assert len(threads["load"]) == 1 and threads["load"].pop().startswith("encoder-inference")

@@ -65,6 +65,22 @@ class ImagePreprocessor:
         ]
 
 
+def inference_thread() -> ThreadPoolExecutor:
+    """The one thread on which the encoder loads its model and runs every batch.
+
+    One thread, not just one at a time: PyTorch's CPU kernels run on GNU OpenMP, which gives
+    each thread that starts parallel work a team of worker threads of its own. Once the
+    process holds more such workers than it has cores (a model loaded on one thread and run
+    on another is enough), OpenMP "throttles" them: a worker waiting for the next parallel
+    region sleeps almost at once instead of spinning, and each of the hundreds of regions in
+    a forward pass pays for waking it. Measured on 2 cores: ViT-B-32 at batch 1 took 58–70 ms
+    loaded on one thread and run on another, against 41–51 ms in a bare process, 24,000
+    context switches in 10 s; loaded and run on this one thread, served matches bare
+    (docs/benchmarks.md, "Encoder: served against bare").
+    """
+    return ThreadPoolExecutor(1, "encoder-inference")
+
+
 def image_limits(config: EncoderConfig) -> ImageLimits:
     """The caps on one image that `config` sets."""
     return ImageLimits(
@@ -79,14 +95,18 @@ class Encoder:
     Args:
         model: The loaded model.
         config: Limits and batching settings.
+        inference: The thread the model was loaded on (`inference_thread()`), where its
+            batches run; the encoder shuts it down on close.
     """
 
-    def __init__(self, model: EncoderModel, config: EncoderConfig) -> None:
+    def __init__(
+        self, model: EncoderModel, config: EncoderConfig, inference: ThreadPoolExecutor
+    ) -> None:
         self.model = model
         self.config = config
         self._preprocess = ImagePreprocessor(model, image_limits(config))
         self._preprocess_pool = ThreadPoolExecutor(config.preprocess_threads, "encoder-preprocess")
-        self._inference_pool = ThreadPoolExecutor(1, "encoder-inference")
+        self._inference_pool = inference
         batching = {
             "max_batch": config.max_batch,
             "max_queue_delay_s": config.max_queue_delay_ms / 1000,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from clipmesh.encoder import metrics
 from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.encoding import Encoder
+from clipmesh.encoder.encoding import Encoder, inference_thread
 from clipmesh.encoder.model import INT8_CACHE_DIR, load_model
 from clipmesh.encoder.servicer import EncoderServicer, weights_ref
 from clipmesh.encoder.weights import WeightsSpec
@@ -26,7 +27,9 @@ class EncoderApp(Application):
         return [GrpcService.generated(encoder_pb2, encoder_pb2_grpc, self._servicer)]
 
     async def start(self) -> None:
-        model = await asyncio.to_thread(
+        # Loaded on the thread that will run it: see `inference_thread`.
+        inference = inference_thread()
+        load = functools.partial(
             load_model,
             self.config.model,
             WeightsSpec.parse(self.config.weights),
@@ -35,6 +38,11 @@ class EncoderApp(Application):
             threads=self.config.inference_threads,
             int8_cache_dir=self.config.data_dir / INT8_CACHE_DIR,
         )
+        try:
+            model = await asyncio.get_running_loop().run_in_executor(inference, load)
+        except BaseException:
+            inference.shutdown(wait=False)
+            raise
         info = model.info
         metrics.MODEL_INFO.info(
             {
@@ -46,7 +54,7 @@ class EncoderApp(Application):
                 "precision": info.precision,
             }
         )
-        self.encoder = Encoder(model, self.config)
+        self.encoder = Encoder(model, self.config, inference)
         self.encoder.start()
         self._servicer.encoder = self.encoder
 
