@@ -9,13 +9,20 @@ Two measurements, both with every query carrying the budget users run with (500 
 - Admission at concurrency 32: 32 callers back to back, far past what 2 cores can embed in
   500 ms. Work the mesh cannot do in time should be refused at once (RESOURCE_EXHAUSTED with a
   retry delay), not accepted and left to end DEADLINE_EXCEEDED: `admitted_deadline_exceeded`
-  counts the latter, `refusal_p99_ms` says how fast a refusal comes.
+  counts the latter, `refusal_p99_ms` says how fast a refusal comes. A refused caller waits the
+  delay its RetryInfo gives before its next query, as the error contract asks of callers
+  (docs/errors.md); callers that ignore it are measured too (`impolite`), since a refusal
+  costs each service a call.
+
+A failure is counted by its code, reason and, for a spent budget, the stage that spent it
+(the service that did not answer in time, or the one there was no time left to call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,19 +53,34 @@ class Outcomes:
         }
 
 
-async def _one(client: AsyncClient, image: bytes, budget_ms: int, outcomes: Outcomes) -> None:
+def _failure(error: ClipmeshError) -> str:
+    """ "CODE REASON", and where the budget ran out for DEADLINE_EXCEEDED."""
+    label = f"{error.code.name} {error.reason}"
+    if error.code.name != "DEADLINE_EXCEEDED":
+        return label
+    stage = error.metadata.get("service")
+    if not stage and (before := re.search(r"before the (\w+) was called", error.message)):
+        stage = f"before {before[1]}"
+    return f"{label} ({stage or 'unknown stage'})"
+
+
+async def _one(
+    client: AsyncClient, image: bytes, budget_ms: int, outcomes: Outcomes
+) -> float | None:
+    """One search; returns the retry delay a refusal gave (None otherwise)."""
     began = time.perf_counter()
     try:
         await client.search(image=image, top_k=TOP_K, skip_cache=True, budget_ms=budget_ms)
     except ClipmeshError as error:
         outcomes.codes[error.code.name] += 1
-        outcomes.reasons[f"{error.code.name} {error.reason}"] += 1
+        outcomes.reasons[_failure(error)] += 1
         if error.code.name == "RESOURCE_EXHAUSTED":
             outcomes.refused_s.append(time.perf_counter() - began)
-        return
+        return error.retry_after_s
     elapsed = time.perf_counter() - began
     outcomes.codes["OK" if elapsed * 1000 <= budget_ms else "OK_LATE"] += 1
     outcomes.ok_s.append(elapsed)
+    return None
 
 
 async def open_loop(
@@ -112,21 +134,31 @@ async def budget_bounded(
 
 
 async def admission_at(
-    client: AsyncClient, images: list[bytes], concurrency: int, count: int, budget_ms: int
+    client: AsyncClient,
+    images: list[bytes],
+    concurrency: int,
+    count: int,
+    budget_ms: int,
+    *,
+    polite: bool = True,
 ) -> dict[str, object]:
-    """`count` queries from `concurrency` callers back to back, each with `budget_ms`."""
+    """`count` queries from `concurrency` callers back to back, each with `budget_ms`; polite
+    callers wait the retry delay of a refusal before their next query."""
     outcomes = Outcomes()
     next_query = iter(range(count))
 
     async def caller() -> None:
         for n in next_query:
-            await _one(client, images[n % len(images)], budget_ms, outcomes)
+            retry_after_s = await _one(client, images[n % len(images)], budget_ms, outcomes)
+            if polite and retry_after_s:
+                await asyncio.sleep(retry_after_s)
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     return {
         "concurrency": concurrency,
+        "callers_wait_retry_delay": polite,
         "budget_ms": budget_ms,
         "queries": count,
         "admitted_deadline_exceeded": outcomes.codes["DEADLINE_EXCEEDED"],

@@ -71,7 +71,12 @@ class InProcessSearch:
     def __init__(self, args: argparse.Namespace, collection: Collection) -> None:
         self.collection = collection
         self.model = load_model(
-            args.model, WeightsSpec.parse(WEIGHTS), device=args.device, threads=args.threads
+            args.model,
+            WeightsSpec.parse(WEIGHTS),
+            device=args.device,
+            precision=args.precision,
+            threads=args.threads,
+            int8_cache_dir=args.int8_cache_dir,
         )
         # The encoder service's own preprocessing: PIL + NumPy, falling back to open_clip's.
         self.to_pixels = PixelTransform.from_config(self.model.preprocess_config) or (

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from clipmesh.encoder.batcher import DynamicBatcher
+from clipmesh.encoder.service_time import ForecastCalibration
 from clipmesh.runtime.errors import DeadlineExceeded, ResourceExhausted
 
 
@@ -247,3 +248,52 @@ def test_the_batch_time_model_fits_a_fixed_cost_and_a_cost_per_item() -> None:
     assert times.seconds(8) == pytest.approx(0.100, rel=0.05)
     assert times.seconds(4) == pytest.approx(0.030 + 3 * 0.010, rel=0.05)
     assert times.per_item_seconds(8) == pytest.approx(0.0125, rel=0.05)
+
+
+def test_the_calibration_grows_when_work_runs_past_its_forecast_and_settles_when_it_holds() -> None:
+    calibration = ForecastCalibration()
+    assert calibration.factor == 1.0  # nothing measured: forecasts taken as they are
+    for _ in range(20):
+        calibration.record(forecast_s=0.1, actual_s=0.1)
+    assert calibration.factor == pytest.approx(1.0, abs=0.01)
+    for _ in range(8):
+        calibration.record(forecast_s=0.1, actual_s=0.2)  # the machine got slower
+    slowed = calibration.factor
+    assert slowed > 1.6
+    for _ in range(40):
+        calibration.record(forecast_s=0.1, actual_s=0.1)
+    assert calibration.factor < 1.1 < slowed
+    calibration.record(forecast_s=0.0, actual_s=0.5)  # nothing forecast: nothing learnt
+    assert calibration.factor < 1.1
+
+
+async def test_admission_allows_for_how_far_forecasts_have_run_over(model_and_batcher) -> None:
+    _, make = model_and_batcher
+    batcher = make(max_batch=4)
+    batcher.batch_times.record(4, 0.4)  # one item: 0.1 s forecast
+    assert batcher.admit(
+        1, interactive=True, deadline=time.monotonic() + 0.15, now=time.monotonic()
+    )
+    for _ in range(10):
+        batcher.calibration.record(forecast_s=0.1, actual_s=0.3)  # work took three times longer
+    with pytest.raises(ResourceExhausted) as caught:
+        batcher.admit(1, interactive=True, deadline=time.monotonic() + 0.15, now=time.monotonic())
+    assert caught.value.reason == "WOULD_MISS_DEADLINE"
+    assert float(caught.value.metadata["calibration"]) >= 3.0
+    # Not before a full batch of four has drained (0.4 s), however small the shortfall.
+    assert caught.value.retry_after_s >= 0.4
+
+
+async def test_admitted_work_teaches_the_calibration_what_it_really_took(model_and_batcher) -> None:
+    model, make = model_and_batcher
+    batcher = make(max_batch=4)
+    batcher.batch_times.record(4, 0.004)  # forecast: 1 ms an item
+    model.gate.clear()
+    model.entered.clear()
+    slow = asyncio.create_task(batcher.submit([1.0], deadline=time.monotonic() + 30))
+    await asyncio.to_thread(model.entered.wait, 10)
+    await asyncio.sleep(0.05)  # the batch takes 50 times its forecast
+    model.gate.set()
+    assert (await slow).tolist() == [[2.0]]
+    assert batcher.calibration.measured == 1
+    assert batcher.calibration.factor > 10

@@ -13,7 +13,9 @@ Admission is deadline-aware. The batcher forecasts when a new request's items wo
 the running batch's rest, then the batches of the work queued ahead of them, timed by a running
 fit of measured batches (`service_time.BatchTimeModel`) — and refuses at once, with
 RESOURCE_EXHAUSTED `WOULD_MISS_DEADLINE` and a retry hint, work that would finish after its
-deadline: accepted work should be work that can be done in time. The queue is bounded too
+deadline: accepted work should be work that can be done in time. Forecasts are calibrated
+against what admitted work then actually took (`service_time.ForecastCalibration`), so the
+margin follows the machine. The queue is bounded too
 (`QUEUE_FULL`). Items whose caller has gone, or that can no longer finish before their
 deadline, are dropped before compute.
 """
@@ -33,10 +35,18 @@ from typing import Any
 import numpy as np
 
 from clipmesh.encoder import metrics
-from clipmesh.encoder.service_time import BatchTimeModel
+from clipmesh.encoder.service_time import BatchTimeModel, ForecastCalibration
 from clipmesh.runtime.errors import DeadlineExceeded, ResourceExhausted, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Work admitted at `at` (`time.monotonic()`), forecast to be done `forecast_s` later."""
+
+    at: float
+    forecast_s: float
 
 
 @dataclass(eq=False)
@@ -101,6 +111,7 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.batch_times = BatchTimeModel()
+        self.calibration = ForecastCalibration()
         self._running: tuple[float, int] | None = None  # (start, size) of the batch computing
         self.batches_run = 0
 
@@ -128,14 +139,22 @@ class DynamicBatcher:
         metrics.QUEUE_DEPTH.labels(self.modality).set(0)
 
     async def submit(
-        self, payloads: Sequence[Any], *, deadline: float | None = None, interactive: bool = True
+        self,
+        payloads: Sequence[Any],
+        *,
+        deadline: float | None = None,
+        interactive: bool = True,
+        admitted: Admission | None = None,
     ) -> np.ndarray:
         """Queues `payloads` and returns their results as an (N, D) array, in order.
 
         Args:
             payloads: Preprocessed items.
             deadline: `time.monotonic()` after which the caller no longer wants the results.
+                With a deadline, the work is admitted here, unless `admitted` says it was.
             interactive: Interactive work is batched ahead of background work.
+            admitted: The caller's own admission of this work (`admit()`, before steps of its
+                own such as decoding), against which the time it takes is measured.
 
         Raises:
             ResourceExhausted: the queue cannot take this many more items now.
@@ -154,8 +173,10 @@ class DynamicBatcher:
                 metadata={"queued": self.queued, "limit": self.max_queue_items},
             )
         now = time.monotonic()
-        if deadline is not None:
-            self.admit(len(payloads), interactive=interactive, deadline=deadline, now=now)
+        if admitted is None and deadline is not None:
+            admitted = self.admit(
+                len(payloads), interactive=interactive, deadline=deadline, now=now
+            )
         loop = asyncio.get_running_loop()
         request = _Request(loop.create_future(), len(payloads), deadline)
         queue = self._interactive if interactive else self._background
@@ -163,10 +184,17 @@ class DynamicBatcher:
         metrics.QUEUE_DEPTH.labels(self.modality).set(self.queued)
         self._wakeup.set()
         try:
-            return await request.future
+            result = await request.future
         except asyncio.CancelledError:
             request.future.cancel()  # its items are skipped when their turn comes
             raise
+        except DeadlineExceeded:
+            if admitted is not None:  # forecast to fit, and it did not: the margin must grow
+                self.calibration.record(admitted.forecast_s, time.monotonic() - admitted.at)
+            raise
+        if admitted is not None:
+            self.calibration.record(admitted.forecast_s, time.monotonic() - admitted.at)
+        return result
 
     def forecast_wait_s(self, count: int, interactive: bool, now: float, pending: int = 0) -> float:
         """Seconds until `count` new items would be computed: the running batch's rest, then
@@ -193,31 +221,37 @@ class DynamicBatcher:
         now: float,
         pending: int = 0,
         before_s: float = 0.0,
-    ) -> None:
-        """Refuses work that the forecast says would be done only after its deadline.
+    ) -> Admission | None:
+        """Refuses work that the calibrated forecast says would be done after its deadline.
 
         Callers may ask before their items are ready: `pending` items on their way to the
         queue ahead of them, and `before_s` seconds of work (preprocessing) before they join.
+        Returns the admission (None while nothing has been measured, so nothing forecast),
+        to be passed to `submit()`.
 
         Raises:
             ResourceExhausted: WOULD_MISS_DEADLINE, with the delay after which to retry.
         """
         if not self.batch_times.measured:
-            return  # nothing measured yet: no forecast to refuse on
-        wait_s = before_s + self.forecast_wait_s(count, interactive, now, pending)
+            return None  # nothing measured yet: no forecast to refuse on
+        forecast_s = before_s + self.forecast_wait_s(count, interactive, now, pending)
+        wait_s = forecast_s * self.calibration.factor
         left_s = deadline - now
         if wait_s <= left_s:
-            return
+            return Admission(now, forecast_s)
         metrics.REJECTED.labels(self.modality, "would_miss_deadline").inc(count)
         raise ResourceExhausted(
             f"{count} {self.modality}(s) would be embedded in about {wait_s * 1000:.0f} ms, "
             f"after the deadline ({max(left_s, 0) * 1000:.0f} ms away): the encoder is busy; "
             "retry later or with a longer deadline",
             reason="WOULD_MISS_DEADLINE",
-            retry_after_s=round(max(0.05, wait_s - left_s), 3),
+            # Not before a full batch has drained: an earlier retry meets the same queue, and
+            # refusing it costs the event loop that replies to the admitted work.
+            retry_after_s=round(max(self.batch_times.seconds(self.max_batch), wait_s - left_s), 3),
             metadata={
                 "forecast_ms": round(wait_s * 1000, 1),
                 "deadline_ms": round(max(left_s, 0) * 1000, 1),
+                "calibration": round(self.calibration.factor, 2),
             },
         )
 

@@ -155,9 +155,10 @@ class Encoder:
                 field="images",
                 reason="REQUEST_TOO_LARGE",
             )
+        admitted = None
         if deadline is not None:
             decode_s = (self._decoding + len(images)) * self._decode_s_per_image
-            self.images.admit(
+            admitted = self.images.admit(
                 len(images),
                 interactive=interactive,
                 deadline=deadline,
@@ -178,7 +179,10 @@ class Encoder:
             self._decoding -= len(images)
         metrics.PREPROCESS_SECONDS.labels("image").observe(decode_s)
         self._decode_s_per_image = 0.8 * self._decode_s_per_image + 0.2 * decode_s / len(images)
-        return await self.images.submit(pixels, deadline=deadline, interactive=interactive)
+        # Admitted before decoding: measured from there, and not asked again once decoded.
+        return await self.images.submit(
+            pixels, deadline=deadline, interactive=interactive, admitted=admitted
+        )
 
     async def embed_texts(
         self, texts: Sequence[str], *, deadline: float | None = None, interactive: bool = True

@@ -60,3 +60,46 @@ class BatchTimeModel:
     def per_item_seconds(self, batch: int) -> float:
         """Seconds per item in a batch of `batch`: the unit of retry hints."""
         return self.seconds(batch) / batch if batch > 0 else 0.0
+
+
+@dataclass
+class ForecastCalibration:
+    """How far work actually takes past its forecast, and the factor admission allows for it.
+
+    A forecast counts the batches ahead at their fitted times; what it leaves out — decoding
+    slowed by the batches computing beside it, the event loop's turn to deliver a result, a
+    batch that runs long on a shared machine — shows up as work that was forecast to fit its
+    deadline and did not. So every admitted request's actual time is compared with its
+    forecast, and admission multiplies forecasts by the running mean of actual / forecast
+    plus `deviations` of its mean deviation (as TCP sizes its retransmission timeout from
+    measured round trips): a margin that is near 1 when forecasts hold and grows when the
+    machine makes them optimistic.
+
+    Args:
+        deviations: How many mean deviations above the mean ratio to allow for.
+        gain: Weight of each new measurement (0.125: about the last eight count).
+    """
+
+    deviations: float = 3.0
+    gain: float = 0.125
+    mean_ratio: float = 1.0
+    deviation: float = 0.0
+    measured: int = 0
+
+    def record(self, forecast_s: float, actual_s: float) -> None:
+        """Adds one admitted request's forecast and the time it actually took."""
+        if forecast_s <= 0:
+            return
+        ratio = actual_s / forecast_s
+        if not self.measured:
+            self.mean_ratio, self.deviation = ratio, abs(ratio - 1.0) / 2
+        else:
+            error = ratio - self.mean_ratio
+            self.mean_ratio += self.gain * error
+            self.deviation += self.gain * (abs(error) - self.deviation)
+        self.measured += 1
+
+    @property
+    def factor(self) -> float:
+        """What to multiply a forecast by before comparing it with a deadline (at least 1)."""
+        return max(1.0, self.mean_ratio + self.deviations * self.deviation)
