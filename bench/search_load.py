@@ -10,9 +10,9 @@ Two measurements, both with every query carrying the budget users run with (500 
   500 ms. Work the mesh cannot do in time should be refused at once (RESOURCE_EXHAUSTED with a
   retry delay), not accepted and left to end DEADLINE_EXCEEDED: `admitted_deadline_exceeded`
   counts the latter, `refusal_p99_ms` says how fast a refusal comes. A refused caller waits the
-  delay its RetryInfo gives before its next query, as the error contract asks of callers
-  (docs/errors.md); callers that ignore it are measured too (`impolite`), since a refusal
-  costs each service a call.
+  delay its RetryInfo gives (and up to half as long again, at random) before its next
+  query, as the error contract asks of callers (docs/errors.md); callers that ignore it are
+  measured too (`impolite`), since a refusal costs each service a call.
 
 A failure is counted by its code, reason and, for a spent budget, the stage that spent it
 (the service that did not answer in time, or the one there was no time left to call).
@@ -147,14 +147,17 @@ async def admission_at(
     outcomes = Outcomes()
     next_query = iter(range(count))
 
-    async def caller() -> None:
+    async def caller(number: int) -> None:
+        jitter = random.Random(number)
         for n in next_query:
             retry_after_s = await _one(client, images[n % len(images)], budget_ms, outcomes)
             if polite and retry_after_s:
-                await asyncio.sleep(retry_after_s)
+                # Up to half as long again, at random, as clients back off (gRPC's own retries
+                # jitter too): callers refused together would otherwise return together.
+                await asyncio.sleep(retry_after_s * jitter.uniform(1.0, 1.5))
 
     started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    await asyncio.gather(*(caller(number) for number in range(concurrency)))
     elapsed = time.perf_counter() - started
     return {
         "concurrency": concurrency,
