@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import console, print_table, service_process, write_results
+from bench.common import console, cpu_seconds, print_table, service_process, write_results
 from bench.index import DIMENSION, clustered_vectors
 from bench.search_load import admission_at, budget_bounded
 from bench.search_steps import (
@@ -65,9 +67,33 @@ TARGETS = {
 }
 
 
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each service process, and by this one (the client)."""
+    return {**{name: cpu_seconds(pid) for name, pid in pids.items()}, "client": time.process_time()}
+
+
+def cpu_per_answer(
+    pids: dict[str, int], before: dict[str, float], answered: int
+) -> dict[str, object]:
+    """CPU milliseconds each process spent per answered query since `before`, and the rate
+    the machine's cores could answer at if they did nothing else."""
+    after = cpu_now(pids)
+    per_answer = {
+        name: round((after[name] - before[name]) * 1000 / max(1, answered), 2) for name in after
+    }
+    total = sum(per_answer.values())
+    return {
+        "cpu_ms_per_answer": per_answer,
+        "cpu_ms_per_answer_total": round(total, 2),
+        "cores": os.cpu_count(),
+        "cpu_bound_qps": round((os.cpu_count() or 1) * 1000 / total, 1) if total else None,
+    }
+
+
 async def measure_mesh(
     args: argparse.Namespace,
     targets: dict[str, str],
+    pids: dict[str, int],
     images: list[bytes],
     library: list[Path],
 ) -> dict[str, object]:
@@ -86,6 +112,9 @@ async def measure_mesh(
             )
             console.print(f"mesh concurrency {concurrency}: {levels[str(concurrency)]}")
         # Under the users' budget: the highest open-loop rate held, and admission at c=32.
+        # The CPU each process spends per answer over the open-loop steps: what bounds the
+        # rate on a machine all of them share.
+        cpu_before = cpu_now(pids)
         bounded = await budget_bounded(
             client,
             images,
@@ -94,6 +123,11 @@ async def measure_mesh(
             step=args.rate_step,
             seconds=args.rate_seconds / args.scale,
         )
+        answered = sum(
+            step["outcomes"].get("OK", 0) + step["outcomes"].get("OK_LATE", 0)
+            for step in bounded["steps"]
+        )
+        bounded.update(cpu_per_answer(pids, cpu_before, answered))
         admission = await admission_at(
             client, images, 32, max(64, 480 // args.scale), USER_BUDGET_MS
         )
@@ -178,7 +212,8 @@ def mesh_phase(
         console.print(f"index loaded: {loaded}")
         library = sorted(library_dir.glob("*.mp4"))
         targets = {"orchestrator": orchestrator.target, "encoder": encoder.target}
-        result = asyncio.run(measure_mesh(args, targets, images, library))
+        pids = {"encoder": encoder.pid, "index": index.pid, "orchestrator": orchestrator.pid}
+        result = asyncio.run(measure_mesh(args, targets, pids, images, library))
         result["service_log_problems"] = {
             name: service_log_problems(name) for name in ("encoder", "index", "orchestrator")
         }
@@ -229,6 +264,10 @@ def report(args: argparse.Namespace, baseline: dict, mesh: dict) -> None:
             [
                 "highest open-loop rate held (99% within budget), queries/s",
                 bounded["budget_bounded_qps"],
+            ],
+            [
+                "CPU ms per answer, all processes (cores / that = the CPU's bound, queries/s)",
+                f"{bounded['cpu_ms_per_answer_total']} ({bounded['cpu_bound_qps']})",
             ],
             ["c=32: admitted, then DEADLINE_EXCEEDED", admission["admitted_deadline_exceeded"]],
             ["c=32: refused at once (RESOURCE_EXHAUSTED)", admission["refusals"]],
