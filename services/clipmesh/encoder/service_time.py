@@ -11,7 +11,9 @@ over-estimates large batches after a small one and so errs on the side of refusi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from clipmesh.runtime.estimators import MeanDeviation
 
 
 @dataclass
@@ -70,36 +72,31 @@ class ForecastCalibration:
     slowed by the batches computing beside it, the event loop's turn to deliver a result, a
     batch that runs long on a shared machine — shows up as work that was forecast to fit its
     deadline and did not. So every admitted request's actual time is compared with its
-    forecast, and admission multiplies forecasts by the running mean of actual / forecast
-    plus `deviations` of its mean deviation (as TCP sizes its retransmission timeout from
-    measured round trips): a margin that is near 1 when forecasts hold and grows when the
-    machine makes them optimistic.
+    forecast, and admission multiplies forecasts by 1 + the running mean of how far actual
+    ran past forecast (actual / forecast - 1) plus `deviations` of its mean deviation, as TCP
+    sizes its retransmission timeout from measured round trips: a margin near 1 when forecasts
+    hold that grows when the machine makes them optimistic. (Kept as a ratio: a calibration by
+    seconds of overrun was measured too, and let more work through that then ended late
+    under overload; docs/benchmarks.md, "Search".)
 
     Args:
-        deviations: How many mean deviations above the mean ratio to allow for.
-        gain: Weight of each new measurement (0.125: about the last eight count).
+        deviations: How many mean deviations above the mean overrun to allow for.
     """
 
     deviations: float = 3.0
-    gain: float = 0.125
-    mean_ratio: float = 1.0
-    deviation: float = 0.0
-    measured: int = 0
+    overrun: MeanDeviation = field(default_factory=MeanDeviation)
+
+    @property
+    def measured(self) -> int:
+        """How many admitted requests have been compared with their forecasts."""
+        return self.overrun.measured
 
     def record(self, forecast_s: float, actual_s: float) -> None:
         """Adds one admitted request's forecast and the time it actually took."""
-        if forecast_s <= 0:
-            return
-        ratio = actual_s / forecast_s
-        if not self.measured:
-            self.mean_ratio, self.deviation = ratio, abs(ratio - 1.0) / 2
-        else:
-            error = ratio - self.mean_ratio
-            self.mean_ratio += self.gain * error
-            self.deviation += self.gain * (abs(error) - self.deviation)
-        self.measured += 1
+        if forecast_s > 0:
+            self.overrun.record(actual_s / forecast_s - 1.0)
 
     @property
     def factor(self) -> float:
         """What to multiply a forecast by before comparing it with a deadline (at least 1)."""
-        return max(1.0, self.mean_ratio + self.deviations * self.deviation)
+        return max(1.0, 1.0 + self.overrun.bound(self.deviations))

@@ -11,34 +11,29 @@ at most a quarter of the budget.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from clipmesh.runtime.estimators import MeanDeviation
 
 FLOOR_S = 0.002
 """The least kept for the index: one gRPC round trip on loopback."""
 MAX_SHARE = 0.25
 """The most of a budget kept for the index, whatever it has measured."""
+DEVIATIONS = 4
+"""Mean deviations above the mean index stage kept (as TCP's timeout: mean + 4 deviations)."""
 
 
 @dataclass
 class IndexReserve:
     """A running estimate of the index stage's time, and the share of a budget to keep for it."""
 
-    mean_s: float = 0.0
-    deviation_s: float = 0.0
-    measured: int = 0
-    gain: float = 0.125
+    stage_s: MeanDeviation = field(default_factory=MeanDeviation)
 
     def record(self, seconds: float) -> None:
         """Adds one index stage's measured time."""
-        if not self.measured:
-            self.mean_s, self.deviation_s = seconds, seconds / 2
-        else:
-            error = seconds - self.mean_s
-            self.mean_s += self.gain * error
-            self.deviation_s += self.gain * (abs(error) - self.deviation_s)
-        self.measured += 1
+        self.stage_s.record(seconds)
 
     def seconds(self, budget_s: float) -> float:
         """Seconds of a `budget_s` search to keep for its index stage."""
-        wanted = max(FLOOR_S, self.mean_s + 4 * self.deviation_s)
+        wanted = max(FLOOR_S, self.stage_s.bound(DEVIATIONS))
         return min(wanted, MAX_SHARE * budget_s)
