@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from clipmesh.encoder import server as encoder_server
 from clipmesh.encoder.config import EncoderConfig
-from clipmesh.encoder.model import load_model
+from clipmesh.encoder.model import load_configured_model
 from clipmesh.encoder.server import create_app
 from clipmesh.runtime.config import load_config
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
@@ -176,6 +176,8 @@ async def test_model_info_metric_names_model_device_and_precision(encoder) -> No
         "weights_ref": "seed=0",
         "device": "cpu",
         "precision": "fp32",
+        "text_languages": "en",
+        "tokenizer": "open_clip",
     }
     assert REGISTRY.get_sample_value("clipmesh_encoder_model_info", labels) == 1.0
 
@@ -209,9 +211,9 @@ async def test_the_model_loads_and_runs_on_one_thread(monkeypatch) -> None:
 
     def load_here(*args, **kwargs):
         threads["load"].add(threading.current_thread().name)
-        return load_model(*args, **kwargs)
+        return load_configured_model(*args, **kwargs)
 
-    monkeypatch.setattr(encoder_server, "load_model", load_here)
+    monkeypatch.setattr(encoder_server, "load_configured_model", load_here)
     config = load_config(EncoderConfig, environ=ENV)
     app = create_app(config)
     async with serve_in_process(config, app) as running:

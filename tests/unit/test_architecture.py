@@ -30,7 +30,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "previs": _CALLERS | {"generator.client", "generator.jobs"},
     # Bulk ingest embeds in its own workers with the encoder's own loading and preprocessing,
     # so its vectors are the encoder service's (or calls the encoder through its client).
-    "bulk": _CALLERS | {"encoder.config", "encoder.encoding", "encoder.model", "encoder.weights"},
+    "bulk": _CALLERS | {"encoder.config", "encoder.encoding", "encoder.model"},
 }
 CHANNEL_FACTORIES = {"insecure_channel", "secure_channel", "intercept_channel"}
 

@@ -162,7 +162,7 @@ def test_towers_that_do_not_match_the_loaded_weights_are_refused(tiny_fp32) -> N
     other = load_model(
         "clipmesh-tiny", WeightsSpec.parse("random:1"), device="cpu", precision="fp32"
     ).towers.model
-    towers = build_int8_towers(other, "clipmesh-tiny/random-seed-1", 64, Int8Setup(None))
+    towers = build_int8_towers(other, "clipmesh-tiny/random-seed-1", 64, 77, Int8Setup(None))
     with pytest.raises(Int8Error, match=r"image tower's embeddings have mean cosine .* below 0.99"):
         check_fidelity(tiny_fp32.towers.model, towers, tiny_fp32.preprocess, tiny_fp32.tokenizer)
 

@@ -28,8 +28,7 @@ from clipmesh.bulk.sources import MediaFetcher, SourceFile
 from clipmesh.encoder.client import EncoderClient
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.encoder.encoding import ImagePreprocessor, image_limits
-from clipmesh.encoder.model import INT8_CACHE_DIR, load_model
-from clipmesh.encoder.weights import WeightsSpec
+from clipmesh.encoder.model import load_configured_model
 from clipmesh.index.client import IndexClient
 from clipmesh.media.analysis import (
     ContentId,
@@ -173,14 +172,7 @@ class KeyframeEmbedder:
         self._model = None
         if calls.encoder is None:
             assert encoder is not None, "no encoder address, so the model's settings are needed"
-            self._model = load_model(
-                encoder.model,
-                WeightsSpec.parse(encoder.weights),
-                device=encoder.device,
-                precision=encoder.precision,
-                threads=INFERENCE_THREADS,
-                int8_cache_dir=encoder.data_dir / INT8_CACHE_DIR,
-            )
+            self._model = load_configured_model(encoder, threads=INFERENCE_THREADS)
             self._preprocess = ImagePreprocessor(self._model, image_limits(encoder))
 
     def embed_videos(self, videos: Iterable[PreparedVideo]) -> list[PreparedVideo]:

@@ -24,11 +24,14 @@ class Embeddings:
         model_id: The model that made them (architecture and weights).
         vectors: float32 array of shape (n, dimension), rows L2-normalised.
         truncated: Per text, whether it was cut to the model's context (all False for images).
+        warnings: Per text in a script the text tower was not trained on, a warning naming it
+            by the caller's name for it.
     """
 
     model_id: str
     vectors: np.ndarray
     truncated: tuple[bool, ...]
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,15 @@ class EncoderInfo:
         weights_ref: The checkpoint, pretrained tag or seed.
         random_weights: True when the weights are a seeded random initialisation.
         dimension: Length of every vector.
+        text_languages: Languages the text tower was trained on (ISO 639-1 codes, or
+            "multilingual"), as the operator declared them.
     """
 
     model_id: str
     weights_ref: str
     random_weights: bool
     dimension: int
+    text_languages: tuple[str, ...] = ("en",)
 
 
 class EncoderClient(DependencyClient):
@@ -74,7 +80,7 @@ class EncoderClient(DependencyClient):
         request = encoder_pb2.EmbedImagesRequest(images=images, priority=_priority(interactive))
         with self.errors(_renames("images", names)):
             response = await self._stub.EmbedImages(request, timeout=timeout_s)
-        return _embeddings(response)
+        return _embeddings(response, {})
 
     async def embed_texts(
         self,
@@ -86,9 +92,10 @@ class EncoderClient(DependencyClient):
     ) -> Embeddings:
         """Embeds texts in one request; see `embed_images` for the arguments."""
         request = encoder_pb2.EmbedTextsRequest(texts=texts, priority=_priority(interactive))
-        with self.errors(_renames("texts", names)):
+        renames = _renames("texts", names)
+        with self.errors(renames):
             response = await self._stub.EmbedTexts(request, timeout=timeout_s)
-        return _embeddings(response)
+        return _embeddings(response, renames)
 
     async def model_info(self, *, timeout_s: float) -> EncoderInfo:
         """What the encoder runs."""
@@ -101,6 +108,8 @@ class EncoderClient(DependencyClient):
             weights_ref=info.weights_ref,
             random_weights=info.random_weights,
             dimension=info.dimension,
+            # An encoder older than this field reports none: its tower is an English one.
+            text_languages=tuple(info.text_languages) or ("en",),
         )
 
 
@@ -112,7 +121,7 @@ def _renames(plural: str, names: Sequence[str]) -> dict[str, str]:
     return {f"{plural}[{index}]": name for index, name in enumerate(names)}
 
 
-def _embeddings(response) -> Embeddings:
+def _embeddings(response, renames: dict[str, str]) -> Embeddings:
     rows = [embedding.vector for embedding in response.embeddings]
     vectors = (
         np.array(rows, dtype=np.float32) if rows else np.zeros((0, response.dimension), np.float32)
@@ -121,4 +130,11 @@ def _embeddings(response) -> Embeddings:
         model_id=response.model_id,
         vectors=vectors,
         truncated=tuple(embedding.truncated for embedding in response.embeddings),
+        warnings=tuple(_renamed(warning, renames) for warning in getattr(response, "warnings", ())),
     )
+
+
+def _renamed(warning: str, renames: dict[str, str]) -> str:
+    """The warning with the encoder's name of its item (`texts[0]`) replaced by the caller's."""
+    item, sep, rest = warning.partition(" ")
+    return f"{renames[item]}{sep}{rest}" if item in renames else warning

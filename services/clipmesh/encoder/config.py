@@ -7,6 +7,7 @@ from pathlib import Path
 
 from clipmesh.encoder.weights import WEIGHTS_FORMS, WeightsSpec
 from clipmesh.runtime.config import ConfigError, ServiceConfig, setting
+from clipmesh.runtime.languages import MULTILINGUAL, parse_languages
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,20 @@ class EncoderConfig(ServiceConfig):
         "",
         help=f"Where the weights come from: {WEIGHTS_FORMS}. Required: there is no silent "
         "default, and random weights give meaningless (but well-formed) embeddings.",
+    )
+    tokenizer: str = setting(
+        "",
+        help="Directory holding the text tower's Hugging Face files (config.json and "
+        "tokenizer.json or sentencepiece.bpe.model), for models whose text tower is a Hugging "
+        "Face model (xlm-roberta-base-ViT-B-32, xlm-roberta-large-ViT-H-14): required for them, "
+        "refused for others. Read from that directory only; the hub is never asked.",
+    )
+    text_languages: str = setting(
+        "",
+        help=f"Languages the text tower was trained on: ISO 639-1 codes (en,zh) or "
+        f"{MULTILINGUAL!r}. Reported by GetModelInfo; a text in a script none of them uses gets "
+        f"a warning. Empty: en for open_clip's own tokenizer (OpenAI, LAION-2B-en weights), "
+        f"{MULTILINGUAL} for Hugging Face text towers (LAION-5B weights).",
     )
     device: str = setting("auto", help="auto (CUDA if present), cpu, or cuda[:N].")
     precision: str = setting(
@@ -87,6 +102,16 @@ class EncoderConfig(ServiceConfig):
         1, help="Threads that decode and resize images while a batch runs.", minimum=1, maximum=64
     )
 
+    @property
+    def tokenizer_dir(self) -> Path | None:
+        """The mounted tokenizer directory, or None when none is set."""
+        return Path(self.tokenizer) if self.tokenizer.strip() else None
+
+    @property
+    def declared_languages(self) -> tuple[str, ...] | None:
+        """The declared text languages, or None to take the text tower's default."""
+        return parse_languages(self.text_languages) if self.text_languages.strip() else None
+
     def validate(self) -> None:
         super().validate()
         try:
@@ -94,6 +119,12 @@ class EncoderConfig(ServiceConfig):
         except ValueError as exc:
             raise ConfigError(
                 f"{self.env_name('weights')} / {self.flag_name('weights')}: {exc}"
+            ) from exc
+        try:
+            _ = self.declared_languages
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self.env_name('text_languages')}={self.text_languages!r}: {exc}"
             ) from exc
         if self.precision == "int8" and self.device.startswith("cuda"):
             raise ConfigError(

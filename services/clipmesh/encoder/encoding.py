@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,16 +25,19 @@ from clipmesh.encoder.images import ImageLimits, PixelTransform, decode_image
 from clipmesh.encoder.model import EncoderModel
 from clipmesh.encoder.texts import tokenize_texts
 from clipmesh.runtime.errors import InvalidArgument
+from clipmesh.runtime.languages import language_warning
 
 _MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class TextEmbeddings:
-    """Vectors of a batch of texts and which texts were cut to the model's context."""
+    """Vectors of a batch of texts, which texts were cut to the model's context, and warnings
+    naming texts in a script the text tower was not trained on."""
 
     vectors: np.ndarray
     truncated: list[bool]
+    warnings: list[str] = field(default_factory=list)
 
 
 class ImagePreprocessor:
@@ -206,7 +209,15 @@ class Encoder:
             metrics.REJECTED.labels("text", "invalid").inc(len(texts))
             raise
         vectors = await self.texts.submit(list(tokens), deadline=deadline, interactive=interactive)
-        return TextEmbeddings(vectors, truncated)
+        languages = self.model.info.text_languages
+        warnings = [
+            warning
+            for index, text in enumerate(texts)
+            if (warning := language_warning(index, text, languages)) is not None
+        ]
+        if warnings:
+            metrics.TEXT_LANGUAGE_WARNINGS.inc(len(warnings))
+        return TextEmbeddings(vectors, truncated, warnings)
 
     def _check_count(self, field: str, count: int) -> None:
         if count == 0:

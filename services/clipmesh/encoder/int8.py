@@ -99,7 +99,7 @@ class _Compiled:
 
 
 def build_int8_towers(
-    model: torch.nn.Module, model_id: str, image_size: int, setup: Int8Setup
+    model: torch.nn.Module, model_id: str, image_size: int, context_length: int, setup: Int8Setup
 ) -> Int8Towers:
     """Converts `model` (float32, on CPU) to int8 towers, or loads them from the cache.
 
@@ -111,6 +111,7 @@ def build_int8_towers(
         "format": _CACHE_FORMAT,
         "model_id": model_id,
         "image_size": image_size,
+        "context_length": context_length,
         "openvino": ov.__version__,
         "nncf": nncf.__version__,
         "torch": torch.__version__,
@@ -122,7 +123,7 @@ def build_int8_towers(
         models = _load_cached(ov, directory, key_fields)
         source = "cache" if models is not None else "converted"
     if models is None:
-        models = _convert(ov, nncf, model, image_size)
+        models = _convert(ov, nncf, model, image_size, context_length)
         if directory is not None:
             _store(ov, models, directory, key_fields)
     core = ov.Core()
@@ -222,13 +223,16 @@ class _ImageTower(torch.nn.Module):
         return self.model.encode_image(pixels)
 
 
-def _convert(ov: Any, nncf: Any, model: torch.nn.Module, image_size: int) -> dict[str, Any]:
+def _convert(
+    ov: Any, nncf: Any, model: torch.nn.Module, image_size: int, context_length: int
+) -> dict[str, Any]:
     """Both towers exported by torch.export (batch dimension free), converted to OpenVINO
-    and their weights compressed to int8."""
+    and their weights compressed to int8. Texts are `context_length` tokens, the tokenizer's
+    length (a Hugging Face tower's `model.context_length` is its longer position table)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     examples = {
         "image": (_ImageTower(model), torch.zeros(2, 3, image_size, image_size)),
-        "text": (_TextTower(model), torch.zeros(2, int(model.context_length), dtype=torch.long)),
+        "text": (_TextTower(model), torch.zeros(2, context_length, dtype=torch.long)),
     }
     models = {}
     for name, (tower, example) in examples.items():

@@ -57,7 +57,15 @@ REJECTED = Counter(
     "cancelled, failed, invalid).",
     ["modality", "reason"],
 )
-MODEL_INFO = Info("clipmesh_encoder_model", "The loaded model, its weights, device and precision.")
+TEXT_LANGUAGE_WARNINGS = Counter(
+    "clipmesh_encoder_text_language_warnings_total",
+    "Texts embedded with a warning: written in a script none of the text tower's declared "
+    "languages uses (for example Chinese queries on an English-only model).",
+)
+MODEL_INFO = Info(
+    "clipmesh_encoder_model",
+    "The loaded model, its weights, device, precision and the text tower's languages.",
+)
 
 
 def create_series(modality: str) -> None:

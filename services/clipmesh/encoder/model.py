@@ -19,7 +19,17 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from clipmesh.encoder.config import EncoderConfig
 from clipmesh.encoder.int8 import Int8Setup, build_int8_towers, check_fidelity
+from clipmesh.encoder.text_tower import (
+    TextTower,
+    check_setting,
+    force_hub_offline,
+    hugging_face_family,
+    hugging_face_text_tower,
+    open_clip_text_tower,
+    text_config_override,
+)
 from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.runtime.server import StartupError
 
@@ -52,6 +62,10 @@ class ModelInfo:
     image_size: int
     context_length: int
     runtime: str = "torch"
+    # The languages the text tower was trained on, as declared (runtime/languages.py).
+    text_languages: tuple[str, ...] = ("en",)
+    # "open_clip", or the directory the Hugging Face tokenizer was read from.
+    tokenizer: str = "open_clip"
 
 
 def cpu_has_native_bf16() -> bool:
@@ -151,20 +165,34 @@ def load_model(
     precision: str = "auto",
     threads: int = 0,
     int8_cache_dir: Path | None = None,
+    tokenizer_dir: Path | None = None,
+    text_languages: tuple[str, ...] | None = None,
 ) -> EncoderModel:
     """Loads `model_name` with `weights` onto a device in a precision.
 
     Args:
         int8_cache_dir: Where int8 towers converted from these weights are kept between starts
             (the encoder's data dir); None converts them at every start.
+        tokenizer_dir: The mounted Hugging Face files of a model whose text tower is a Hugging
+            Face model (`encoder.text_tower`); required for those models, refused for others.
+        text_languages: The languages the text tower was trained on, as the operator declared
+            them; None takes the default of the tower's kind (English for open_clip's BPE
+            towers, multilingual for the Hugging Face ones).
 
     Raises:
         ModelLoadError: unknown model, missing or unreadable checkpoint, failed download, or
             a device/precision this machine cannot run.
+        TokenizerSetupError: the tokenizer directory is missing, set for a model that does not
+            use one, or does not fit the model.
         Int8Error: int8 towers could not be built or fall short of the quality guard.
     """
     if model_name not in open_clip.list_models():
         raise ModelLoadError(f"unknown open_clip model {model_name!r}")
+    check_setting(model_name, tokenizer_dir)
+    hugging_face = hugging_face_family(model_name) is not None
+    if hugging_face:
+        # The tower and its tokenizer come from the mounted directory; nothing may be fetched.
+        force_hub_offline()
     torch_device = choose_device(device)
     resolved_precision = choose_precision(precision, torch_device)
     if threads > 0:
@@ -179,17 +207,32 @@ def load_model(
             extra={"model": model_name, "weights": f"random:{weights.seed}"},
         )
         torch.manual_seed(weights.seed)
+    overrides: dict[str, Any] = {}
+    if hugging_face:
+        assert tokenizer_dir is not None  # check_setting refused its absence
+        overrides = {
+            "pretrained_text": False,
+            "text_cfg": text_config_override(model_name, tokenizer_dir),
+        }
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=pretrained
+            model_name, pretrained=pretrained, **overrides
         )
     except Exception as exc:
+        hint = f" (the text tower's shape comes from {tokenizer_dir})" if hugging_face else ""
         raise ModelLoadError(
-            f"cannot load {model_name} with weights {weights.kind}:{weights.ref}: {exc}"
+            f"cannot load {model_name} with weights {weights.kind}:{weights.ref}{hint}: {exc}"
         ) from exc
+    if hugging_face:
+        assert tokenizer_dir is not None
+        text = hugging_face_text_tower(
+            model_name, tokenizer_dir, model.text.transformer, text_languages
+        )
+    else:
+        text = open_clip_text_tower(model_name, text_languages)
     model = model.eval().to(device=torch_device, dtype=_LOAD_DTYPES[resolved_precision])
     info = ModelInfo(
-        model_id=f"{model_name}/{weights.identity()}",
+        model_id=_model_id(model_name, weights, text),
         model_name=model_name,
         weights=weights,
         device=str(torch_device),
@@ -198,15 +241,21 @@ def load_model(
         if hasattr(model, "text_projection")
         else int(model.visual.output_dim),
         image_size=_image_size(model),
-        context_length=int(model.context_length),
+        # The tokenizer's: a Hugging Face tower's own (model.context_length) is its position
+        # table, longer than the texts its tokenizer makes.
+        context_length=text.context_length,
+        text_languages=text.languages,
+        tokenizer=text.tokenizer_source,
     )
-    tokenizer = open_clip.get_tokenizer(model_name)
+    tokenizer = text.tokenizer
     preprocess_config = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
     towers: Towers = TorchTowers(model, torch_device, _LOAD_DTYPES[resolved_precision])
     fidelity = {}
     if resolved_precision == "int8":
         setup = Int8Setup(int8_cache_dir, threads=threads, bf16_elsewhere=cpu_has_native_bf16())
-        towers = build_int8_towers(model, info.model_id, info.image_size, setup)
+        towers = build_int8_towers(
+            model, info.model_id, info.image_size, info.context_length, setup
+        )
         fidelity = check_fidelity(model, towers, preprocess, tokenizer)
         info = replace(info, runtime=towers.runtime)
         del model  # the float32 weights are no longer needed; the int8 towers hold their own
@@ -218,11 +267,35 @@ def load_model(
             "precision": info.precision,
             "runtime": info.runtime,
             "dimension": info.dimension,
+            "text_languages": ",".join(info.text_languages),
+            "tokenizer": info.tokenizer,
             **({"int8_towers": towers.source} if fidelity else {}),
             **{f"{name}_cosine_to_fp32": round(value, 5) for name, value in fidelity.items()},
         },
     )
     return EncoderModel(towers, preprocess, tokenizer, info, preprocess_config)
+
+
+def load_configured_model(config: EncoderConfig, *, threads: int) -> EncoderModel:
+    """Loads the model an encoder's settings name, as the service and bulk ingest's own
+    workers both do, so their vectors (and model ids) are the same."""
+    return load_model(
+        config.model,
+        WeightsSpec.parse(config.weights),
+        device=config.device,
+        precision=config.precision,
+        threads=threads,
+        int8_cache_dir=config.data_dir / INT8_CACHE_DIR,
+        tokenizer_dir=config.tokenizer_dir,
+        text_languages=config.declared_languages,
+    )
+
+
+def _model_id(model_name: str, weights: WeightsSpec, text: TextTower) -> str:
+    """Names the model and weights; a mounted tokenizer's files too, since they decide the
+    tokens (and so the vectors) as much as the weights do."""
+    model_id = f"{model_name}/{weights.identity()}"
+    return f"{model_id}/tokenizer-{text.identity}" if text.identity else model_id
 
 
 def _pretrained_argument(weights: WeightsSpec) -> str | None:

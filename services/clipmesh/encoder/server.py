@@ -8,9 +8,8 @@ import functools
 from clipmesh.encoder import metrics
 from clipmesh.encoder.config import EncoderConfig
 from clipmesh.encoder.encoding import Encoder, inference_thread
-from clipmesh.encoder.model import INT8_CACHE_DIR, load_model
+from clipmesh.encoder.model import load_configured_model
 from clipmesh.encoder.servicer import EncoderServicer, weights_ref
-from clipmesh.encoder.weights import WeightsSpec
 from clipmesh.runtime.server import Application, GrpcService
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 
@@ -30,13 +29,7 @@ class EncoderApp(Application):
         # Loaded on the thread that will run it: see `inference_thread`.
         inference = inference_thread()
         load = functools.partial(
-            load_model,
-            self.config.model,
-            WeightsSpec.parse(self.config.weights),
-            device=self.config.device,
-            precision=self.config.precision,
-            threads=self.config.inference_threads,
-            int8_cache_dir=self.config.data_dir / INT8_CACHE_DIR,
+            load_configured_model, self.config, threads=self.config.inference_threads
         )
         try:
             model = await asyncio.get_running_loop().run_in_executor(inference, load)
@@ -52,6 +45,8 @@ class EncoderApp(Application):
                 "weights_ref": weights_ref(info.weights),
                 "device": info.device,
                 "precision": info.precision,
+                "text_languages": ",".join(info.text_languages),
+                "tokenizer": info.tokenizer,
             }
         )
         self.encoder = Encoder(model, self.config, inference)

@@ -73,6 +73,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             model_id=info.model_id,
             dimension=info.dimension,
             embeddings=_embeddings(result.vectors, result.truncated),
+            warnings=result.warnings,
         )
 
     async def GetModelInfo(self, request, context):
@@ -92,4 +93,6 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             max_items_per_request=config.max_items_per_request,
             max_image_bytes=int(config.max_image_mb * 1024 * 1024),
             max_image_pixels=int(config.max_image_megapixels * 1_000_000),
+            text_languages=info.text_languages,
+            tokenizer=info.tokenizer,
         )

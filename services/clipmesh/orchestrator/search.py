@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 from opentelemetry import trace
 
-from clipmesh.encoder.client import EncoderClient
+from clipmesh.encoder.client import Embeddings, EncoderClient
 from clipmesh.index.client import IndexClient
 from clipmesh.orchestrator import metrics
 from clipmesh.orchestrator.budget import IndexReserve
@@ -98,7 +98,7 @@ class SearchEngine:
         timings: list[StageTiming] = []
         # The encoder is told to be done early enough to leave the index its usual time.
         embed_by = deadline - self.index_reserve.seconds(request.budget_s)
-        vectors, model_id = await self._embed_parts(request, embed_by, timings)
+        vectors, model_id, part_warnings = await self._embed_parts(request, embed_by, timings)
         queries = [
             (vector, part.weight) for vector, part in zip(vectors, request.parts, strict=True)
         ]
@@ -124,6 +124,7 @@ class SearchEngine:
             )
         if found.degraded:
             warnings.append(f"results degraded to meet the budget: {found.degraded_reason}")
+        warnings += part_warnings
         return SearchResponse(
             collection=request.collection,
             hits=tuple(found.videos),
@@ -135,8 +136,9 @@ class SearchEngine:
 
     async def _embed_parts(
         self, request: SearchRequest, deadline: float, timings: list[StageTiming]
-    ) -> tuple[list[np.ndarray], str]:
-        """One vector per part, in order; and the encoder's model id ("" if unused)."""
+    ) -> tuple[list[np.ndarray], str, list[str]]:
+        """One vector per part, in order; the encoder's model id ("" if unused); and its
+        warnings about the parts (a text in a language the model was not trained on)."""
         indexed = list(enumerate(request.parts))
         images = [(i, p) for i, p in indexed if p.kind == "image"]
         texts = [(i, p) for i, p in indexed if p.kind == "text"]
@@ -151,28 +153,33 @@ class SearchEngine:
                 *(self._clip_vector(i, p.clip, request.collection, deadline) for i, p in clips),
             )
         vectors: dict[int, np.ndarray] = {}
-        model_ids = set()
-        for batch, (model_id, rows) in zip((images, texts), results[:2], strict=True):
-            vectors.update((index, row) for (index, _), row in zip(batch, rows, strict=True))
-            model_ids.add(model_id)
+        model_ids, warnings = set(), []
+        for batch, embeddings in zip((images, texts), results[:2], strict=True):
+            if embeddings is None:
+                continue
+            vectors.update(
+                (index, row) for (index, _), row in zip(batch, embeddings.vectors, strict=True)
+            )
+            model_ids.add(embeddings.model_id)
+            warnings += embeddings.warnings
         for (index, _), row in zip(clips, results[2:], strict=True):
             vectors[index] = row
-        return [vectors[i] for i in range(len(request.parts))], next(iter(model_ids - {""}), "")
+        ordered = [vectors[i] for i in range(len(request.parts))]
+        return ordered, next(iter(model_ids), ""), warnings
 
     async def _embed(
         self, kind: str, items: list[tuple[int, QueryPart]], deadline: float
-    ) -> tuple[str, list[np.ndarray]]:
+    ) -> Embeddings | None:
         """Embeds the image or text parts `items` ((part index, part) pairs) in one call."""
         if not items:
-            return "", []
+            return None
         embed = self._encoder.embed_images if kind == "image" else self._encoder.embed_texts
-        embeddings = await embed(
+        return await embed(
             [part.image if kind == "image" else part.text for _, part in items],
             interactive=True,
             timeout_s=remaining_s(deadline, "encoder"),
             names=[f"parts[{i}].{kind}" for i, _ in items],
         )
-        return embeddings.model_id, list(embeddings.vectors)
 
     async def _clip_vector(
         self, index: int, clip: ClipRef, collection: str, deadline: float

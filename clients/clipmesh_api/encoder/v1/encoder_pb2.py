@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!clipmesh/encoder/v1/encoder.proto\x12\x13\x63lipmesh.encoder.v1\".\n\tEmbedding\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"U\n\x12\x45mbedImagesRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12/\n\x08priority\x18\x02 \x01(\x0e\x32\x1d.clipmesh.encoder.v1.Priority\"n\n\x13\x45mbedImagesResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x32\n\nembeddings\x18\x03 \x03(\x0b\x32\x1e.clipmesh.encoder.v1.Embedding\"S\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12/\n\x08priority\x18\x02 \x01(\x0e\x32\x1d.clipmesh.encoder.v1.Priority\"m\n\x12\x45mbedTextsResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x32\n\nembeddings\x18\x03 \x03(\x0b\x32\x1e.clipmesh.encoder.v1.Embedding\"\x15\n\x13GetModelInfoRequest\"\xec\x02\n\x14GetModelInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12:\n\x0eweights_source\x18\x03 \x01(\x0e\x32\".clipmesh.encoder.v1.WeightsSource\x12\x13\n\x0bweights_ref\x18\x04 \x01(\t\x12\x16\n\x0erandom_weights\x18\x05 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12\x11\n\tprecision\x18\x07 \x01(\t\x12\x11\n\tdimension\x18\x08 \x01(\x05\x12\x12\n\nimage_size\x18\t \x01(\x05\x12\x16\n\x0e\x63ontext_length\x18\n \x01(\x05\x12\x11\n\tmax_batch\x18\x0b \x01(\x05\x12\x1d\n\x15max_items_per_request\x18\x0c \x01(\x05\x12\x17\n\x0fmax_image_bytes\x18\r \x01(\x03\x12\x18\n\x10max_image_pixels\x18\x0e \x01(\x03*R\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x12\n\x0ePRIORITY_BATCH\x10\x02*\x91\x01\n\rWeightsSource\x12\x1e\n\x1aWEIGHTS_SOURCE_UNSPECIFIED\x10\x00\x12!\n\x1dWEIGHTS_SOURCE_PRETRAINED_TAG\x10\x01\x12\x1d\n\x19WEIGHTS_SOURCE_CHECKPOINT\x10\x02\x12\x1e\n\x1aWEIGHTS_SOURCE_RANDOM_INIT\x10\x03\x32\xb6\x02\n\x0e\x45ncoderService\x12`\n\x0b\x45mbedImages\x12\'.clipmesh.encoder.v1.EmbedImagesRequest\x1a(.clipmesh.encoder.v1.EmbedImagesResponse\x12]\n\nEmbedTexts\x12&.clipmesh.encoder.v1.EmbedTextsRequest\x1a\'.clipmesh.encoder.v1.EmbedTextsResponse\x12\x63\n\x0cGetModelInfo\x12(.clipmesh.encoder.v1.GetModelInfoRequest\x1a).clipmesh.encoder.v1.GetModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!clipmesh/encoder/v1/encoder.proto\x12\x13\x63lipmesh.encoder.v1\".\n\tEmbedding\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"U\n\x12\x45mbedImagesRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12/\n\x08priority\x18\x02 \x01(\x0e\x32\x1d.clipmesh.encoder.v1.Priority\"n\n\x13\x45mbedImagesResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x32\n\nembeddings\x18\x03 \x03(\x0b\x32\x1e.clipmesh.encoder.v1.Embedding\"S\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12/\n\x08priority\x18\x02 \x01(\x0e\x32\x1d.clipmesh.encoder.v1.Priority\"\x7f\n\x12\x45mbedTextsResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x32\n\nembeddings\x18\x03 \x03(\x0b\x32\x1e.clipmesh.encoder.v1.Embedding\x12\x10\n\x08warnings\x18\x04 \x03(\t\"\x15\n\x13GetModelInfoRequest\"\x97\x03\n\x14GetModelInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12:\n\x0eweights_source\x18\x03 \x01(\x0e\x32\".clipmesh.encoder.v1.WeightsSource\x12\x13\n\x0bweights_ref\x18\x04 \x01(\t\x12\x16\n\x0erandom_weights\x18\x05 \x01(\x08\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\x12\x11\n\tprecision\x18\x07 \x01(\t\x12\x11\n\tdimension\x18\x08 \x01(\x05\x12\x12\n\nimage_size\x18\t \x01(\x05\x12\x16\n\x0e\x63ontext_length\x18\n \x01(\x05\x12\x11\n\tmax_batch\x18\x0b \x01(\x05\x12\x1d\n\x15max_items_per_request\x18\x0c \x01(\x05\x12\x17\n\x0fmax_image_bytes\x18\r \x01(\x03\x12\x18\n\x10max_image_pixels\x18\x0e \x01(\x03\x12\x16\n\x0etext_languages\x18\x0f \x03(\t\x12\x11\n\ttokenizer\x18\x10 \x01(\t*R\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x12\n\x0ePRIORITY_BATCH\x10\x02*\x91\x01\n\rWeightsSource\x12\x1e\n\x1aWEIGHTS_SOURCE_UNSPECIFIED\x10\x00\x12!\n\x1dWEIGHTS_SOURCE_PRETRAINED_TAG\x10\x01\x12\x1d\n\x19WEIGHTS_SOURCE_CHECKPOINT\x10\x02\x12\x1e\n\x1aWEIGHTS_SOURCE_RANDOM_INIT\x10\x03\x32\xb6\x02\n\x0e\x45ncoderService\x12`\n\x0b\x45mbedImages\x12\'.clipmesh.encoder.v1.EmbedImagesRequest\x1a(.clipmesh.encoder.v1.EmbedImagesResponse\x12]\n\nEmbedTexts\x12&.clipmesh.encoder.v1.EmbedTextsRequest\x1a\'.clipmesh.encoder.v1.EmbedTextsResponse\x12\x63\n\x0cGetModelInfo\x12(.clipmesh.encoder.v1.GetModelInfoRequest\x1a).clipmesh.encoder.v1.GetModelInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clipmesh.encoder.v1.encoder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRIORITY']._serialized_start=891
-  _globals['_PRIORITY']._serialized_end=973
-  _globals['_WEIGHTSSOURCE']._serialized_start=976
-  _globals['_WEIGHTSSOURCE']._serialized_end=1121
+  _globals['_PRIORITY']._serialized_start=952
+  _globals['_PRIORITY']._serialized_end=1034
+  _globals['_WEIGHTSSOURCE']._serialized_start=1037
+  _globals['_WEIGHTSSOURCE']._serialized_end=1182
   _globals['_EMBEDDING']._serialized_start=58
   _globals['_EMBEDDING']._serialized_end=104
   _globals['_EMBEDIMAGESREQUEST']._serialized_start=106
@@ -44,11 +44,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDTEXTSREQUEST']._serialized_start=305
   _globals['_EMBEDTEXTSREQUEST']._serialized_end=388
   _globals['_EMBEDTEXTSRESPONSE']._serialized_start=390
-  _globals['_EMBEDTEXTSRESPONSE']._serialized_end=499
-  _globals['_GETMODELINFOREQUEST']._serialized_start=501
-  _globals['_GETMODELINFOREQUEST']._serialized_end=522
-  _globals['_GETMODELINFORESPONSE']._serialized_start=525
-  _globals['_GETMODELINFORESPONSE']._serialized_end=889
-  _globals['_ENCODERSERVICE']._serialized_start=1124
-  _globals['_ENCODERSERVICE']._serialized_end=1434
+  _globals['_EMBEDTEXTSRESPONSE']._serialized_end=517
+  _globals['_GETMODELINFOREQUEST']._serialized_start=519
+  _globals['_GETMODELINFOREQUEST']._serialized_end=540
+  _globals['_GETMODELINFORESPONSE']._serialized_start=543
+  _globals['_GETMODELINFORESPONSE']._serialized_end=950
+  _globals['_ENCODERSERVICE']._serialized_start=1185
+  _globals['_ENCODERSERVICE']._serialized_end=1495
 # @@protoc_insertion_point(module_scope)

@@ -61,21 +61,23 @@ class EmbedTextsRequest(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
 
 class EmbedTextsResponse(_message.Message):
-    __slots__ = ("model_id", "dimension", "embeddings")
+    __slots__ = ("model_id", "dimension", "embeddings", "warnings")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     dimension: int
     embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
-    def __init__(self, model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_id: _Optional[str] = ..., dimension: _Optional[int] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("model_id", "model_name", "weights_source", "weights_ref", "random_weights", "device", "precision", "dimension", "image_size", "context_length", "max_batch", "max_items_per_request", "max_image_bytes", "max_image_pixels")
+    __slots__ = ("model_id", "model_name", "weights_source", "weights_ref", "random_weights", "device", "precision", "dimension", "image_size", "context_length", "max_batch", "max_items_per_request", "max_image_bytes", "max_image_pixels", "text_languages", "tokenizer")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +92,8 @@ class GetModelInfoResponse(_message.Message):
     MAX_ITEMS_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_name: str
     weights_source: WeightsSource
@@ -104,4 +108,6 @@ class GetModelInfoResponse(_message.Message):
     max_items_per_request: int
     max_image_bytes: int
     max_image_pixels: int
-    def __init__(self, model_id: _Optional[str] = ..., model_name: _Optional[str] = ..., weights_source: _Optional[_Union[WeightsSource, str]] = ..., weights_ref: _Optional[str] = ..., random_weights: bool = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., dimension: _Optional[int] = ..., image_size: _Optional[int] = ..., context_length: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_items_per_request: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ...) -> None: ...
+    text_languages: _containers.RepeatedScalarFieldContainer[str]
+    tokenizer: str
+    def __init__(self, model_id: _Optional[str] = ..., model_name: _Optional[str] = ..., weights_source: _Optional[_Union[WeightsSource, str]] = ..., weights_ref: _Optional[str] = ..., random_weights: bool = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., dimension: _Optional[int] = ..., image_size: _Optional[int] = ..., context_length: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_items_per_request: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., text_languages: _Optional[_Iterable[str]] = ..., tokenizer: _Optional[str] = ...) -> None: ...
