@@ -140,3 +140,13 @@ def ray_cluster() -> Iterator[RayCluster]:
         for name, value in AUTH_ENVIRONMENT.items():  # this process's drivers, and its children's
             patch.setenv(name, value)
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def xlm_roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face text-tower directory (config.json, tokenizer.json) for
+    `clipmesh-tiny-xlm-roberta`, made here from a small zh/en corpus (tests/text_towers.py):
+    what an operator mounts as CLIPMESH_ENCODER_TOKENIZER, without the hub."""
+    from tests.text_towers import write_xlm_roberta_dir
+
+    return write_xlm_roberta_dir(tmp_path_factory.mktemp("tokenizer") / "xlm-roberta-tiny")

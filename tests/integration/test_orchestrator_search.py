@@ -94,6 +94,12 @@ async def test_text_queries_in_any_language_return_results(mesh) -> None:
     )
     assert len(response.hits) == 3
     assert all(hit.moments for hit in response.hits)
+    # The tiny model's text tower is declared English: the Chinese letters are warned about,
+    # by the caller's name of the part.
+    assert [w for w in response.warnings if "script" in w] == [
+        "parts[0].text is written in Han script, but the text tower was trained on en only: "
+        "its vector is unreliable. Mount multilingual weights (docs/languages.md) or query in en."
+    ]
 
 
 async def test_a_negative_part_pushes_its_video_down(mesh) -> None:

@@ -221,7 +221,8 @@ def load_model(
     except Exception as exc:
         hint = f" (the text tower's shape comes from {tokenizer_dir})" if hugging_face else ""
         raise ModelLoadError(
-            f"cannot load {model_name} with weights {weights.kind}:{weights.ref}{hint}: {exc}"
+            f"cannot load {model_name} with weights {weights.kind}:{weights.ref}{hint}: "
+            f"{_first_problem(exc)}"
         ) from exc
     if hugging_face:
         assert tokenizer_dir is not None
@@ -296,6 +297,16 @@ def _model_id(model_name: str, weights: WeightsSpec, text: TextTower) -> str:
     tokens (and so the vectors) as much as the weights do."""
     model_id = f"{model_name}/{weights.identity()}"
     return f"{model_id}/tokenizer-{text.identity}" if text.identity else model_id
+
+
+def _first_problem(exc: Exception) -> str:
+    """torch lists every mismatched tensor of a checkpoint, one per line (hundreds for a large
+    model); the first, and how many more, say what is wrong."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    problems = [line for line in lines if line.startswith(("size mismatch", "Missing key"))]
+    if len(problems) <= 1:
+        return " ".join(lines)
+    return f"{lines[0]} {problems[0]} (and {len(problems) - 1} more)"
 
 
 def _pretrained_argument(weights: WeightsSpec) -> str | None:
