@@ -10,7 +10,7 @@ BUF := node_modules/.bin/buf
 BREAKING_BASE ?= HEAD~1
 
 .PHONY: help install system-deps generate check-generated check-rules render-k8s lint breaking \
-        test up demo bench bench-encoder bench-index bench-search \
+        test up demo bench bench-encoder bench-encoder-text bench-index bench-search \
         bench-generator bench-generator-ha bench-bulk-ingest bench-gpu gpu-wheels soak fuzz clean
 
 help:  ## List the targets.
@@ -82,8 +82,11 @@ demo: $(VENV)/.installed  ## The main job on the embedded defaults, offline.
 
 bench: bench-encoder bench-index bench-search bench-generator bench-generator-ha bench-bulk-ingest  ## All benchmarks (tables printed, JSON in bench/results/).
 
-bench-encoder: $(VENV)/.installed  ## Encoder images/s and latency: gRPC vs in-process.
+bench-encoder: $(VENV)/.installed  ## Encoder images/s and latency: gRPC vs in-process; text towers.
 	$(PY) bench/encoder.py
+
+bench-encoder-text: $(VENV)/.installed  ## Text towers alone (ViT-B-32, xlm-roberta-base; LARGE=1 adds ViT-H-14).
+	$(PY) bench/encoder_text.py $(if $(LARGE),--large)
 
 bench-index: $(VENV)/.installed  ## Index build, bytes/vector, recall@10, latency at 100k and 1M.
 	$(PY) bench/index.py

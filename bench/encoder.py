@@ -23,6 +23,8 @@ from bench.encoder_batch1 import BareModel, batch1_comparison
 from bench.encoder_inprocess import BATCH_SIZES, WEIGHTS, in_process
 from bench.encoder_int8 import int8_phase
 from bench.encoder_load import closed_loop
+from bench.encoder_text import MODELS as TEXT_MODELS
+from bench.encoder_text import print_text_table, text_phase
 
 CONCURRENCY = (1, 8, 32, 64)
 
@@ -52,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     baseline = in_process(args.model, args.device, args.inprocess_seconds)
+    text = text_phase(args.device, args.inprocess_seconds, list(TEXT_MODELS))
     int8 = {"skipped": "int8 runs on CPU only"}
     if baseline["device"] == "cpu":
         int8 = int8_phase(args.model, WEIGHTS, args.inprocess_seconds, BATCH_SIZES)
@@ -128,6 +131,7 @@ def main() -> None:
         ["mode", "images/s", "p50 ms", "p99 ms", "of in-process best"],
         rows,
     )
+    print_text_table(text)
     targets = {
         "grpc_32_images_per_s_at_least_45": served_32 >= 45,
         "served_over_inprocess_at_least_0_85": served_32 / best >= 0.85,
@@ -151,6 +155,7 @@ def main() -> None:
             "batch1": batch1,
             "matmul_peak_gflops": baseline["matmul_peak_gflops"],
             "int8": int8,
+            "text": text,
             "targets_met": targets,
         },
     )

@@ -45,12 +45,15 @@ from bench.common import (
 )
 from bench.encoder_inprocess import WEIGHTS, in_process
 from bench.encoder_load import closed_loop
+from bench.encoder_text import LARGE as LARGE_TEXT_MODEL
+from bench.encoder_text import MODELS as TEXT_MODELS
+from bench.encoder_text import print_text_table, text_phase
 from bench.gpu_search import search_phase
 from bench.gpu_towers import tower_variants
 from clipmesh.encoder.model import choose_precision
 
 NO_CUDA_EXIT = 2
-PHASES = ("inprocess", "served", "search", "tower")
+PHASES = ("inprocess", "served", "search", "text", "tower")
 INPROCESS_KEYS = ("by_batch", "best_batch", "best", "error")
 SERVED_COLUMNS = (
     "images_per_s",
@@ -80,6 +83,9 @@ class Sizes:
     served_cap_s: float
     search_cap_s: float
     variants_cap_s: float
+    text_models: tuple[str, ...]  # each model's text tower and memory (bench/encoder_text.py)
+    text_s: float  # measuring time per model
+    text_cap_s: float
 
 
 FULL = Sizes(
@@ -95,6 +101,9 @@ FULL = Sizes(
     served_cap_s=150,
     search_cap_s=150,
     variants_cap_s=150,
+    text_models=(*TEXT_MODELS, LARGE_TEXT_MODEL),
+    text_s=4.0,
+    text_cap_s=120,
 )
 QUICK = Sizes(
     model="clipmesh-tiny",
@@ -109,6 +118,9 @@ QUICK = Sizes(
     served_cap_s=120,
     search_cap_s=60,
     variants_cap_s=120,
+    text_models=("clipmesh-tiny", "clipmesh-tiny-xlm-roberta"),
+    text_s=0.5,
+    text_cap_s=120,
 )
 
 
@@ -358,6 +370,14 @@ def main() -> None:
             cap_s=budget.cap_s(sizes.search_cap_s),
         ),
     )
+    results["text"] = budget.run(
+        "text",
+        lambda: text_phase(
+            args.device, sizes.text_s, list(sizes.text_models), cap_s=budget.cap_s(sizes.text_cap_s)
+        ),
+    )
+    if cuda:
+        torch.cuda.empty_cache()
     if args.no_variants:
         results["tower"] = {"skipped": "--no-variants"}
     else:
@@ -437,6 +457,8 @@ def _print_tables(results: dict[str, object]) -> None:
     )
     search = results["search"]
     console.print(json.dumps(search, indent=1))
+    if "error" not in results["text"]:
+        print_text_table(results["text"])
     console.print(f"phases (s): {results['phases_s']}; elapsed {results['elapsed_s']} s")
 
 

@@ -80,7 +80,15 @@ def test_quick_run_on_cpu_measures_every_phase(tmp_path: Path) -> None:
         assert row["eager"] > 0
         assert row["compiled"] > 0
 
-    assert set(report["phases_s"]) == {"inprocess", "served", "search", "tower_variants"}
+    text = report["text"]
+    assert set(text) == {"clipmesh-tiny", "clipmesh-tiny-xlm-roberta"}
+    for model in text.values():
+        assert model["texts_per_s"] > 0
+        assert model["p50_ms"] > 0
+        assert model["parameters"]["text"] > 0
+    assert text["clipmesh-tiny-xlm-roberta"]["tokenizer"] == "xlm-roberta (trained here)"
+
+    assert set(report["phases_s"]) == {"inprocess", "served", "search", "text", "tower_variants"}
     assert report["failed_phases"] == []
     assert 0 < report["elapsed_s"] < report["budget_s"]
 

@@ -174,7 +174,7 @@ def test_int8_runs_a_multilingual_tower_at_the_tokenizers_length(xlm_roberta_dir
 
 def test_unknown_declared_languages_are_a_config_error() -> None:
     environ = {"CLIPMESH_ENCODER_WEIGHTS": "random:0", "CLIPMESH_ENCODER_TEXT_LANGUAGES": "en,xx"}
-    with pytest.raises(ConfigError, match="CLIPMESH_ENCODER_TEXT_LANGUAGES='en,xx'.*unknown"):
+    with pytest.raises(ConfigError, match=r"CLIPMESH_ENCODER_TEXT_LANGUAGES='en,xx'.*unknown"):
         load_config(EncoderConfig, environ=environ)
     environ["CLIPMESH_ENCODER_TEXT_LANGUAGES"] = "zh, en"
     assert load_config(EncoderConfig, environ=environ).declared_languages == ("zh", "en")
