@@ -123,7 +123,7 @@ def test_a_missing_directory_stops_start_up(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("remove", "message"),
-    [("config.json", "has no config.json"), ("tokenizer.json", "has neither tokenizer.json")],
+    [("config.json", "has no config.json"), ("tokenizer.json", "has none of tokenizer.json")],
 )
 def test_a_directory_missing_its_files_stops_start_up(
     xlm_roberta_dir, tmp_path, remove, message
@@ -138,7 +138,7 @@ def test_a_directory_missing_its_files_stops_start_up(
     ("fields", "message"),
     [
         ({"model_type": "bert"}, "holds a 'bert' model, but .* is 'xlm-roberta-base'"),
-        ({"vocab_size": 40}, "tokens but the text tower's config.json has room for 40"),
+        ({"vocab_size": 40}, r"tokens but the text tower \(config.json\) has room for 40"),
         ({"pad_token_id": 0}, "pads with id 1 but the text tower masks id 0"),
         ({"max_position_embeddings": 60}, "do not fit the text tower's 60 positions"),
     ],
@@ -170,6 +170,36 @@ def test_int8_runs_a_multilingual_tower_at_the_tokenizers_length(xlm_roberta_dir
     tokens = fp32.tokenizer(["龙舟竞渡", "dragon boats race"])
     cosine = (fp32.embed_tokens(tokens) * int8.embed_tokens(tokens)).sum(axis=1)
     assert cosine.min() > 0.99
+
+
+def test_open_clips_own_tower_with_a_hugging_face_tokenizer_loads_it_from_the_directory(
+    xlm_roberta_dir,
+) -> None:
+    """The SigLIP / MetaCLIP 2 kind: open_clip's text transformer, a Hugging Face tokenizer
+    (`clipmesh-tiny-hf-tokenizer`, vocabulary 300, 32 tokens)."""
+    with pytest.raises(TokenizerSetupError, match="set CLIPMESH_ENCODER_TOKENIZER"):
+        load_model("clipmesh-tiny-hf-tokenizer", RANDOM, device="cpu")
+    model = load_model(
+        "clipmesh-tiny-hf-tokenizer", RANDOM, device="cpu", tokenizer_dir=xlm_roberta_dir
+    )
+    assert model.info.context_length == 32
+    assert model.info.text_languages == ("multilingual",)  # an xlm-v tokenizer: worldwide data
+    tokens = model.tokenizer(["龙舟竞渡", "dragon boats"])
+    assert tokens.shape == (2, 32)
+    assert model.embed_tokens(tokens).shape == (2, model.info.dimension)
+
+
+def test_a_tokenizer_larger_than_open_clips_vocabulary_is_refused(
+    xlm_roberta_dir, tmp_path
+) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(xlm_roberta_dir)
+    tokenizer.add_tokens([f"piece{i}" for i in range(300)])
+    big = tmp_path / "big"
+    tokenizer.save_pretrained(big)
+    with pytest.raises(TokenizerSetupError, match=r"has room for 300: they are not a pair"):
+        load_model("clipmesh-tiny-hf-tokenizer", RANDOM, device="cpu", tokenizer_dir=big)
 
 
 def test_unknown_declared_languages_are_a_config_error() -> None:

@@ -189,9 +189,10 @@ def load_model(
     if model_name not in open_clip.list_models():
         raise ModelLoadError(f"unknown open_clip model {model_name!r}")
     check_setting(model_name, tokenizer_dir)
-    hugging_face = hugging_face_family(model_name) is not None
-    if hugging_face:
-        # The tower and its tokenizer come from the mounted directory; nothing may be fetched.
+    hugging_face = hugging_face_family(model_name) is not None  # the text tower itself
+    if tokenizer_dir is not None:
+        # The tokenizer (and a Hugging Face tower's shape) come from the mounted directory;
+        # nothing may be fetched.
         force_hub_offline()
     torch_device = choose_device(device)
     resolved_precision = choose_precision(precision, torch_device)
@@ -224,11 +225,9 @@ def load_model(
             f"cannot load {model_name} with weights {weights.kind}:{weights.ref}{hint}: "
             f"{_first_problem(exc)}"
         ) from exc
-    if hugging_face:
-        assert tokenizer_dir is not None
-        text = hugging_face_text_tower(
-            model_name, tokenizer_dir, model.text.transformer, text_languages
-        )
+    if tokenizer_dir is not None:  # check_setting required it for a Hugging Face tokenizer
+        tower = model.text.transformer if hugging_face else None
+        text = hugging_face_text_tower(model_name, tokenizer_dir, tower, text_languages)
     else:
         text = open_clip_text_tower(model_name, text_languages)
     model = model.eval().to(device=torch_device, dtype=_LOAD_DTYPES[resolved_precision])

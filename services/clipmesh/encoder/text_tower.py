@@ -1,16 +1,21 @@
-"""The text tower's tokenizer and languages, for both kinds of open_clip text tower.
+"""The text tower's tokenizer and languages, for every kind of open_clip text tower.
 
 Most open_clip models (ViT-B-32, ViT-L-14, …) read text with open_clip's own byte-level BPE,
-which ships inside the library, and were trained on English captions. Multilingual models
-(`xlm-roberta-base-ViT-B-32`, `xlm-roberta-large-ViT-H-14`) have a Hugging Face model as their
-text tower: open_clip builds it, and its tokenizer, from a Hugging Face repository name, which
-means the hub. A cluster without one mounts those files instead, and
-`CLIPMESH_ENCODER_TOKENIZER` names the directory (config.json and tokenizer.json or
-sentencepiece.bpe.model, as the model's Hugging Face repository publishes them). The encoder
-then builds the tower and the tokenizer from that directory only, with the hub forced offline:
-nothing is downloaded at start-up, and a missing or mismatched directory stops it, naming the
-setting. The CLIP checkpoint (CLIPMESH_ENCODER_WEIGHTS) holds the text tower's trained weights;
-the directory gives its shape and its tokenizer.
+which ships inside the library, and were trained on English captions. Others read it with a
+Hugging Face tokenizer that open_clip fetches by repository name, which means the hub:
+
+- models whose text tower *is* a Hugging Face model (`xlm-roberta-base-ViT-B-32`,
+  `xlm-roberta-large-ViT-H-14`, `nllb-clip-*`, `mt5-*`, `roberta-ViT-B-32`): open_clip builds
+  the tower's shape (config.json) and the tokenizer from the repository;
+- models with open_clip's own text transformer and a Hugging Face tokenizer (SigLIP and
+  SigLIP 2, MetaCLIP 2's `*-worldwide`, CLIPA): only the tokenizer comes from the repository.
+
+A cluster without a hub mounts those files, and `CLIPMESH_ENCODER_TOKENIZER` names the
+directory: config.json (Hugging Face towers only) and tokenizer.json (or the SentencePiece
+model), as the repository publishes them. The encoder then reads them from that directory only,
+with the hub forced offline: nothing is downloaded at start-up, and a missing or mismatched
+directory stops it, naming the setting. The CLIP checkpoint (CLIPMESH_ENCODER_WEIGHTS) holds
+the trained weights of both towers; the directory gives the text tower's shape and tokenizer.
 """
 
 from __future__ import annotations
@@ -28,21 +33,25 @@ from clipmesh.runtime.server import StartupError
 
 TOKENIZER_SETTING = "CLIPMESH_ENCODER_TOKENIZER"
 LANGUAGES_SETTING = "CLIPMESH_ENCODER_TEXT_LANGUAGES"
-# Either file makes a Hugging Face tokenizer; tokenizer.json (the fast tokenizer) is preferred.
-TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
+# Any of these makes a Hugging Face tokenizer; tokenizer.json (the fast tokenizer) is preferred.
+# The others are the SentencePiece models of XLM-R, T5/mT5 and Gemma repositories.
+TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")
 # The model_type a directory's config.json must declare, by the family open_clip's model
 # config names (its `hf_model_name`, with any organisation prefix removed).
 _FAMILY_MODEL_TYPES = {
     "xlm-roberta": "xlm-roberta",
     "roberta": "roberta",
     "mt5": "mt5",
+    "nllb": "m2m_100",
     "bert": "bert",
 }
-# What each kind of tower reads when the operator has not said (CLIPMESH_ENCODER_TEXT_LANGUAGES):
-# open_clip's BPE towers were trained on English captions (OpenAI's WIT, LAION-2B-en, DataComp);
-# the Hugging Face towers open_clip ships were trained on LAION-5B's captions in ~100 languages.
-OPEN_CLIP_DEFAULT_LANGUAGES = ("en",)
-HUGGING_FACE_DEFAULT_LANGUAGES = (MULTILINGUAL,)
+# What a text tower reads when the operator has not said (CLIPMESH_ENCODER_TEXT_LANGUAGES), by
+# what it was trained on: open_clip's BPE towers on English captions (OpenAI's WIT, LAION-2B-en,
+# DataComp), SigLIP's on English WebLI, CLIPA's on LAION-2B-en; the multilingual ones on LAION-5B
+# (xlm-roberta), NLLB-translated captions (nllb-clip), multilingual WebLI (SigLIP i18n and
+# SigLIP 2) and MetaCLIP 2's worldwide data.
+_MULTILINGUAL_TOKENIZER_FAMILIES = ("xlm-roberta", "xlm-v", "mt5", "nllb")
+_MULTILINGUAL_NAME_MARKS = ("i18n", "siglip2", "worldwide", "nllb", "xlm-roberta", "mt5")
 
 
 class TokenizerSetupError(StartupError):
@@ -71,9 +80,30 @@ class TextTower:
 
 def hugging_face_family(model_name: str) -> str | None:
     """The Hugging Face model open_clip's config names as `model_name`'s text tower, or None
-    for a tower read with open_clip's own tokenizer."""
-    config = open_clip.get_model_config(model_name) or {}
-    return config.get("text_cfg", {}).get("hf_model_name") or None
+    for open_clip's own text transformer."""
+    return _text_config(model_name).get("hf_model_name") or None
+
+
+def hugging_face_tokenizer(model_name: str) -> str | None:
+    """The Hugging Face repository `model_name`'s tokenizer comes from, or None for open_clip's
+    own BPE tokenizer."""
+    text_cfg = _text_config(model_name)
+    return text_cfg.get("hf_tokenizer_name") or text_cfg.get("hf_model_name") or None
+
+
+def default_languages(model_name: str) -> tuple[str, ...]:
+    """What `model_name`'s text tower reads when the operator has not declared it."""
+    name = model_name.lower()
+    tokenizer = (hugging_face_tokenizer(model_name) or "").rsplit("/", 1)[-1].lower()
+    if any(mark in name for mark in _MULTILINGUAL_NAME_MARKS) or tokenizer.startswith(
+        _MULTILINGUAL_TOKENIZER_FAMILIES
+    ):
+        return (MULTILINGUAL,)
+    return ("en",)
+
+
+def _text_config(model_name: str) -> dict:
+    return (open_clip.get_model_config(model_name) or {}).get("text_cfg", {})
 
 
 def force_hub_offline() -> None:
@@ -96,19 +126,21 @@ def check_setting(model_name: str, tokenizer_dir: Path | None) -> None:
         TokenizerSetupError: a Hugging Face tower without the setting, or the setting for a
             model that uses open_clip's own tokenizer, or a directory missing its files.
     """
-    family = hugging_face_family(model_name)
-    if family is None:
+    repository = hugging_face_tokenizer(model_name)
+    if repository is None:
         if tokenizer_dir is not None:
             raise TokenizerSetupError(
                 f"{TOKENIZER_SETTING}={tokenizer_dir} is set, but {model_name}'s text tower reads "
                 f"text with open_clip's own tokenizer, which ships with the library; unset it"
             )
         return
+    tower = hugging_face_family(model_name) is not None
+    wanted = "config.json and tokenizer.json" if tower else "tokenizer.json"
     if tokenizer_dir is None:
         raise TokenizerSetupError(
-            f"{model_name}'s text tower is the Hugging Face model {family!r}: set "
-            f"{TOKENIZER_SETTING} to a directory with its config.json and tokenizer.json "
-            f"(docs/languages.md says how to prepare it); the hub is never asked"
+            f"{model_name} reads text with the Hugging Face tokenizer of {repository!r}: set "
+            f"{TOKENIZER_SETTING} to a directory with its {wanted} (docs/languages.md says how "
+            f"to prepare it); the hub is never asked"
         )
     if not tokenizer_dir.is_dir():
         raise TokenizerSetupError(
@@ -118,22 +150,22 @@ def check_setting(model_name: str, tokenizer_dir: Path | None) -> None:
         raise TokenizerSetupError(
             f"{TOKENIZER_SETTING}={tokenizer_dir} is not readable by this process"
         )
-    if not (tokenizer_dir / "config.json").is_file():
+    if tower and not (tokenizer_dir / "config.json").is_file():
         raise TokenizerSetupError(
             f"{TOKENIZER_SETTING}={tokenizer_dir} has no config.json (the text tower's shape, "
-            f"from {family}'s Hugging Face repository)"
+            f"from {repository}'s Hugging Face repository)"
         )
     if not any((tokenizer_dir / name).is_file() for name in TOKENIZER_FILES):
         raise TokenizerSetupError(
-            f"{TOKENIZER_SETTING}={tokenizer_dir} has neither {' nor '.join(TOKENIZER_FILES)} "
-            f"(the tokenizer, from {family}'s Hugging Face repository)"
+            f"{TOKENIZER_SETTING}={tokenizer_dir} has none of {', '.join(TOKENIZER_FILES)} "
+            f"(the tokenizer, from {repository}'s Hugging Face repository)"
         )
 
 
 def text_config_override(model_name: str, tokenizer_dir: Path) -> dict:
     """The model's text config with the Hugging Face model and tokenizer read from
     `tokenizer_dir`, and never their pretrained weights (the CLIP checkpoint holds them)."""
-    text_cfg = dict(open_clip.get_model_config(model_name)["text_cfg"])
+    text_cfg = dict(_text_config(model_name))
     text_cfg["hf_model_name"] = str(tokenizer_dir)
     text_cfg["hf_tokenizer_name"] = str(tokenizer_dir)
     text_cfg["hf_model_pretrained"] = False
@@ -146,26 +178,27 @@ def open_clip_text_tower(model_name: str, languages: tuple[str, ...] | None) -> 
     return TextTower(
         tokenizer=tokenizer,
         context_length=int(tokenizer.context_length),
-        languages=languages or OPEN_CLIP_DEFAULT_LANGUAGES,
+        languages=languages or default_languages(model_name),
         tokenizer_source="open_clip",
     )
 
 
 def hugging_face_text_tower(
-    model_name: str, tokenizer_dir: Path, text_model: Any, languages: tuple[str, ...] | None
+    model_name: str, tokenizer_dir: Path, text_model: Any | None, languages: tuple[str, ...] | None
 ) -> TextTower:
-    """The tokenizer in `tokenizer_dir`, checked against the text tower built from the same
-    directory (`text_model`: the transformers model inside open_clip's HFTextEncoder).
+    """The tokenizer in `tokenizer_dir`, checked against the text tower: the transformers model
+    built from the same directory (`text_model`, for Hugging Face towers), or the vocabulary
+    size open_clip's config gives its own text transformer (`text_model` None).
 
     Raises:
         TokenizerSetupError: the files do not load, or do not fit the model.
     """
-    family = hugging_face_family(model_name) or ""
-    text_cfg = open_clip.get_model_config(model_name)["text_cfg"]
+    text_cfg = _text_config(model_name)
     context_length = int(text_cfg.get("context_length", 77))
-    config = text_model.config
+    config = text_model.config if text_model is not None else None
+    family = hugging_face_family(model_name) or ""
     expected_type = _expected_model_type(family)
-    if expected_type and config.model_type != expected_type:
+    if config is not None and expected_type and config.model_type != expected_type:
         raise TokenizerSetupError(
             f"{TOKENIZER_SETTING}={tokenizer_dir} holds a {config.model_type!r} model, but "
             f"{model_name}'s text tower is {family!r} ({expected_type})"
@@ -174,6 +207,7 @@ def hugging_face_text_tower(
         tokenizer = open_clip.tokenizer.HFTokenizer(
             str(tokenizer_dir),
             context_length=context_length,
+            tokenizer_mode=text_cfg.get("tokenizer_mode"),
             **text_cfg.get("tokenizer_kwargs", {}),
         )
     except Exception as exc:  # transformers raises OSError, ValueError or its own types
@@ -181,11 +215,28 @@ def hugging_face_text_tower(
             f"{TOKENIZER_SETTING}={tokenizer_dir}: the tokenizer does not load: {exc}"
         ) from exc
     vocabulary = len(tokenizer.tokenizer)
-    if vocabulary > config.vocab_size:
+    room = config.vocab_size if config is not None else int(text_cfg.get("vocab_size", vocabulary))
+    if vocabulary > room:
+        where = "config.json" if config is not None else f"open_clip's {model_name} config"
         raise TokenizerSetupError(
             f"{TOKENIZER_SETTING}={tokenizer_dir}: the tokenizer has {vocabulary} tokens but the "
-            f"text tower's config.json has room for {config.vocab_size}: they are not a pair"
+            f"text tower ({where}) has room for {room}: they are not a pair"
         )
+    if config is not None:
+        _check_tower_fits(tokenizer, config, tokenizer_dir, context_length)
+    return TextTower(
+        tokenizer=tokenizer,
+        context_length=context_length,
+        languages=languages or default_languages(model_name),
+        tokenizer_source=str(tokenizer_dir),
+        identity=_files_identity(tokenizer_dir),
+    )
+
+
+def _check_tower_fits(
+    tokenizer: Any, config: Any, tokenizer_dir: Path, context_length: int
+) -> None:
+    """A Hugging Face tower masks its padding by id and numbers positions from it."""
     if tokenizer.tokenizer.pad_token_id != config.pad_token_id:
         raise TokenizerSetupError(
             f"{TOKENIZER_SETTING}={tokenizer_dir}: the tokenizer pads with id "
@@ -199,13 +250,6 @@ def hugging_face_text_tower(
             f"{TOKENIZER_SETTING}={tokenizer_dir}: texts of {context_length} tokens do not fit "
             f"the text tower's {positions} positions (config.json max_position_embeddings)"
         )
-    return TextTower(
-        tokenizer=tokenizer,
-        context_length=context_length,
-        languages=languages or HUGGING_FACE_DEFAULT_LANGUAGES,
-        tokenizer_source=str(tokenizer_dir),
-        identity=_files_identity(tokenizer_dir),
-    )
 
 
 def _expected_model_type(family: str) -> str | None:
