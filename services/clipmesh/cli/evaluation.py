@@ -4,10 +4,14 @@ A team keeps a small file of queries it knows the answers to, each with a catego
 (costume, region, scene type, people, …), and runs it before a rollout: recall@1/5/10, the
 share of found videos whose moment holds the expected time, and latency, overall and per
 category, show whether new weights or index settings help, and whether retrieval is fair
-across categories. The file's format (one JSON query a line: an image, a text or a `frame` of
-a video, and the expected videos by id, title or file name) is in the README's "Measuring
-retrieval"; a `frame` query is cropped a tenth off each side and re-compressed, the way a
-still from an edit arrives.
+across categories. Text queries have a language (given as `lang`, else guessed from the
+script) and may share a `pair` key with the same query in other languages, so the report puts
+languages side by side: after mounting multilingual weights a team sees whether Chinese
+queries are served as well as English ones, and which concepts one language misses. The
+file's format (one JSON query a line: an image, a text or a `frame` of a video, and the
+expected videos by id, title or file name) is in the README's "Measuring retrieval"; a
+`frame` query is cropped a tenth off each side and re-compressed, the way a still from an
+edit arrives.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from rich.table import Table
 from clipmesh.cli.connection import target_option
 from clipmesh.demo.library import still_from
 from clipmesh.runtime.errors import ServiceError
+from clipmesh.runtime.languages import LANGUAGE_SCRIPTS, likely_language
 from clipmesh_client import Client, ClipmeshError, SearchResult, VideoHit
 
 RECALL_AT = (1, 5, 10)
 _KINDS = ("image", "frame", "text")
+# The language group of image and frame queries in the per-language report.
+IMAGE_LANGUAGE = "image"
 
 
 class QueryFileError(ValueError):
@@ -50,6 +57,9 @@ class EvalQuery:
         image: The encoded image of an image or frame query.
         expected: Names of the videos that should be found (id, title or file name).
         expected_time_s: Where in an expected video the answer is, when known.
+        lang: ISO 639-1 code of a text query's language; "" for image and frame queries.
+        lang_inferred: Whether `lang` was guessed from the text's script, not given.
+        pair: The concept this query shares with its versions in other languages; "" alone.
     """
 
     query_id: str
@@ -59,6 +69,14 @@ class EvalQuery:
     text: str = ""
     image: bytes = b""
     expected_time_s: float | None = None
+    lang: str = ""
+    lang_inferred: bool = False
+    pair: str = ""
+
+    @property
+    def language(self) -> str:
+        """The query's group in the per-language report: its language, or "image"."""
+        return self.lang if self.kind == "text" else IMAGE_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,7 @@ def load_queries(path: Path, *, media_root: Path | None = None) -> list[EvalQuer
     root = media_root or path.parent
     queries: list[EvalQuery] = []
     seen: set[str] = set()
+    pairs: dict[str, dict[str, str]] = {}  # pair → language → where its query is
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -138,10 +157,31 @@ def load_queries(path: Path, *, media_root: Path | None = None) -> list[EvalQuer
         if query.query_id in seen:
             raise QueryFileError(f"{where}: id {query.query_id!r} is used twice")
         seen.add(query.query_id)
+        if query.pair:
+            _join_pair(pairs.setdefault(query.pair, {}), query, where)
         queries.append(query)
     if not queries:
         raise QueryFileError(f"{path}: no queries")
+    for key, members in pairs.items():
+        if len(members) == 1:  # most likely a misspelt key: its row would compare nothing
+            (where,) = members.values()
+            raise QueryFileError(
+                f"{where}: pair {key!r} has no other query; a pair names one query in several "
+                "languages"
+            )
     return queries
+
+
+def _join_pair(members: dict[str, str], query: EvalQuery, where: str) -> None:
+    """Adds `query` to its pair's members, refusing a second query in the same language."""
+    first = members.get(query.language)
+    if first is not None:
+        hint = " (this one's language was guessed from its script: give lang)"
+        raise QueryFileError(
+            f"{where}: pair {query.pair!r} already has its {query.language} query, at {first}; "
+            f"give each language once{hint if query.lang_inferred else ''}"
+        )
+    members[query.language] = where
 
 
 def _parse_query(record: dict, where: str, root: Path, *, default_id: str) -> EvalQuery:
@@ -157,17 +197,32 @@ def _parse_query(record: dict, where: str, root: Path, *, default_id: str) -> Ev
     expected_time = record.get("expected_time_s")
     if expected_time is not None and not (_is_number(expected_time) and expected_time >= 0):
         raise QueryFileError(f"{where}: expected_time_s must be a number ≥ 0")
+    pair = record.get("pair", "")
+    if not isinstance(pair, str) or ("pair" in record and not pair.strip()):
+        raise QueryFileError(f"{where}: pair must be a non-empty string naming the concept")
     common = {
         "query_id": str(record.get("id") or default_id),
         "category": str(record.get("category") or ""),
         "kind": kind,
         "expected": tuple(expected),
         "expected_time_s": None if expected_time is None else float(expected_time),
+        "pair": pair.strip(),
     }
     if kind == "text":
-        if not isinstance(record["text"], str) or not record["text"].strip():
+        text = record["text"]
+        if not isinstance(text, str) or not text.strip():
             raise QueryFileError(f"{where}: text must be a non-empty string")
-        return EvalQuery(text=record["text"], **common)
+        lang = record.get("lang")
+        if lang is None:
+            return EvalQuery(text=text, lang=likely_language(text), lang_inferred=True, **common)
+        if not isinstance(lang, str) or lang not in LANGUAGE_SCRIPTS:
+            raise QueryFileError(
+                f"{where}: lang {lang!r} is not a known ISO 639-1 code "
+                f"({', '.join(sorted(LANGUAGE_SCRIPTS))})"
+            )
+        return EvalQuery(text=text, lang=lang, **common)
+    if "lang" in record:
+        raise QueryFileError(f"{where}: lang is for text queries; {kind} queries have none")
     if kind == "image":
         return EvalQuery(image=_read_media(record["image"], root, where, "image"), **common)
     frame = record["frame"]
@@ -289,17 +344,43 @@ def report_by_category(outcomes: list[QueryOutcome]) -> dict[str, GroupReport]:
     return reports
 
 
+def _language_order(language: str) -> tuple[bool, str]:
+    return (language == IMAGE_LANGUAGE, language)
+
+
+def report_by_language(outcomes: list[QueryOutcome]) -> dict[str, GroupReport]:
+    """One report per language in code order, then image and frame queries as "image"."""
+    languages = sorted({o.query.language for o in outcomes}, key=_language_order)
+    return {
+        language: summarise([o for o in outcomes if o.query.language == language])
+        for language in languages
+    }
+
+
+def outcomes_by_pair(outcomes: list[QueryOutcome]) -> dict[str, dict[str, QueryOutcome]]:
+    """Pair key → language → the outcome of the pair's query in it; pairs in file order."""
+    pairs: dict[str, dict[str, QueryOutcome]] = {}
+    for outcome in outcomes:
+        if outcome.query.pair:
+            pairs.setdefault(outcome.query.pair, {})[outcome.query.language] = outcome
+    return pairs
+
+
+def _compares_languages(outcomes: list[QueryOutcome]) -> bool:
+    """Whether the per-language tables say anything: texts in several languages, or pairs."""
+    text_languages = {o.query.lang for o in outcomes if o.query.kind == "text"}
+    return len(text_languages) > 1 or any(o.query.pair for o in outcomes)
+
+
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
-def render(reports: dict[str, GroupReport], outcomes: list[QueryOutcome], console: Console) -> None:
-    """The report table, then every query that missed or failed."""
-    table = Table(
-        title=f"retrieval over {len(outcomes)} queries",
-        caption="moment: share of found videos whose moment holds the expected time; ms: latency",
-    )
-    table.add_column("category", no_wrap=True)
+def _figures_table(
+    title: str, label: str, reports: dict[str, GroupReport], caption: str | None
+) -> Table:
+    table = Table(title=title, caption=caption)
+    table.add_column(label, no_wrap=True)
     for column in ("n", "R@1", "R@5", "R@10", "MRR", "moment", "p50 ms", "p95 ms", "err"):
         table.add_column(column, justify="right", no_wrap=True)
     for name, report in reports.items():
@@ -313,7 +394,48 @@ def render(reports: dict[str, GroupReport], outcomes: list[QueryOutcome], consol
             f"{report.latency_p95_ms:.0f}",
             str(report.errors),
         )
-    console.print(table)
+    return table
+
+
+def _pair_table(pairs: dict[str, dict[str, QueryOutcome]]) -> Table:
+    languages = sorted({lang for row in pairs.values() for lang in row}, key=_language_order)
+    table = Table(title="rank by language", caption="miss: not found")
+    table.add_column("pair", no_wrap=True)
+    for language in languages:
+        table.add_column(language, justify="right", no_wrap=True)
+    for key, members in pairs.items():
+        table.add_row(key, *(_rank_cell(members.get(language)) for language in languages))
+    return table
+
+
+def _rank_cell(outcome: QueryOutcome | None) -> str:
+    if outcome is None:  # the pair has no query in this language
+        return ""
+    if outcome.error:
+        return "[red]error[/]"
+    return "[red]miss[/]" if outcome.rank is None else str(outcome.rank)
+
+
+_FIGURES_NOTE = "moment: share of found videos whose moment holds the expected time; ms: latency"
+_GUESSED_NOTE = "*: language guessed from the script (Latin: en); give lang"
+
+
+def render(reports: dict[str, GroupReport], outcomes: list[QueryOutcome], console: Console) -> None:
+    """The figures per category; when the file compares languages, the figures per language
+    and each pair's ranks side by side; then every query that missed or failed."""
+    title = f"retrieval over {len(outcomes)} queries"
+    console.print(_figures_table(title, "category", reports, _FIGURES_NOTE))
+    if _compares_languages(outcomes):
+        guessed = {o.query.language for o in outcomes if o.query.lang_inferred}
+        by_language = {
+            f"{language}*" if language in guessed else language: report
+            for language, report in report_by_language(outcomes).items()
+        }
+        note = _GUESSED_NOTE if guessed else None
+        console.print(_figures_table("retrieval by language", "language", by_language, note))
+        pairs = outcomes_by_pair(outcomes)
+        if pairs:
+            console.print(_pair_table(pairs))
     for warning in sorted({w for o in outcomes for w in o.warnings}):
         console.print(f"[yellow]warning:[/] {warning}")
     for outcome in outcomes:
@@ -326,15 +448,33 @@ def render(reports: dict[str, GroupReport], outcomes: list[QueryOutcome], consol
 def as_json(
     reports: dict[str, GroupReport], outcomes: list[QueryOutcome], *, top_k: int
 ) -> dict[str, object]:
-    """The report for scripts: figures per group, and every query's outcome."""
+    """The report for scripts: figures per category and per language, the pairs' ranks by
+    language, and every query's outcome."""
+    languages = report_by_language(outcomes)
     return {
         "top_k": top_k,
         "groups": {name: report.as_json() for name, report in reports.items()},
+        "languages": {
+            language: {
+                **report.as_json(),
+                "inferred": sum(
+                    1 for o in outcomes if o.query.language == language and o.query.lang_inferred
+                ),
+            }
+            for language, report in languages.items()
+        },
+        "pairs": {
+            key: {language: members[language].rank for language in languages if language in members}
+            for key, members in outcomes_by_pair(outcomes).items()
+        },
         "queries": [
             {
                 "id": o.query.query_id,
                 "category": o.query.category,
                 "kind": o.query.kind,
+                "lang": o.query.language,
+                "lang_inferred": o.query.lang_inferred,
+                "pair": o.query.pair or None,
                 "expected": list(o.query.expected),
                 "rank": o.rank,
                 "moment_hit": o.moment_hit,
@@ -373,7 +513,8 @@ def eval_command(
     target: str,
     as_json_flag: bool,
 ) -> None:
-    """Recall@1/5/10, moment accuracy and latency of a labelled query set, per category."""
+    """Recall@1/5/10, moment accuracy and latency of a labelled query set, per category and
+    per language."""
     from clipmesh.cli.library import client_for
 
     try:
