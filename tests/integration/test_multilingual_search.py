@@ -78,9 +78,7 @@ async def test_the_model_info_names_the_tokenizer_and_the_languages(mesh, xlm_ro
 async def test_chinese_and_english_texts_find_the_ingested_videos(mesh) -> None:
     for text in QUERIES:
         response = await mesh.search.SearchVideos(
-            search_pb2.SearchVideosRequest(
-                parts=[search_pb2.QueryPart(text=text)], skip_cache=True
-            )
+            search_pb2.SearchVideosRequest(parts=[search_pb2.QueryPart(text=text)], skip_cache=True)
         )
         assert len(response.hits) == 2, text
         assert all(hit.moments for hit in response.hits)
