@@ -12,9 +12,11 @@ from rich.console import Console
 from clipmesh.cli.evaluation import (
     EvalQuery,
     QueryFileError,
-    as_json,
     judge,
     load_queries,
+)
+from clipmesh.cli.evaluation_report import (
+    as_json,
     outcomes_by_pair,
     render,
     report_by_category,

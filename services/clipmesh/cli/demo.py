@@ -19,7 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from clipmesh.cli.evaluation import load_queries, render, report_by_category, run_queries
+from clipmesh.cli.evaluation import load_queries, run_queries
+from clipmesh.cli.evaluation_report import render, report_by_category
 from clipmesh.cli.library import timestamp
 from clipmesh.cli.mesh import LocalMesh
 from clipmesh.cli.previs import follow, show_project
