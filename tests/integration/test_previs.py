@@ -120,7 +120,7 @@ async def test_a_chinese_script_becomes_a_checked_stitched_cut(zh_project) -> No
     assert [s.order for s in project.shots] == list(range(len(project.shots)))
     assert len(project.scenes) == 2 and len(project.shots) >= 3
     assert project.settings.language == "zh" and project.state == previs_pb2.PROJECT_STATE_DONE
-    assert any("not enforced" in n for n in project.notices)  # random encoder weights
+    assert any("weights are random" in n for n in project.notices)
     for shot in project.shots:
         assert shot.state == State.SHOT_STATE_READY, shot.blocked_reason
         assert 0 < shot.duration_s <= 10

@@ -101,6 +101,12 @@ def test_zh_brief_gives_zh_prompt_and_en_brief_gives_en(library):
     assert "atmosphere" in build_prompt(ZH_DAY, library, language="en").prompt
 
 
+def test_an_english_rendering_of_a_zh_shot_translates_its_time_of_day(library):
+    en = build_prompt(ZH_DAY, library, language="en").prompt
+    assert "Setting: 茶馆, day" in en and "日" not in en
+    assert "场景：茶馆，日" in build_prompt(ZH_DAY, library).prompt
+
+
 def test_camera_hints_and_night_reach_the_prompt(library):
     result = build_prompt(EN_NIGHT, library)
     assert "low angle" in result.prompt and "push in" in result.prompt

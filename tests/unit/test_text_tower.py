@@ -164,9 +164,7 @@ def test_a_checkpoint_of_another_shape_names_the_directory(xlm_roberta_dir, tmp_
 
 def test_int8_runs_a_multilingual_tower_at_the_tokenizers_length(xlm_roberta_dir) -> None:
     fp32 = _load(xlm_roberta_dir)
-    int8 = load_model(
-        MODEL, RANDOM, device="cpu", precision="int8", tokenizer_dir=xlm_roberta_dir
-    )
+    int8 = load_model(MODEL, RANDOM, device="cpu", precision="int8", tokenizer_dir=xlm_roberta_dir)
     tokens = fp32.tokenizer(["龙舟竞渡", "dragon boats race"])
     cosine = (fp32.embed_tokens(tokens) * int8.embed_tokens(tokens)).sum(axis=1)
     assert cosine.min() > 0.99

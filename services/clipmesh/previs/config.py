@@ -58,7 +58,9 @@ class PrevisConfig(FrontDoorConfig, SharedStoreConfig):
     )
     min_text_match: float = setting(
         0.2,
-        help="Quality floor: prompt–frames cosine (not enforced with random encoder weights).",
+        help="Quality floor: prompt–frames cosine (not enforced with random encoder weights, "
+        "nor for a prompt holding words in a script the encoder's text tower was not trained "
+        "on).",
         minimum=-1,
         maximum=1,
     )

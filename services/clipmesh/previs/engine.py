@@ -25,6 +25,7 @@ from typing import Any
 
 from clipmesh.media.paths import path_from_uri
 from clipmesh.previs import requests
+from clipmesh.previs.checks import UNREAD_TEXT_NOTICE, unread_text_notice
 from clipmesh.previs.compliance import CompliancePolicy
 from clipmesh.previs.config import PrevisConfig
 from clipmesh.previs.exports import export_timeline
@@ -280,14 +281,14 @@ class PrevisEngine:
         return project
 
     async def _produce_all(self, run: ProjectRun, shots: list[tuple[Shot, str, int]]) -> None:
-        notice = await self._producer.checker.weights_notice()
+        tower = await self._producer.checker.text_tower()
+        notice = tower.weights_notice
         if notice and notice not in run.project.notices:
             run.project.notices.append(notice)
-        enforce_text = not notice
         run.report("generating", f"{len(shots)} shot(s) to the generator")
         await asyncio.gather(
             *(
-                self._producer.produce(run, shot, note, based_on, enforce_text)
+                self._producer.produce(run, shot, note, based_on, tower)
                 for shot, note, based_on in shots
             )
         )
@@ -296,11 +297,17 @@ class PrevisEngine:
     async def _restitch(self, run: ProjectRun) -> None:
         run.report("stitching", "joining the selected clips")
         project = run.project
-        clips = [cut_clip(shot) for shot in project.shots if selected_clip(shot) is not None]
-        missing = [s.shot_id for s in project.shots if selected_clip(s) is None]
-        project.notices = [n for n in project.notices if not n.startswith("not in the cut:")]
+        selected = {shot.shot_id: selected_clip(shot) for shot in project.shots}
+        clips = [cut_clip(shot) for shot in project.shots if selected[shot.shot_id] is not None]
+        missing = [shot_id for shot_id, clip in selected.items() if clip is None]
+        project.notices = [
+            n for n in project.notices if not n.startswith(("not in the cut:", UNREAD_TEXT_NOTICE))
+        ]
         if missing:
             project.notices.append(f"not in the cut: {', '.join(missing)} (no usable clip)")
+        unread = unread_text_notice({i: c.scores for i, c in selected.items() if c is not None})
+        if unread:
+            project.notices.append(unread)
         if not clips:
             project.cut = None
             return

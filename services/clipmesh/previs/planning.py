@@ -11,7 +11,6 @@ variant of a revision is the same notes applied to another style.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from clipmesh.previs.prompts import (
     Language,
@@ -24,15 +23,13 @@ from clipmesh.previs.records import ProjectSettings, Scene, Shot
 from clipmesh.previs.revisions import revise
 from clipmesh.previs.script import Script
 from clipmesh.previs.templates import TemplateLibrary
-
-_CJK = re.compile(r"[\u3400-\u9fff]")
+from clipmesh.runtime.languages import likely_language
 
 
 def language_of(text: str) -> Language:
-    """ "zh" when a tenth or more of the letters are Chinese characters, else "en"."""
-    letters = [c for c in text if c.isalpha()]
-    chinese = sum(1 for c in letters if _CJK.match(c))
-    return "zh" if letters and chinese * 10 >= len(letters) else "en"
+    """The prompts' language for a script's text: "zh" when it reads as Chinese (a tenth or
+    more of its letters are Chinese characters, `runtime.languages`), else "en"."""
+    return "zh" if likely_language(text) == "zh" else "en"
 
 
 def shots_of(script: Script) -> tuple[list[Scene], list[Shot]]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from clipmesh.generator.jobs import GenerationSpec, ShotType
 from clipmesh.previs import metrics
-from clipmesh.previs.checks import ClipChecker
+from clipmesh.previs.checks import ClipChecker, TextTower, match_text
 from clipmesh.previs.compliance import CompliancePolicy
 from clipmesh.previs.generation import ClipFailed, ClipMaker, MadeClip
 from clipmesh.previs.library import ClipLibrary, Reference
@@ -70,10 +70,11 @@ class ShotProducer:
     max_attempts: int
 
     async def produce(
-        self, run: ProjectRun, shot: Shot, note: str, based_on: int, enforce_text: bool
+        self, run: ProjectRun, shot: Shot, note: str, based_on: int, tower: TextTower
     ) -> None:
-        """Adds one revision to `shot` (from `note`, revising revision `based_on`) and makes it;
-        the shot ends READY, BELOW_THRESHOLD, BLOCKED or FAILED, and is saved."""
+        """Adds one revision to `shot` (from `note`, revising revision `based_on`) and makes it,
+        its clips matched against text `tower` reads; the shot ends READY, BELOW_THRESHOLD,
+        BLOCKED or FAILED, and is saved."""
         started = time.monotonic()
         project = run.project
         revision = ShotRevision(
@@ -86,7 +87,7 @@ class ShotProducer:
         shot.revisions.append(revision)
         shot.blocked_reason = ""
         try:
-            await self._revision(run, shot, revision, enforce_text)
+            await self._revision(run, shot, revision, tower)
         except ServiceError as error:  # a dependency failed for the whole shot
             shot.state = ShotState.FAILED
             shot.blocked_reason = f"{error.reason}: {error.message}"
@@ -98,7 +99,7 @@ class ShotProducer:
         run.report("generating", f"{shot.shot_id} {outcome} (revision {revision.revision})")
 
     async def _revision(
-        self, run: ProjectRun, shot: Shot, revision: ShotRevision, enforce_text: bool
+        self, run: ProjectRun, shot: Shot, revision: ShotRevision, tower: TextTower
     ) -> None:
         project, settings = run.project, run.project.settings
         image = await asyncio.to_thread(
@@ -141,7 +142,7 @@ class ShotProducer:
                     revision,
                     variant=number,
                     prompt=prompt,
-                    enforce_text=enforce_text,
+                    tower=tower,
                     reference=reference,
                 )
                 for number, prompt in enumerate(prompts)
@@ -166,11 +167,12 @@ class ShotProducer:
         *,
         variant: int,
         prompt: ShotPrompt,
-        enforce_text: bool,
+        tower: TextTower,
         reference: Reference | None,
     ) -> None:
         project, settings = run.project, run.project.settings
-        text_vector = await self.checker.embed_text(prompt.prompt)
+        match = match_text(prompt, self.templates, tower.languages)
+        text_vector = await self.checker.embed_text(match.text)
         for attempt in range(1, self.max_attempts + 1):
             place = (
                 f"{project.project_id}:{shot.shot_id}:r{revision.revision}:v{variant}:a{attempt}"
@@ -225,7 +227,7 @@ class ShotProducer:
             run.report("checking", f"{shot.shot_id} v{variant} try {attempt}: checking")
             try:
                 clip.scores = await self.checker.check(
-                    made.path, text_vector, enforce_text_match=enforce_text
+                    made.path, match, text_vector, enforce_text_match=not tower.random_weights
                 )
             except ServiceError as error:
                 clip.failure = f"check failed: {error.reason}: {error.message}"

@@ -19,6 +19,11 @@ Lighting: a practical source named in the description (candles, neon) wins, then
 of day (NIGHT → moonlit night, DAY/日 → soft daylight, dusk → golden hour), then any
 lighting keyword in the description, else soft daylight. Colour is the lighting's default.
 
+A prompt renders in either language from the same state, so the text–video check can read a
+Chinese shot's prompt in English (``render(replace(state, language="en"), ...)``): the
+template phrases and the heading's time of day are translated; the shot's own words (action,
+place, names, free-text notes) stay as the script wrote them.
+
 Providers cap prompt length, so :func:`render` never exceeds ``max_chars``: it drops the
 environment, then the mood, then shortens the subject at a word boundary, and records
 what it trimmed in the lineage. Director's notes are applied by
@@ -31,6 +36,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from clipmesh.previs.script_reading import ZH_TIMES_OF_DAY
 from clipmesh.previs.templates import (
     Template,
     TemplateError,
@@ -262,7 +268,7 @@ def _segments(state: PromptState, library: TemplateLibrary) -> list[tuple[str, s
         subject += f"（人物：{names}）" if lang == "zh" else f" (featuring {names})"
     extras = [p[0] if lang == "en" else p[1] for p in (state.pace, *state.directions) if p]
     subject = sep.join([subject, *extras]) if subject else sep.join(extras)
-    place = sep.join(p for p in (state.location, state.time_of_day.lower()) if p)
+    place = sep.join(p for p in (state.location, _time_of_day(state.time_of_day, lang)) if p)
     environment = (f"场景：{place}" if lang == "zh" else f"Setting: {place}") if place else ""
     camera = sep.join(
         phrase("sizes", "size") if n == "size" else phrase(f"{n}s", n)
@@ -281,6 +287,13 @@ def _segments(state: PromptState, library: TemplateLibrary) -> list[tuple[str, s
         ("notes", notes),
     ]
     return [(n, s) for n, s in segments if s]
+
+
+def _time_of_day(time_of_day: str, lang: Language) -> str:
+    """The script's time of day; in English, a Chinese heading's time words translated."""
+    if lang == "zh":
+        return time_of_day.lower()
+    return " ".join(ZH_TIMES_OF_DAY.get(word, word) for word in time_of_day.lower().split())
 
 
 def _join(segments: list[tuple[str, str]], lang: Language) -> str:

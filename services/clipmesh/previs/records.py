@@ -39,7 +39,13 @@ class ProjectState(enum.Enum):
 
 @dataclass
 class QualityScores:
-    """The automatic checks of one clip (`quality.py` says what each score means)."""
+    """The automatic checks of one clip (`quality.py` says what each score means).
+
+    The last three say what `text_match` compared the frames with (`checks.match_text`):
+    the prompt rendered in `text_match_language`, which the encoder's text tower reads, and
+    the scripts of that text the tower was not trained on (the match is then not enforced).
+    They are empty in clips checked before they were recorded.
+    """
 
     sharpness: float = 0.0
     flicker: float = 0.0
@@ -48,6 +54,9 @@ class QualityScores:
     passed: bool = False
     failures: list[str] = field(default_factory=list)
     text_match_enforced: bool = False
+    text_match_language: str = ""
+    text_match_text: str = ""
+    text_match_unread_scripts: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -50,9 +50,13 @@ _EN_HEADING_RE = re.compile(r"^(?i:scene)\s+(?:\d+|[IVXLC]+)\b[\s:.\-–—]*(?P
 _SLUG_RE = re.compile(r"^(?i:int\.?/ext|i/e|int|ext|est)[.\s]\s*(?P<rest>.*)$")
 _NUMBERED_HEADING_RE = re.compile(r"^\d+[.、]\s*(?P<rest>\S.{0,40})$")
 _ZH_PLACE_WORDS = {"内", "外", "内外", "室内", "室外", "内景", "外景"}
-_ZH_TIME_WORDS = {
-    "日", "夜", "白天", "夜晚", "清晨", "早晨", "黎明", "凌晨", "上午", "中午", "午后", "下午",
-    "黄昏", "傍晚", "日落", "晚上", "深夜", "日景", "夜景",
+# Times of day a Chinese heading names, in English for prompts rendered in English.
+ZH_TIMES_OF_DAY = {
+    "日": "day", "夜": "night", "白天": "daytime", "夜晚": "night", "清晨": "early morning",
+    "早晨": "morning", "黎明": "dawn", "凌晨": "before dawn", "上午": "morning",
+    "中午": "noon", "午后": "afternoon", "下午": "afternoon", "黄昏": "dusk",
+    "傍晚": "evening", "日落": "sunset", "晚上": "evening", "深夜": "late night",
+    "日景": "day", "夜景": "night",
 }  # fmt: skip
 
 # Plain-text speech: `林夏：…`, `林夏（轻声）：…`, `ANNA: …`; quoted “…” / "…" / 「…」.
@@ -147,8 +151,8 @@ def parse_heading(heading: str) -> tuple[str, str]:
         location, _, time_of_day = re.split(r"\s([-–—])\s", heading, maxsplit=1)
         return location.strip(" .").upper() if location.isascii() else location, time_of_day
     words = re.split(r"[\s/，,·]+", heading.strip())
-    times = [word for word in words if word in _ZH_TIME_WORDS]
-    places = [w for w in words if w not in _ZH_TIME_WORDS and w not in _ZH_PLACE_WORDS and w]
+    times = [word for word in words if word in ZH_TIMES_OF_DAY]
+    places = [w for w in words if w not in ZH_TIMES_OF_DAY and w not in _ZH_PLACE_WORDS and w]
     return " ".join(places), " ".join(times)
 
 
@@ -209,7 +213,7 @@ def _is_plain_heading(line: str) -> bool:
         return True
     numbered = _NUMBERED_HEADING_RE.match(line)
     words = set(re.split(r"[\s/，,·]+", numbered["rest"])) if numbered else set()
-    return bool(words & (_ZH_PLACE_WORDS | _ZH_TIME_WORDS))
+    return bool(words & (_ZH_PLACE_WORDS | ZH_TIMES_OF_DAY.keys()))
 
 
 def _add_plain_line(scene: SceneDraft, line: str) -> None:

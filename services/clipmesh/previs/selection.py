@@ -41,6 +41,9 @@ def cut_clip(shot: Shot) -> CutClip:
                 "smoothness": clip.scores.smoothness,
                 "text_match": clip.scores.text_match,
                 "passed": clip.scores.passed,
+                "text_match_enforced": clip.scores.text_match_enforced,
+                "text_match_language": clip.scores.text_match_language,
+                "text_match_text": clip.scores.text_match_text,
             },
         },
     )

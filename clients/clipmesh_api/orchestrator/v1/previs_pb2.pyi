@@ -61,7 +61,7 @@ PROJECT_STATE_DONE: ProjectState
 PROJECT_STATE_INTERRUPTED: ProjectState
 
 class QualityScores(_message.Message):
-    __slots__ = ("sharpness", "flicker", "smoothness", "text_match", "passed", "failures", "text_match_enforced")
+    __slots__ = ("sharpness", "flicker", "smoothness", "text_match", "passed", "failures", "text_match_enforced", "text_match_language", "text_match_text", "text_match_unread_scripts")
     SHARPNESS_FIELD_NUMBER: _ClassVar[int]
     FLICKER_FIELD_NUMBER: _ClassVar[int]
     SMOOTHNESS_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,9 @@ class QualityScores(_message.Message):
     PASSED_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     TEXT_MATCH_ENFORCED_FIELD_NUMBER: _ClassVar[int]
+    TEXT_MATCH_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_MATCH_TEXT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_MATCH_UNREAD_SCRIPTS_FIELD_NUMBER: _ClassVar[int]
     sharpness: float
     flicker: float
     smoothness: float
@@ -76,7 +79,10 @@ class QualityScores(_message.Message):
     passed: bool
     failures: _containers.RepeatedScalarFieldContainer[str]
     text_match_enforced: bool
-    def __init__(self, sharpness: _Optional[float] = ..., flicker: _Optional[float] = ..., smoothness: _Optional[float] = ..., text_match: _Optional[float] = ..., passed: bool = ..., failures: _Optional[_Iterable[str]] = ..., text_match_enforced: bool = ...) -> None: ...
+    text_match_language: str
+    text_match_text: str
+    text_match_unread_scripts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sharpness: _Optional[float] = ..., flicker: _Optional[float] = ..., smoothness: _Optional[float] = ..., text_match: _Optional[float] = ..., passed: bool = ..., failures: _Optional[_Iterable[str]] = ..., text_match_enforced: bool = ..., text_match_language: _Optional[str] = ..., text_match_text: _Optional[str] = ..., text_match_unread_scripts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Clip(_message.Message):
     __slots__ = ("uri", "job_id", "seed", "duration_s", "scores", "style", "video_id", "attempt", "variant", "consistency", "failure", "prompt", "actual_prompt")
