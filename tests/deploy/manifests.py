@@ -1,8 +1,9 @@
 """The Kubernetes manifests of deploy/k8s as the cluster would receive them, and lookups in them.
 
 `render()` runs `kubectl kustomize` (the build `kubectl apply -k` does) and returns the objects
-as dicts. The helpers find workloads and what they reference, match label selectors, and
-decide whether the rendered NetworkPolicies let one endpoint connect to another.
+as dicts; `compose()` renders bases and components put together as an overlay of one's own.
+The helpers find workloads and what they reference, match label selectors, and decide whether
+the rendered NetworkPolicies let one endpoint connect to another.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -51,6 +53,29 @@ def render(path: Path) -> list[Manifest]:
     if build.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {path} failed:\n{build.stderr}")
     return [doc for doc in yaml.safe_load_all(build.stdout) if doc]
+
+
+def compose(
+    root: Path,
+    *,
+    resources: Sequence[Path] = (),
+    components: Sequence[Path] = (),
+    namespace: str | None = None,
+) -> list[Manifest]:
+    """Renders a kustomization written into `root` (a new directory) that builds `resources`
+    and applies `components` in their order, as an overlay of one's own would."""
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # kustomize takes relative paths only.
+        "resources": [os.path.relpath(path, root) for path in resources],
+        "components": [os.path.relpath(path, root) for path in components],
+    }
+    if namespace:
+        kustomization["namespace"] = namespace
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    return render(root)
 
 
 def describe(obj: Manifest) -> str:

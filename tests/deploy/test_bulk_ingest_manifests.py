@@ -414,11 +414,18 @@ def test_the_model_is_the_prod_encoders(bulk: list[Manifest], rayjob: Manifest, 
     """The vectors written must be the ones searches compare against."""
     mesh = prod_config(prod, "encoder")
     job = encoder_config(bulk, ray_container(rayjob, "head"))
-    assert (job.model, job.weights, job.precision, job.device) == (
-        mesh.model,
-        mesh.weights,
-        mesh.precision,
-        mesh.device,
+    assert model_settings(job) == model_settings(mesh)
+
+
+def model_settings(config: EncoderConfig) -> tuple[str, ...]:
+    """The settings that make an encoder's vectors (and the languages it reports)."""
+    return (
+        config.model,
+        config.weights,
+        config.tokenizer,
+        config.text_languages,
+        config.precision,
+        config.device,
     )
 
 

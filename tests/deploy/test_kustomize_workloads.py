@@ -282,6 +282,9 @@ def read_paths(config: ServiceConfig) -> list[str]:
     weights = getattr(config, "weights", "")
     if weights and WeightsSpec.parse(weights).kind == "checkpoint":
         paths.append(WeightsSpec.parse(weights).ref)
+    tokenizer = getattr(config, "tokenizer", "")
+    if tokenizer:
+        paths.append(tokenizer)
     key_file = str(getattr(config, "dashscope_api_key_file", ""))
     if key_file not in ("", "."):
         paths.append(key_file)
