@@ -65,7 +65,7 @@ def _tokenizer_dirs(root: Path, models: list[str]) -> dict[str, Path]:
 
 
 def measure_model(
-    model_name: str, device: str, seconds: float, tokenizer_dir: str | None
+    model_name: str, device: str, seconds: float, tokenizer_dir: str | None, precision: str = "auto"
 ) -> dict[str, object]:
     """One model in this (fresh) process: load, memory, one-text latency, batch throughput."""
     import torch
@@ -79,6 +79,7 @@ def measure_model(
         model_name,
         WeightsSpec.parse("random:0"),
         device=device,
+        precision=precision,
         tokenizer_dir=Path(tokenizer_dir) if tokenizer_dir else None,
     )
     load_s = time.perf_counter() - started
@@ -114,6 +115,7 @@ def measure_model(
         embed(batch)
         done += len(batch)
     texts_per_s = done / (time.perf_counter() - mark)
+    rss_serving = _rss_bytes() - rss_before
     if model.info.device.startswith("cuda"):
         peak_memory = torch.cuda.max_memory_allocated()
     else:
@@ -129,7 +131,12 @@ def measure_model(
         "load_s": round(load_s, 1),
         "parameters": parameters,
         "weights_mib": round(sum(parameters.values()) * bytes_per / 2**20),
-        "rss_mib": round((_peak_rss_bytes() - rss_before) / 2**20),
+        # Resident memory while serving, and at its peak: random weights are drawn in fp32
+        # and then cast, so a bf16 model's peak is its fp32 size.
+        "rss_mib": round(rss_serving / 2**20),
+        "peak_rss_mib": round((_peak_rss_bytes() - rss_before) / 2**20),
+        # What the process held before loading (Python, torch, open_clip, transformers).
+        "baseline_rss_mib": round(rss_before / 2**20),
         "cuda_peak_mib": round(peak_memory / 2**20) if peak_memory else None,
     }
 
@@ -146,7 +153,11 @@ def _peak_rss_bytes() -> int:
 
 
 def text_phase(
-    device: str, seconds: float, models: list[str], cap_s: float | None = None
+    device: str,
+    seconds: float,
+    models: list[str],
+    cap_s: float | None = None,
+    precision: str = "auto",
 ) -> dict[str, dict]:
     """Each model's text figures, measured in a process of its own; with `cap_s`, the models
     not started within it are recorded as skipped."""
@@ -161,7 +172,12 @@ def text_phase(
             directory = dirs.get(model)
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                 future = pool.submit(
-                    measure_model, model, device, seconds, str(directory) if directory else None
+                    measure_model,
+                    model,
+                    device,
+                    seconds,
+                    str(directory) if directory else None,
+                    precision,
                 )
                 results[model] = future.result()
             console.print(f"text tower of {model}: {results[model]}")
@@ -178,7 +194,7 @@ def print_text_table(results: dict[str, dict]) -> None:
             "p50 ms (1 text)",
             "params M (text/image)",
             "weights MiB",
-            "RSS MiB",
+            "RSS MiB (peak)",
         ],
         [
             [
@@ -188,7 +204,7 @@ def print_text_table(results: dict[str, dict]) -> None:
                 r["p50_ms"],
                 f"{r['parameters']['text'] / 1e6:.1f} / {r['parameters']['image'] / 1e6:.1f}",
                 r["weights_mib"],
-                r["rss_mib"],
+                f"{r['rss_mib']} ({r['peak_rss_mib']})",
             ]
             for model, r in results.items()
             if "texts_per_s" in r
@@ -201,9 +217,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per model")
     parser.add_argument("--large", action="store_true", help=f"also measure {LARGE}")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="auto (the service's default; written under `text`) or another precision "
+        "(written under `text_<precision>`)",
+    )
     args = parser.parse_args()
     models = [*MODELS, *([LARGE] if args.large else [])]
-    results = text_phase(args.device, args.seconds, models)
+    results = text_phase(args.device, args.seconds, models, precision=args.precision)
     print_text_table(results)
     path = RESULTS_DIR / "encoder.json"
     existing = json.loads(path.read_text()) if path.exists() else {}
@@ -212,7 +234,8 @@ def main() -> None:
     measured_at = existing.pop("measured_at", None)
     if measured_at:
         existing.setdefault("images_measured_at", measured_at)
-    write_results("encoder", {**existing, "text": results})
+    key = "text" if args.precision == "auto" else f"text_{args.precision}"
+    write_results("encoder", {**existing, key: results})
 
 
 if __name__ == "__main__":
