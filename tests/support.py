@@ -8,7 +8,7 @@ import os
 import sqlite3
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,8 +60,11 @@ async def serve_in_process(
         await task
 
 
-async def run_cli(*args: str, timeout_s: float = 120) -> tuple[int, str, str]:
-    """Runs `python -m clipmesh ARGS…`; returns (exit code, stdout, stderr)."""
+async def run_cli(
+    *args: str, timeout_s: float = 120, env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Runs `python -m clipmesh ARGS…` (with `env` as its whole environment when given);
+    returns (exit code, stdout, stderr)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -69,6 +72,7 @@ async def run_cli(*args: str, timeout_s: float = 120) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=None if env is None else dict(env),
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
     return process.returncode, out.decode(), err.decode()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import threading
 
 import grpc
@@ -24,7 +22,7 @@ from clipmesh_client import errors as client_errors
 from clipmesh_client.wire import ChannelPolicy, open_aio_channel
 from tests.media import encode, gradient_image, png_declaring
 from tests.mesh import TINY_ENCODER_ENV
-from tests.support import serve_in_process
+from tests.support import run_cli, serve_in_process
 
 ENV = {
     **TINY_ENCODER_ENV,
@@ -190,17 +188,9 @@ async def test_a_missing_checkpoint_fails_start_up_with_one_clear_line(tmp_path)
         "CLIPMESH_ENCODER_PORT": "0",
         "CLIPMESH_ENCODER_METRICS_PORT": "0",
     }
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "clipmesh", "serve", "encoder"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "missing.pt does not exist" in result.stderr
+    code, _, stderr = await run_cli("serve", "encoder", env=env)
+    assert code == 1
+    assert "missing.pt does not exist" in stderr
 
 
 async def test_the_model_loads_and_runs_on_one_thread(monkeypatch) -> None:

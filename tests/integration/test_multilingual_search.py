@@ -7,12 +7,9 @@ the hub could not be reached if anything asked it."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import socket
-import subprocess
-import sys
 
 import pytest
 import pytest_asyncio
@@ -21,6 +18,7 @@ from clipmesh.demo.library import make_library
 from clipmesh_api.encoder.v1 import encoder_pb2, encoder_pb2_grpc
 from clipmesh_api.orchestrator.v1 import ingest_pb2, ingest_pb2_grpc, search_pb2, search_pb2_grpc
 from clipmesh_client.wire import ChannelPolicy
+from tests.support import run_cli
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CALLS = ChannelPolicy(timeout_s=120, max_attempts=1)
@@ -123,15 +121,7 @@ async def test_a_missing_tokenizer_stops_start_up_naming_the_setting(settings, m
         "CLIPMESH_ENCODER_METRICS_PORT": "0",
         **settings,
     }
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "clipmesh", "serve", "encoder"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    code, _, stderr = await run_cli("serve", "encoder", env=env)
+    assert code == 1
+    assert message in stderr
+    assert "Traceback" not in stderr
