@@ -6,9 +6,9 @@ scene detector sees a hard cut between shots and small changes inside one; `Vide
 where the cuts are, so tests can check shot detection against the truth.
 
 libx264 is deterministic for a fixed input and settings (single-threaded here, so slice and
-lookahead decisions cannot depend on scheduling), frames are converted to yuv420p explicitly
-(see `make_video`), and the MP4 muxer writes no wall-clock time unless asked: the same
-arguments give the same bytes.
+lookahead decisions cannot depend on scheduling), frames are converted to yuv420p in numpy
+(`yuv420p`, not FFmpeg's scaler), and the MP4 muxer writes no wall-clock time unless asked:
+the same arguments give the same bytes.
 """
 
 from __future__ import annotations
@@ -165,12 +165,8 @@ def make_video(
             picture = _shot_picture(shot_seed, width + pan_px, height)
             for i in range(run):
                 offset = int(speed_px_per_s * i / fps)
-                rgb = np.ascontiguousarray(picture[:, offset : offset + width])
-                # Converted here: left to the encoder, the conversion came out slightly
-                # different from one video to the next in the same process, and so did bytes.
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-                    format="yuv420p", threads=1
-                )
+                rgb = picture[:, offset : offset + width]
+                frame = av.VideoFrame.from_ndarray(yuv420p(rgb), format="yuv420p")
                 frame.pts = first + i
                 container.mux(stream.encode(frame))
                 if tone is not None:  # interleaved, as a player reads them
@@ -184,6 +180,27 @@ def make_video(
     if not title:
         title = f"{_TITLE_WORDS[0][seed % 8]} {_TITLE_WORDS[1][(seed // 8) % 8]}"
     return VideoSpec(path, title, seed, frame_count / fps, fps, (width, height), tuple(specs))
+
+
+def yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB picture as yuv420p planes stacked into (H·3/2, W), in BT.601
+    limited range (what FFmpeg's scaler makes of rgb24 by default), chroma from each 2×2
+    block's mean colour.
+
+    In integer numpy rather than FFmpeg's scaler: the scaler picks SIMD paths by the buffers'
+    alignment, so the same picture came out a little different from one frame to the next
+    now and then, and so did the same seed's bytes.
+    """
+    height, width, _ = rgb.shape
+    pixels = rgb.astype(np.int32)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    luma = ((66 * red + 129 * green + 25 * blue + 128) >> 8) + 16
+    blocks = pixels.reshape(height // 2, 2, width // 2, 2, 3).sum(axis=(1, 3))
+    r, g, b = ((blocks[..., c] + 2) >> 2 for c in range(3))  # each block's mean, rounded
+    u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+    planes = np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)])
+    return planes.astype(np.uint8).reshape(height * 3 // 2, width)
 
 
 DEMO_QUERIES = Path(__file__).with_name("queries.jsonl")
