@@ -187,9 +187,10 @@ def yuv420p(rgb: np.ndarray) -> np.ndarray:
     limited range (what FFmpeg's scaler makes of rgb24 by default), chroma from each 2×2
     block's mean colour.
 
-    In integer numpy rather than FFmpeg's scaler: the scaler picks SIMD paths by the buffers'
-    alignment, so the same picture came out a little different from one frame to the next
-    now and then, and so did the same seed's bytes.
+    In integer numpy rather than FFmpeg's scaler: through the scaler the same seed now and
+    then wrote different bytes (once in a fresh-clone CI run, even converting single-threaded).
+    The cause was not pinned down (its SIMD paths follow buffer alignment, a suspect);
+    arithmetic on the picture alone cannot vary.
     """
     height, width, _ = rgb.shape
     pixels = rgb.astype(np.int32)
