@@ -11,6 +11,7 @@ from clipmesh.runtime.languages import (
     parse_languages,
     script_counts,
     scripts_of,
+    scripts_read_by,
     unsupported_scripts,
 )
 
@@ -66,3 +67,10 @@ def test_declared_languages_are_parsed_and_checked() -> None:
         parse_languages("multilingual,en")
     with pytest.raises(ValueError, match="no language"):
         parse_languages(" , ")
+
+
+def test_scripts_read_by_declared_languages() -> None:
+    assert scripts_read_by(["en", "zh"]) == {"Latin", "Han"}
+    assert scripts_read_by(["ja"]) == {"Han", "Hiragana", "Katakana"}
+    assert scripts_read_by([MULTILINGUAL]) >= {"Latin", "Han", "Hangul", "Cyrillic"}
+    assert scripts_of("123 !?") == []  # ASCII without letters: nothing to judge

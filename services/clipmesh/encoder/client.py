@@ -80,7 +80,7 @@ class EncoderClient(DependencyClient):
         request = encoder_pb2.EmbedImagesRequest(images=images, priority=_priority(interactive))
         with self.errors(_renames("images", names)):
             response = await self._stub.EmbedImages(request, timeout=timeout_s)
-        return _embeddings(response, {})
+        return _embeddings(response)
 
     async def embed_texts(
         self,
@@ -95,7 +95,8 @@ class EncoderClient(DependencyClient):
         renames = _renames("texts", names)
         with self.errors(renames):
             response = await self._stub.EmbedTexts(request, timeout=timeout_s)
-        return _embeddings(response, renames)
+        warnings = tuple(_renamed(warning, renames) for warning in response.warnings)
+        return _embeddings(response, warnings)
 
     async def model_info(self, *, timeout_s: float) -> EncoderInfo:
         """What the encoder runs."""
@@ -121,7 +122,7 @@ def _renames(plural: str, names: Sequence[str]) -> dict[str, str]:
     return {f"{plural}[{index}]": name for index, name in enumerate(names)}
 
 
-def _embeddings(response, renames: dict[str, str]) -> Embeddings:
+def _embeddings(response, warnings: tuple[str, ...] = ()) -> Embeddings:
     rows = [embedding.vector for embedding in response.embeddings]
     vectors = (
         np.array(rows, dtype=np.float32) if rows else np.zeros((0, response.dimension), np.float32)
@@ -130,7 +131,7 @@ def _embeddings(response, renames: dict[str, str]) -> Embeddings:
         model_id=response.model_id,
         vectors=vectors,
         truncated=tuple(embedding.truncated for embedding in response.embeddings),
-        warnings=tuple(_renamed(warning, renames) for warning in getattr(response, "warnings", ())),
+        warnings=warnings,
     )
 
 

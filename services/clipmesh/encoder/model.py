@@ -173,11 +173,11 @@ def load_model(
     Args:
         int8_cache_dir: Where int8 towers converted from these weights are kept between starts
             (the encoder's data dir); None converts them at every start.
-        tokenizer_dir: The mounted Hugging Face files of a model whose text tower is a Hugging
-            Face model (`encoder.text_tower`); required for those models, refused for others.
+        tokenizer_dir: The mounted Hugging Face files of a model whose tokenizer is a Hugging
+            Face one (`encoder.text_tower`); required for those models, refused for others.
         text_languages: The languages the text tower was trained on, as the operator declared
-            them; None takes the default of the tower's kind (English for open_clip's BPE
-            towers, multilingual for the Hugging Face ones).
+            them; None takes what its weights were trained on
+            (`text_tower.default_languages`).
 
     Raises:
         ModelLoadError: unknown model, missing or unreadable checkpoint, failed download, or

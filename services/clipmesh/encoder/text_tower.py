@@ -32,7 +32,6 @@ from clipmesh.runtime.languages import MULTILINGUAL
 from clipmesh.runtime.server import StartupError
 
 TOKENIZER_SETTING = "CLIPMESH_ENCODER_TOKENIZER"
-LANGUAGES_SETTING = "CLIPMESH_ENCODER_TEXT_LANGUAGES"
 # Any of these makes a Hugging Face tokenizer; tokenizer.json (the fast tokenizer) is preferred.
 # The others are the SentencePiece models of XLM-R, T5/mT5 and Gemma repositories.
 TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")

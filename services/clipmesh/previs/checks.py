@@ -38,7 +38,11 @@ from clipmesh.previs.quality import (
 )
 from clipmesh.previs.records import QualityScores
 from clipmesh.previs.templates import TemplateLibrary
-from clipmesh.runtime.languages import LANGUAGE_SCRIPTS, MULTILINGUAL, unsupported_scripts
+from clipmesh.runtime.languages import (
+    LANGUAGE_SCRIPTS,
+    scripts_read_by,
+    unsupported_scripts,
+)
 
 MATCH_FRAMES = 4
 MATCH_FRAME_SIDE = 384  # the encoder centre-crops to its input size (224 px for ViT-B-32)
@@ -109,9 +113,7 @@ def match_text(prompt: ShotPrompt, library: TemplateLibrary, languages: Sequence
 def _readable_language(language: Language, languages: Sequence[str]) -> Language:
     """`language` when a text tower trained on `languages` reads its script, else the other
     prompt language when it reads that one's, else `language` (neither is read)."""
-    if MULTILINGUAL in languages:
-        return language
-    scripts = frozenset().union(*(LANGUAGE_SCRIPTS.get(code, frozenset()) for code in languages))
+    scripts = scripts_read_by(languages)  # every script for a multilingual tower
     others = [other for other in PROMPT_LANGUAGES if other != language]
     return next(
         (lang for lang in (language, *others) if LANGUAGE_SCRIPTS[lang] <= scripts), language

@@ -96,9 +96,19 @@ def script_counts(text: str) -> Counter[str]:
 
 def scripts_of(text: str) -> list[str]:
     """The scripts holding at least a tenth of `text`'s letters, most letters first."""
+    if text.isascii():  # most queries: no scan needed, ASCII letters are Latin
+        return ["Latin"] if any(char.isalpha() for char in text) else []
     counts = script_counts(text)
     letters = sum(1 for char in text if char.isalpha())
     return [name for name, count in counts.most_common() if count >= MIN_SHARE * letters]
+
+
+def scripts_read_by(languages: Iterable[str]) -> frozenset[str]:
+    """The scripts the declared `languages` are written in (every script for `multilingual`)."""
+    declared = tuple(languages)
+    if MULTILINGUAL in declared:
+        return frozenset(SCRIPTS)
+    return frozenset().union(*(LANGUAGE_SCRIPTS.get(code, frozenset()) for code in declared))
 
 
 def unsupported_scripts(text: str, languages: Iterable[str]) -> list[str]:
@@ -106,7 +116,7 @@ def unsupported_scripts(text: str, languages: Iterable[str]) -> list[str]:
     declared = tuple(languages)
     if MULTILINGUAL in declared:
         return []
-    known = frozenset().union(*(LANGUAGE_SCRIPTS.get(code, frozenset()) for code in declared))
+    known = scripts_read_by(declared)
     return [name for name in scripts_of(text) if name not in known]
 
 
